@@ -1,0 +1,306 @@
+"""A fake Ollama server that speaks Ollama's real HTTP API and JSON shapes.
+
+It serves ``/api/chat``, ``/api/embed``, ``/api/tags``, ``/api/show``,
+``/api/version``, ``/api/ps``, ``/api/pull`` and ``/`` exactly as documented,
+streamed (NDJSON) or not, with nanosecond counters. Its models are
+deterministic:
+
+* embedding models return a hashed bag-of-words vector (texts sharing words are close);
+* chat models follow a script when one is queued, else answer like a grounded
+  specialist: they pick the quoted passage sharing most words with the question
+  and reply with the JSON a worker must produce.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from tandem.workers._fakes._http import FakeHTTPServer, Reply
+
+__all__ = ["FakeOllama", "hash_embed", "words"]
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = (
+    "a an and are as at be by can do does for from how i if in is it my of on or the to "
+    "what when which who why will with you your me we our this that"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+EMBED_DIM = 256
+
+ChatResponder = Callable[[dict[str, Any]], str]
+
+
+def words(text: str) -> list[str]:
+    """Lowercased content words with a crude plural strip (shared by the fake models)."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        if w in _STOP:
+            continue
+        if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.append(w)
+    return out
+
+
+def hash_embed(text: str, dim: int = EMBED_DIM) -> list[float]:
+    """Deterministic unit vector: hashed bag of words (signed feature hashing)."""
+    vec = [0.0] * dim
+    for w in words(text):
+        digest = hashlib.sha1(w.encode()).digest()
+        idx = int.from_bytes(digest[:4], "big") % dim
+        vec[idx] += 1.0 if digest[4] % 2 == 0 else -1.0
+    norm = math.sqrt(sum(v * v for v in vec))
+    if norm == 0:
+        vec[0] = 1.0
+        return vec
+    return [v / norm for v in vec]
+
+
+_PASSAGE = re.compile(r'<passage id="([^"]+)"[^>]*>(.*?)</passage>', re.S)
+_QUESTION = re.compile(r"^(?:Task|Question):\s*(.+)$", re.M)
+
+
+def grounded_reply(request: dict[str, Any]) -> str:
+    """The default worker behaviour: answer from the best-overlapping passage."""
+    user = next(
+        (m["content"] for m in reversed(request.get("messages", [])) if m["role"] == "user"), ""
+    )
+    found = _QUESTION.findall(user)
+    question = set(words(found[0] if found else user))
+    best: tuple[int, str, str] | None = None
+    for pid, text in _PASSAGE.findall(user):
+        score = len(question & set(words(text)))
+        if best is None or score > best[0]:
+            best = (score, pid, text)
+    if best is None or best[0] == 0:
+        return json.dumps(
+            {
+                "answer": "The provided passages do not cover this question.",
+                "confidence": 0.1,
+                "citations": [],
+                "needs_escalation": True,
+            }
+        )
+    score, pid, text = best
+    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[0]
+    return json.dumps(
+        {
+            "answer": sentence,
+            "confidence": 0.9 if score >= 2 else 0.4,
+            "citations": [pid],
+            "needs_escalation": False,
+        }
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FakeOllama(FakeHTTPServer):
+    """Ollama on 127.0.0.1 with deterministic models.
+
+    Args:
+        chat_models: Names served for chat (``/api/chat``).
+        embed_models: Names served for ``/api/embed``.
+        latency: Seconds every request waits before answering.
+    """
+
+    def __init__(
+        self,
+        *,
+        chat_models: tuple[str, ...] = ("qwen2.5:1.5b",),
+        embed_models: tuple[str, ...] = ("nomic-embed-text",),
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__(latency=latency)
+        self.chat_models = set(chat_models)
+        self.embed_models = set(embed_models)
+        self._scripts: dict[str, collections.deque[str]] = collections.defaultdict(
+            collections.deque
+        )
+        self._responders: dict[str, ChatResponder] = {}
+        self._script_lock = threading.Lock()
+        self.routes.update(
+            {
+                ("POST", "/api/chat"): self._chat,
+                ("POST", "/api/embed"): self._embed,
+                ("GET", "/api/tags"): self._tags,
+                ("POST", "/api/show"): self._show,
+                ("GET", "/api/version"): lambda p, b: Reply(body={"version": "0.12.6"}),
+                ("GET", "/api/ps"): lambda p, b: Reply(body={"models": []}),
+                ("POST", "/api/pull"): self._pull,
+                ("GET", "/"): lambda p, b: Reply(body={}),
+            }
+        )
+
+    # -- scripting ---------------------------------------------------------------
+    def script(self, model: str, *replies: str | dict[str, Any]) -> None:
+        """Queue exact replies for ``model`` (dicts are JSON-encoded), used before the default."""
+        with self._script_lock:
+            for reply in replies:
+                self._scripts[model].append(reply if isinstance(reply, str) else json.dumps(reply))
+
+    def respond_with(self, model: str, responder: ChatResponder) -> None:
+        """Answer chats to ``model`` with ``responder(request_json) -> content``."""
+        self._responders[model] = responder
+
+    def chat_requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Bodies of recorded ``/api/chat`` requests (optionally for one model)."""
+        return [
+            r.body
+            for r in self.requests_to("/api/chat")
+            if model is None or r.body.get("model") == model
+        ]
+
+    # -- routes --------------------------------------------------------------------
+    @staticmethod
+    def _missing(model: str) -> Reply:
+        return Reply(status=404, body={"error": f"model '{model}' not found"})
+
+    def _content_for(self, model: str, body: dict[str, Any]) -> str:
+        with self._script_lock:
+            queue = self._scripts.get(model)
+            if queue:
+                return queue.popleft()
+        responder = self._responders.get(model)
+        if responder is not None:
+            return responder(body)
+        if body.get("format") is not None:
+            return grounded_reply(body)
+        return "I am a fake model; " + " ".join(words(str(body.get("messages", [])))[-12:])
+
+    def _chat(self, path: str, body: dict[str, Any]) -> Reply:
+        model = body.get("model")
+        if not model:
+            return Reply(status=400, body={"error": "model is required"})
+        if model in self.embed_models and model not in self.chat_models:
+            return Reply(status=400, body={"error": f'"{model}" does not support chat'})
+        if model not in self.chat_models:
+            return self._missing(model)
+        content = self._content_for(model, body)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        counters = {
+            "total_duration": 2_254_970_291,
+            "load_duration": 574_751_416,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 1_502_000_000,
+            "eval_count": max(1, len(content.split())),
+            "eval_duration": 175_000_000,
+        }
+        if body.get("stream", True) is False:
+            return Reply(
+                body={
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": content},
+                    "done": True,
+                    "done_reason": "stop",
+                    **counters,
+                }
+            )
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            for piece in re.findall(r"\S+\s*|\s+", content):
+                yield {
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+            yield {
+                "model": model,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                **counters,
+            }
+
+        return Reply(stream=chunks())
+
+    def _embed(self, path: str, body: dict[str, Any]) -> Reply:
+        model = body.get("model")
+        if not model:
+            return Reply(status=400, body={"error": "model is required"})
+        if model not in self.embed_models:
+            if model in self.chat_models:
+                return Reply(status=400, body={"error": f'"{model}" does not support embedding'})
+            return self._missing(model)
+        raw = body.get("input", [])
+        texts = [raw] if isinstance(raw, str) else list(raw)
+        return Reply(
+            body={
+                "model": model,
+                "embeddings": [hash_embed(t) for t in texts],
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(len(t.split()) for t in texts),
+            }
+        )
+
+    def _tags(self, path: str, body: dict[str, Any]) -> Reply:
+        models = []
+        for name in sorted(self.chat_models | self.embed_models):
+            models.append(
+                {
+                    "name": name,
+                    "model": name,
+                    "modified_at": "2026-01-01T00:00:00Z",
+                    "size": 986_061_892,
+                    "digest": hashlib.sha256(name.encode()).hexdigest(),
+                    "details": {
+                        "format": "gguf",
+                        "family": "qwen2",
+                        "parameter_size": "1.5B",
+                        "quantization_level": "Q4_K_M",
+                    },
+                }
+            )
+        return Reply(body={"models": models})
+
+    def _show(self, path: str, body: dict[str, Any]) -> Reply:
+        model = body.get("model") or body.get("name") or ""
+        if model not in self.chat_models | self.embed_models:
+            return self._missing(model)
+        caps = ["embedding"] if model in self.embed_models else ["completion", "tools"]
+        return Reply(
+            body={
+                "modelfile": f"FROM {model}",
+                "parameters": "temperature 0.7",
+                "template": "{{ .Prompt }}",
+                "details": {"format": "gguf", "family": "qwen2", "parameter_size": "1.5B"},
+                "model_info": {"qwen2.context_length": 32768},
+                "capabilities": caps,
+            }
+        )
+
+    def _pull(self, path: str, body: dict[str, Any]) -> Reply:
+        model = body.get("model") or ""
+        digest = "sha256:" + hashlib.sha256(model.encode()).hexdigest()
+        total = 4_000_000
+
+        def progress() -> Iterator[dict[str, Any]]:
+            yield {"status": "pulling manifest"}
+            yield {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total}
+            for done in (1_000_000, 2_500_000, total):
+                yield {
+                    "status": f"pulling {digest[7:19]}",
+                    "digest": digest,
+                    "total": total,
+                    "completed": done,
+                }
+            yield {"status": "verifying sha256 digest"}
+            yield {"status": "writing manifest"}
+            yield {"status": "success"}
+            self.chat_models.add(model)
+
+        return Reply(stream=progress())

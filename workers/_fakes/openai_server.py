@@ -1,0 +1,144 @@
+"""A fake OpenAI-compatible server (``/v1/chat/completions``) acting as a supervisor.
+
+litellm reaches it with ``model="openai/<name>"`` and ``api_base=<url>/v1``, exactly
+as it would reach a hosted model. Replies come from a strict script when one is
+queued; otherwise a deterministic rule-based supervisor answers: it plans by word
+overlap between the query and the listed workers, and synthesizes by joining the
+worker answers it was given.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tandem.workers._fakes._http import FakeHTTPServer, Reply
+from tandem.workers._fakes.ollama_server import words
+
+__all__ = ["FakeOpenAI", "rule_supervisor"]
+
+_WORKER = re.compile(r'<worker name="([a-z0-9_]+)">(.*?)</worker>', re.S)
+_RESULT = re.compile(r'<result worker="([a-z0-9_]+)"[^>]*>(.*?)</result>', re.S)
+_QUERY = re.compile(r"<query>(.*?)</query>", re.S)
+
+
+def _all_text(request: dict[str, Any]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+
+
+def rule_supervisor(request: dict[str, Any]) -> str:
+    """Deterministic supervisor behaviour used when no reply is scripted."""
+    text = _all_text(request)
+    query_match = _QUERY.findall(text)
+    query = query_match[-1].strip() if query_match else text[-500:]
+    schema = json.dumps(request.get("response_format") or {})
+    if '"subtasks"' in schema:
+        qwords = set(words(query))
+        chosen = [
+            name
+            for name, desc in _WORKER.findall(text)
+            if len(qwords & set(words(desc + " " + name))) >= 2 or name in qwords
+        ]
+        parts = [p.strip() for p in re.split(r"\?\s+|;\s+", query) if p.strip()]
+        subtasks = []
+        for i, name in enumerate(chosen):
+            part = parts[i] if len(parts) == len(chosen) else query
+            subtasks.append({"worker": name, "instruction": part.rstrip("?") + "?"})
+        return json.dumps({"subtasks": subtasks, "rationale": "matched workers by topic words"})
+    results = _RESULT.findall(text)
+    if results:
+        body = " ".join(f"{answer.strip()} [{name}]" for name, answer in results)
+        return f"Combined answer: {body}"
+    return f"Supervisor answer to: {query}"
+
+
+class FakeOpenAI(FakeHTTPServer):
+    """OpenAI chat-completions on 127.0.0.1.
+
+    Args:
+        latency: Seconds every request waits before answering.
+        responder: Replaces :func:`rule_supervisor` as the default behaviour.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        responder: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
+        super().__init__(latency=latency)
+        self.responder = responder or rule_supervisor
+        self._script: collections.deque[str] = collections.deque()
+        self._lock2 = threading.Lock()
+        self.routes[("POST", "/v1/chat/completions")] = self._completions
+        self.routes[("GET", "/v1/models")] = lambda p, b: Reply(
+            body={"object": "list", "data": [{"id": "fake-large", "object": "model"}]}
+        )
+
+    @property
+    def api_base(self) -> str:
+        """The ``api_base`` to give litellm."""
+        return f"{self.url}/v1"
+
+    def script(self, *replies: str | dict[str, Any]) -> None:
+        """Queue exact replies (dicts are JSON-encoded), consumed in order."""
+        with self._lock2:
+            for reply in replies:
+                self._script.append(reply if isinstance(reply, str) else json.dumps(reply))
+
+    def completions(self) -> list[dict[str, Any]]:
+        """Bodies of recorded chat-completion requests."""
+        return [r.body for r in self.requests_to("/v1/chat/completions")]
+
+    def _completions(self, path: str, body: dict[str, Any]) -> Reply:
+        with self._lock2:
+            content = self._script.popleft() if self._script else None
+        if content is None:
+            content = self.responder(body)
+        model = body.get("model", "fake-large")
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": max(1, len(content.split())),
+            "total_tokens": prompt_tokens + max(1, len(content.split())),
+        }
+        ident, created = f"chatcmpl-{len(self.requests)}", int(time.time())
+        if not body.get("stream"):
+            return Reply(
+                body={
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            base = {"id": ident, "object": "chat.completion.chunk", "created": created}
+            for piece in re.findall(r"\S+\s*|\s+", content):
+                yield {
+                    **base,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+            yield {
+                **base,
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": usage,
+            }
+
+        return Reply(stream=chunks(), sse=True)

@@ -1,0 +1,89 @@
+"""The small backend protocol every model engine implements (chat + embed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Backend", "ChatMessage", "ChatResult", "EmbedResult", "TokenCallback"]
+
+TokenCallback = Callable[[str], None]
+"""Called with each piece of streamed text as the model produces it."""
+
+
+class ChatMessage(TypedDict):
+    """One chat turn sent to a model."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatResult(BaseModel):
+    """A finished chat call with the engine's own counters."""
+
+    content: str
+    """The model's reply (a JSON string when a schema was requested)."""
+    model: str
+    """The model reference that answered (``ollama:qwen2.5:1.5b`` …)."""
+    host: str | None = None
+    """The server that answered, or ``None`` for in-process engines."""
+    tokens_in: int = 0
+    """Prompt tokens (engine counter; 0 when the engine did not report it)."""
+    tokens_out: int = 0
+    """Generated tokens."""
+    seconds: float = 0.0
+    """Wall time of the call."""
+    done_reason: str = ""
+    """Why generation stopped (``stop``, ``length`` …) when the engine says."""
+
+
+class EmbedResult(BaseModel):
+    """Embeddings for a batch of texts."""
+
+    vectors: list[list[float]] = Field(repr=False)
+    """One vector per input text, in input order."""
+    model: str
+    host: str | None = None
+    tokens_in: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model engine bound to one model: Ollama, the embedded engine, or a test double."""
+
+    ref: str
+    """The model reference it serves (``ollama:qwen2.5:1.5b``, ``embedded:qwen2.5-coder-0.5b``)."""
+    where: Literal["local", "remote"]
+    """Whether calls leave the machine."""
+    host: str | None
+    """The server it talks to, if any."""
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        on_token: TokenCallback | None = None,
+    ) -> ChatResult:
+        """Generate a reply.
+
+        Args:
+            messages: The conversation, system prompt first.
+            schema: A JSON schema the reply must follow (constrained decoding), or ``None``.
+            max_tokens: Cap on generated tokens.
+            temperature: Sampling temperature (0 = greedy, reproducible).
+            on_token: If given, the reply is streamed and each piece is passed to it.
+
+        Raises:
+            RunError: A translated engine error (never a third-party exception).
+        """
+        ...
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        """Embed texts (one vector each, same order)."""
+        ...

@@ -1,0 +1,56 @@
+"""Turn a model reference (``ollama:…`` / ``embedded:…``) into a backend."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+from tandem.workers.backends._base import Backend
+from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
+from tandem.workers.spec import parse_model_ref
+
+if TYPE_CHECKING:
+    from tandem.workers.backends.embedded import EmbeddedSettings
+
+__all__ = ["BackendSettings", "make_backend"]
+
+
+def _embedded_settings() -> EmbeddedSettings:
+    from tandem.workers.backends.embedded import EmbeddedSettings
+
+    return EmbeddedSettings()
+
+
+class BackendSettings(BaseModel):
+    """Engine settings shared by every backend a run creates."""
+
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    """How to reach Ollama."""
+    embedded: Any = Field(default=None)
+    """:class:`~tandem.workers.backends.embedded.EmbeddedSettings` (``None`` = defaults)."""
+
+    def embedded_settings(self) -> EmbeddedSettings:
+        """The embedded engine settings, defaults filled in."""
+        return self.embedded if self.embedded is not None else _embedded_settings()
+
+
+def make_backend(
+    ref: str, settings: BackendSettings | None = None, *, worker: str | None = None
+) -> Backend:
+    """Create the backend serving ``ref``.
+
+    Args:
+        ref: ``ollama:<model>`` or ``embedded:<name>``.
+        settings: Engine settings (defaults when omitted).
+        worker: Worker name for error messages.
+
+    Raises:
+        ValueError: If ``ref`` is not a valid model reference.
+    """
+    settings = settings or BackendSettings()
+    engine, model = parse_model_ref(ref)
+    if engine == "ollama":
+        return OllamaBackend(model, settings.ollama, worker=worker)
+    from tandem.workers.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(model, settings.embedded_settings())

@@ -1,0 +1,233 @@
+"""Ollama engine: the official ``ollama.AsyncClient`` with explicit timeouts.
+
+Every client/HTTP failure is translated here into tandem's error tree, naming
+host and model and saying what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
+
+import httpx
+import ollama
+from pydantic import BaseModel, Field
+from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
+from tandem.workers.errors import (
+    BackendBusy,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelNotFound,
+    RunError,
+)
+
+__all__ = ["OllamaBackend", "OllamaSettings", "default_ollama_host", "translate_ollama_error"]
+
+
+def default_ollama_host() -> str:
+    """``OLLAMA_HOST`` if set (scheme added when missing), else the local default."""
+    host = os.environ.get("OLLAMA_HOST", "").strip()
+    if not host:
+        return "http://127.0.0.1:11434"
+    if "://" not in host:
+        host = f"http://{host}"
+    return host.rstrip("/")
+
+
+class OllamaSettings(BaseModel):
+    """How to reach Ollama."""
+
+    host: str = Field(default_factory=default_ollama_host)
+    """Base URL of the Ollama server (default: ``OLLAMA_HOST`` or http://127.0.0.1:11434)."""
+    timeout: float = Field(default=120.0, gt=0)
+    """Seconds to wait for one request (connect + full response); Ollama's client has none."""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait for the TCP connection; a dead host fails fast."""
+    keep_alive: str | float = "10m"
+    """How long Ollama keeps a model loaded after a call (Go duration or seconds; -1 = forever)."""
+    num_ctx: int | None = None
+    """Context window to request (``options.num_ctx``); ``None`` keeps the model's default."""
+
+
+def translate_ollama_error(
+    exc: BaseException, *, model: str, host: str, worker: str | None = None
+) -> RunError:
+    """Map an exception from the ollama client to tandem's error tree.
+
+    Args:
+        exc: What the client raised.
+        model: The Ollama model name (without the ``ollama:`` prefix).
+        host: The server URL.
+        worker: The worker on whose behalf the call was made.
+
+    Returns:
+        A :class:`RunError` subclass with a hint on what to do.
+    """
+    ref = f"ollama:{model}"
+    common: dict[str, Any] = {"model": ref, "host": host, "worker": worker}
+    if isinstance(exc, ollama.ResponseError):
+        status, text = exc.status_code, str(exc.error)
+        if status == 404:
+            return ModelNotFound(
+                f"model '{model}' not found on {host}",
+                hint=f"run `ollama pull {model}` (or `tandem models pull {model}`)",
+                **common,
+            )
+        if status in (429, 503):
+            return BackendBusy(
+                f"server busy ({status}): {text}",
+                hint="lower concurrency or raise OLLAMA_NUM_PARALLEL / OLLAMA_MAX_QUEUE",
+                **common,
+            )
+        if status == -1:
+            return BackendRejected(f"error in the middle of a stream: {text}", **common)
+        retryable = status >= 500
+        return BackendRejected(
+            f"Ollama answered {status}: {text}",
+            hint="check the server log (`journalctl -u ollama` or `ollama serve` output)",
+            retryable=retryable,
+            **common,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendTimeout(
+            f"no answer within the timeout ({type(exc).__name__})",
+            hint="raise [ollama] timeout in tandem.toml, or use a smaller model",
+            **common,
+        )
+    if isinstance(exc, ConnectionError | httpx.TransportError | OSError):
+        return BackendUnavailable(
+            f"cannot connect to Ollama at {host}",
+            hint="start it with `ollama serve`, or set [ollama] host / OLLAMA_HOST",
+            **common,
+        )
+    return BackendRejected(f"unexpected error from the Ollama client: {exc!r}", **common)
+
+
+class OllamaBackend:
+    """A model served by Ollama.
+
+    Args:
+        model: The Ollama model name (``qwen2.5:1.5b``).
+        settings: Host, timeouts and keep-alive.
+        worker: The worker name, used in error messages.
+    """
+
+    where: Literal["local", "remote"] = "local"
+
+    def __init__(
+        self, model: str, settings: OllamaSettings | None = None, *, worker: str | None = None
+    ) -> None:
+        self.model = model
+        self.settings = settings or OllamaSettings()
+        self.host: str | None = self.settings.host
+        self.ref = f"ollama:{model}"
+        self.worker = worker
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[ollama.AsyncClient]:
+        timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
+        client = ollama.AsyncClient(host=self.settings.host, timeout=timeout)
+        try:
+            yield client
+        except RunError:
+            raise
+        except Exception as exc:
+            raise translate_ollama_error(
+                exc, model=self.model, host=self.settings.host, worker=self.worker
+            ) from exc
+        finally:
+            await client.close()
+
+    def _options(self, max_tokens: int | None, temperature: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"temperature": temperature}
+        if max_tokens is not None:
+            options["num_predict"] = max_tokens
+        if self.settings.num_ctx is not None:
+            options["num_ctx"] = self.settings.num_ctx
+        return options
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        on_token: TokenCallback | None = None,
+    ) -> ChatResult:
+        """Chat through ``/api/chat``; see :class:`~tandem.workers.backends.Backend`."""
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in messages],
+            "options": self._options(max_tokens, temperature),
+            "keep_alive": self.settings.keep_alive,
+        }
+        if schema is not None:
+            kwargs["format"] = schema
+        async with self._client() as client:
+            if on_token is None:
+                response = await client.chat(**kwargs, stream=False)
+                content = response.message.content or ""
+                final = response
+            else:
+                pieces: list[str] = []
+                final = None
+                async for chunk in await client.chat(**kwargs, stream=True):
+                    piece = chunk.message.content or ""
+                    if piece:
+                        pieces.append(piece)
+                        on_token(piece)
+                    if chunk.done:
+                        final = chunk
+                content = "".join(pieces)
+        return ChatResult(
+            content=content,
+            model=self.ref,
+            host=self.host,
+            tokens_in=(final.prompt_eval_count or 0) if final else 0,
+            tokens_out=(final.eval_count or 0) if final else 0,
+            seconds=time.perf_counter() - started,
+            done_reason=(final.done_reason or "") if final else "",
+        )
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        """Embed through ``/api/embed``."""
+        started = time.perf_counter()
+        async with self._client() as client:
+            response = await client.embed(
+                model=self.model, input=list(texts), keep_alive=self.settings.keep_alive
+            )
+        vectors = [list(map(float, v)) for v in response.embeddings]
+        if len(vectors) != len(texts):
+            raise BackendRejected(
+                f"asked for {len(texts)} embeddings, got {len(vectors)}",
+                model=self.ref,
+                host=self.host,
+                worker=self.worker,
+            )
+        return EmbedResult(
+            vectors=vectors,
+            model=self.ref,
+            host=self.host,
+            tokens_in=response.prompt_eval_count or 0,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def list_models(self) -> list[str]:
+        """Names of the models present on the server (``/api/tags``)."""
+        async with self._client() as client:
+            listing = await client.list()
+        return [m.model or "" for m in listing.models]
+
+    async def version(self) -> str:
+        """The server's version (``/api/version``); a cheap health probe."""
+        async with self._client() as client:
+            response = await client._client.get("/api/version")
+            response.raise_for_status()
+        return str(json.loads(response.text).get("version", ""))

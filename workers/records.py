@@ -1,0 +1,111 @@
+"""Typed records that cross module boundaries: subtasks, worker results, model calls."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CallRecord",
+    "Citation",
+    "Subtask",
+    "WorkerReply",
+    "WorkerResult",
+]
+
+Role = Literal["worker", "supervisor", "embed"]
+Where = Literal["local", "remote"]
+
+
+class CallRecord(BaseModel):
+    """One model call, as the ledger accounts for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    """Who made the call: a worker, the supervisor, or an embedding for routing/retrieval."""
+    model: str
+    """The model reference as configured (``ollama:qwen2.5:1.5b``, ``openai/gpt-4o-mini`` …)."""
+    where: Where
+    """``local`` when the call stayed on this machine, ``remote`` when it left it."""
+    tokens_in: int = 0
+    """Prompt tokens (the server's own counter when it reports one)."""
+    tokens_out: int = 0
+    """Completion tokens."""
+    seconds: float = 0.0
+    """Wall time of the call, including retries."""
+    cost_usd: float = 0.0
+    """Dollars spent (litellm's price for remote calls; 0 for local ones)."""
+    worker: str | None = None
+    """The worker the call was made for, if any."""
+    host: str | None = None
+    """The server that answered, when there is one."""
+    purpose: str = ""
+    """What the call was for: ``answer``, ``repair``, ``plan``, ``synthesize``, ``route`` …"""
+    bytes_sent: int = 0
+    """Size of the request payload; counts as egress when ``where`` is ``remote``."""
+    attempts: int = 1
+    """Attempts made (the retry layer's count)."""
+    error: str = ""
+    """Empty on success; the translated error when the call failed."""
+
+
+class Citation(BaseModel):
+    """A passage a worker relied on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    worker: str
+    """The worker whose store held the passage."""
+    source: str
+    """The source file (relative to the ingested folder) the passage came from."""
+    chunk: int = 0
+    """The chunk index within that source."""
+
+
+class Subtask(BaseModel):
+    """One unit of work for one worker."""
+
+    worker: str
+    """Name of the worker to ask."""
+    instruction: str
+    """What the worker should answer (for a direct route, the query itself)."""
+    query: str
+    """The user's original query, for context."""
+
+
+class WorkerReply(BaseModel):
+    """The JSON object a worker model must produce."""
+
+    answer: str = Field(description="The answer, grounded in the passages.")
+    confidence: float = Field(ge=0.0, le=1.0, description="0..1: how well the passages support it.")
+    citations: list[str] = Field(default_factory=list, description="Ids of the passages used.")
+    needs_escalation: bool = Field(
+        description="True when the question needs another specialist or a larger model."
+    )
+
+
+class WorkerResult(BaseModel):
+    """What a worker produced for one subtask; never an exception."""
+
+    worker: str
+    """The worker's name."""
+    instruction: str
+    """The instruction it answered."""
+    status: Literal["ok", "failed"]
+    """``failed`` when no valid answer could be produced (see ``reason``)."""
+    answer: str = ""
+    """The answer text (empty when failed)."""
+    confidence: float = 0.0
+    """Self-reported confidence 0..1 (0 when failed)."""
+    citations: list[Citation] = Field(default_factory=list)
+    """Passages cited, resolved to sources in the worker's store."""
+    needs_escalation: bool = False
+    """The worker asked for a larger model or another specialist."""
+    reason: str = ""
+    """Why it failed or escalated, in words."""
+    grounded: bool = True
+    """False when the worker answered without retrieval (store unavailable or empty)."""
+    model: str = ""
+    """The model that answered."""

@@ -1,0 +1,84 @@
+"""What a specialist worker is: :class:`WorkerSpec`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["NAME_PATTERN", "WorkerSpec", "parse_model_ref"]
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+"""Worker names: lowercase, start with a letter, letters/digits/underscores, 2–40 chars."""
+
+_ENGINES = ("ollama", "embedded")
+
+
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """Split a worker/embedding model reference into ``(engine, model)``.
+
+    Args:
+        ref: ``ollama:<model>`` (e.g. ``ollama:qwen2.5:1.5b``) or ``embedded:<name>``.
+
+    Returns:
+        The engine name and the engine's own model name.
+
+    Raises:
+        ValueError: If the engine is unknown or the model part is empty.
+    """
+    engine, sep, model = ref.partition(":")
+    if not sep or engine not in _ENGINES or not model.strip():
+        raise ValueError(
+            f"'{ref}' is not a model reference; expected 'ollama:<model>' "
+            "(e.g. 'ollama:qwen2.5:1.5b') or 'embedded:<name>' (e.g. 'embedded:qwen2.5-coder-0.5b')"
+        )
+    return engine, model.strip()
+
+
+class WorkerSpec(BaseModel):
+    """A specialist small-model worker: its domain, model, prompt and knowledge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """Unique identifier-like name (``tenancy``, ``maritime_law``): lowercase, 2–40 chars."""
+    description: str
+    """What the worker knows; the router compares queries against it."""
+    examples: tuple[str, ...] = ()
+    """Sample questions this worker answers well; they sharpen routing."""
+    model: str = "embedded:qwen2.5-coder-0.5b"
+    """The small model: ``ollama:<model>`` or ``embedded:<name>``."""
+    system_prompt: str = ""
+    """The worker's persona and rules, prepended to every prompt."""
+    knowledge: tuple[Path, ...] = ()
+    """Files or folders (``.txt``/``.md``) to ingest into the worker's store."""
+    top_k: int = Field(default=4, ge=1, le=50)
+    """How many passages to retrieve per subtask."""
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Below this self-reported confidence a direct answer escalates to the supervisor."""
+    origin: str = "config"
+    """Where the spec came from: ``config``, ``builtin`` or a plugin distribution."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid worker name; expected lowercase letters, digits "
+                "and underscores, starting with a letter, 2-40 characters (e.g. 'tenancy')"
+            )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        parse_model_ref(value)
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _check_description(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a worker needs a non-empty description (the router uses it)")
+        return value.strip()

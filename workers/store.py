@@ -1,0 +1,272 @@
+"""Per-worker retrieval store: one Chroma collection per worker.
+
+Ingest ``.txt``/``.md`` files with chunking, metadata (source, chunk index) and
+deterministic ids, so re-ingesting unchanged files adds nothing; query top-k.
+Chroma's client is synchronous: every call runs in a thread so the event loop
+never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.config import Settings
+from langchain_core.documents import Document
+from pydantic import BaseModel, Field
+from tandem.workers.backends import Backend
+from tandem.workers.embedding import TandemEmbeddingFunction
+from tandem.workers.errors import StoreError
+
+__all__ = ["SUPPORTED_SUFFIXES", "IngestReport", "WorkerStore", "chunk_text", "open_client"]
+
+SUPPORTED_SUFFIXES = (".md", ".txt")
+_CLIENTS: dict[str, ClientAPI] = {}
+
+
+def open_client(path: Path) -> ClientAPI:
+    """A persistent Chroma client for ``path`` (one per directory per process, no telemetry)."""
+    key = str(path.resolve())
+    if key not in _CLIENTS:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            _CLIENTS[key] = chromadb.PersistentClient(
+                path=key, settings=Settings(anonymized_telemetry=False)
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open the Chroma store at {key}: {exc}",
+                hint="check the directory is writable and not used by another process",
+            ) from exc
+    return _CLIENTS[key]
+
+
+class IngestReport(BaseModel):
+    """What an ingestion did."""
+
+    files: int = 0
+    """Files read."""
+    added: int = 0
+    """Chunks added or updated."""
+    skipped: int = 0
+    """Chunks already present and unchanged."""
+    removed: int = 0
+    """Stale chunks removed (a file got shorter)."""
+    errors: list[str] = Field(default_factory=list)
+    """Files that could not be ingested, with the reason."""
+
+
+def chunk_text(text: str, *, size: int = 900) -> list[str]:
+    """Split text into chunks of at most ``size`` characters along paragraphs/sentences.
+
+    A leading ``# Title`` is repeated at the top of every chunk so each chunk says
+    what it is about.
+    """
+    text = text.replace("\r\n", "\n").strip()
+    title = ""
+    first, _, rest = text.partition("\n")
+    if first.startswith("#"):
+        title, text = first.lstrip("#").strip(), rest.strip()
+    pieces: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        para = " ".join(para.split())
+        if not para:
+            continue
+        if len(para) <= size:
+            pieces.append(para)
+            continue
+        pieces.extend(s for s in re.split(r"(?<=[.!?])\s+", para) if s)
+    chunks: list[str] = []
+    current = ""
+    budget = size - len(title) - 2 if title else size
+    for piece in pieces:
+        while len(piece) > budget:
+            chunks.extend([current] if current else [])
+            current = ""
+            chunks.append(piece[:budget])
+            piece = piece[budget:]
+        if current and len(current) + 1 + len(piece) > budget:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current}\n{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    if not chunks and title:
+        chunks = [""]
+    return [f"{title}\n{c}".strip() if title else c for c in chunks]
+
+
+def _files(paths: Sequence[Path], errors: list[str]) -> list[tuple[Path, str]]:
+    """Expand files/folders into (file, source key) pairs, recording unusable paths."""
+    found: list[tuple[Path, str]] = []
+    for root in paths:
+        if not root.exists():
+            errors.append(f"{root}: no such file or directory")
+        elif root.is_dir():
+            for f in sorted(root.rglob("*")):
+                if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
+                    found.append((f, f.relative_to(root).as_posix()))
+        elif root.suffix.lower() not in SUPPORTED_SUFFIXES:
+            errors.append(
+                f"{root}: unsupported file type '{root.suffix}' "
+                f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
+            )
+        else:
+            found.append((root, root.name))
+    return found
+
+
+class WorkerStore:
+    """The retrieval store of one worker.
+
+    Args:
+        worker: The worker's name (the collection is ``tandem-<worker>``).
+        client: A Chroma client (persistent, HTTP or ephemeral).
+        embedder: The backend that embeds passages and queries.
+        chunk_size: Maximum characters per chunk.
+    """
+
+    def __init__(
+        self, worker: str, client: ClientAPI, embedder: Backend, *, chunk_size: int = 900
+    ) -> None:
+        self.worker = worker
+        self.embedder = embedder
+        self.chunk_size = chunk_size
+        self.collection_name = f"tandem-{worker}"
+        self._client = client
+        self._collection: Any = None
+
+    def _coll(self) -> Any:
+        if self._collection is None:
+            host = (
+                getattr(self.embedder, "host", None)
+                if self.embedder.ref.startswith("ollama:")
+                else None
+            )
+            ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
+            try:
+                self._collection = self._client.get_or_create_collection(
+                    self.collection_name,
+                    embedding_function=ef,  # type: ignore[arg-type]
+                )
+            except Exception as exc:
+                raise self._error("cannot open the collection", exc) from exc
+        return self._collection
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"{what} '{self.collection_name}': {exc}",
+            worker=self.worker,
+            model=self.embedder.ref,
+            hint="if the embedding model changed, delete the store directory and re-ingest",
+        )
+
+    async def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(what, exc) from exc
+
+    async def count(self) -> int:
+        """Number of chunks stored."""
+        return int(await self._call(lambda: self._coll().count(), "cannot count"))
+
+    async def ingest(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        progress: Callable[[int, int, str], None] | None = None,
+        batch: int = 16,
+    ) -> IngestReport:
+        """Add ``.md``/``.txt`` files (or folders of them) to the store, idempotently.
+
+        Args:
+            paths: Files or folders.
+            progress: Called as ``progress(files_done, files_total, current_file)``.
+            batch: Chunks embedded per embedding call.
+
+        Returns:
+            Counts of files and chunks added/skipped/removed and per-file errors.
+        """
+        report = IngestReport()
+        files = _files([Path(p) for p in paths], report.errors)
+        for n, (path, source) in enumerate(files):
+            if progress:
+                progress(n, len(files), source)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                report.errors.append(f"{path}: cannot read ({exc})")
+                continue
+            await self._ingest_one(source, chunk_text(text, size=self.chunk_size), report, batch)
+            report.files += 1
+        if progress:
+            progress(len(files), len(files), "")
+        return report
+
+    async def _ingest_one(
+        self, source: str, chunks: list[str], report: IngestReport, batch: int
+    ) -> None:
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        ids = [f"{key}:{i}" for i in range(len(chunks))]
+        hashes = [hashlib.sha256(c.encode()).hexdigest()[:16] for c in chunks]
+        coll = self._coll()
+        existing = await self._call(
+            lambda: coll.get(where={"source": source}, include=["metadatas"]), "cannot read"
+        )
+        known = {
+            i: (m or {}).get("hash")
+            for i, m in zip(existing["ids"], existing["metadatas"], strict=True)
+        }
+        stale = [i for i in known if i not in set(ids)]
+        if stale:
+            await self._call(lambda: coll.delete(ids=stale), "cannot delete from")
+            report.removed += len(stale)
+        todo = [k for k, (i, h) in enumerate(zip(ids, hashes, strict=True)) if known.get(i) != h]
+        report.skipped += len(chunks) - len(todo)
+        for start in range(0, len(todo), batch):
+            part = todo[start : start + batch]
+            vectors = (await self.embedder.embed([chunks[k] for k in part])).vectors
+            metadatas: list[Any] = [
+                {"source": source, "chunk": k, "hash": hashes[k], "worker": self.worker}
+                for k in part
+            ]
+            await self._call(
+                lambda part=part, vectors=vectors, metadatas=metadatas: coll.upsert(
+                    ids=[ids[k] for k in part],
+                    documents=[chunks[k] for k in part],
+                    embeddings=vectors,
+                    metadatas=metadatas,
+                ),
+                "cannot write to",
+            )
+            report.added += len(part)
+
+    async def search(self, vector: Sequence[float], k: int) -> list[Document]:
+        """The ``k`` passages closest to an already-embedded query, best first."""
+        coll = self._coll()
+        res = await self._call(
+            lambda: coll.query(
+                query_embeddings=[list(vector)],
+                n_results=k,
+                include=["documents", "metadatas", "distances"],
+            ),
+            "cannot query",
+        )
+        docs = []
+        for text, meta, dist in zip(
+            res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+        ):
+            meta = dict(meta or {})
+            meta["score"] = 1.0 - float(dist)
+            docs.append(Document(page_content=text or "", metadata=meta))
+        return docs
