@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -21,12 +22,17 @@ from tandem.workers.backends import Backend, BackendSettings, OllamaSettings, ma
 __all__ = ["TandemEmbeddingFunction", "run_sync"]
 
 T = TypeVar("T")
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tandem-sync")
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="tandem-sync")
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running loop."""
-    return _POOL.submit(asyncio.run, coro).result()
+def run_sync(coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop.
+
+    It runs on a fresh event loop in a helper thread, inside ``context`` (default: a
+    copy of the caller's) so context variables such as LangGraph's stream writer work.
+    """
+    ctx = context or contextvars.copy_context()
+    return _POOL.submit(ctx.run, asyncio.run, coro).result()
 
 
 @register_embedding_function

@@ -90,7 +90,8 @@ def grounded_reply(request: dict[str, Any]) -> str:
             }
         )
     score, pid, text = best
-    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[0]
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n", text.strip()) if s.strip()]
+    sentence = max(sentences, key=lambda s: len(question & set(words(s))))
     return json.dumps(
         {
             "answer": sentence,

@@ -38,17 +38,15 @@ def rule_supervisor(request: dict[str, Any]) -> str:
     query = query_match[-1].strip() if query_match else text[-500:]
     schema = json.dumps(request.get("response_format") or {})
     if '"subtasks"' in schema:
-        qwords = set(words(query))
-        chosen = [
-            name
-            for name, desc in _WORKER.findall(text)
-            if len(qwords & set(words(desc + " " + name))) >= 2 or name in qwords
-        ]
-        parts = [p.strip() for p in re.split(r"\?\s+|;\s+", query) if p.strip()]
+        workers = [(name, set(words(desc + " " + name))) for name, desc in _WORKER.findall(text)]
+        parts = [p.strip() for p in re.split(r"\?\s+|;\s+", query) if p.strip()] or [query]
         subtasks = []
-        for i, name in enumerate(chosen):
-            part = parts[i] if len(parts) == len(chosen) else query
-            subtasks.append({"worker": name, "instruction": part.rstrip("?") + "?"})
+        for part in parts:
+            pwords = set(words(part))
+            scored = [(len(pwords & vocab), name) for name, vocab in workers]
+            best = max(scored, default=(0, ""))
+            if best[0] > 0 and best[1] not in {s["worker"] for s in subtasks}:
+                subtasks.append({"worker": best[1], "instruction": part.rstrip("?") + "?"})
         return json.dumps({"subtasks": subtasks, "rationale": "matched workers by topic words"})
     results = _RESULT.findall(text)
     if results:

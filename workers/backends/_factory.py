@@ -15,23 +15,21 @@ if TYPE_CHECKING:
 __all__ = ["BackendSettings", "make_backend"]
 
 
-def _embedded_settings() -> EmbeddedSettings:
-    from tandem.workers.backends.embedded import EmbeddedSettings
-
-    return EmbeddedSettings()
-
-
 class BackendSettings(BaseModel):
     """Engine settings shared by every backend a run creates."""
 
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     """How to reach Ollama."""
-    embedded: Any = Field(default=None)
-    """:class:`~tandem.workers.backends.embedded.EmbeddedSettings` (``None`` = defaults)."""
+    embedded: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for :class:`~tandem.workers.backends.embedded.EmbeddedSettings`
+    (validated only when an embedded model is used, so Ollama-only setups never import
+    llama-cpp-python)."""
 
     def embedded_settings(self) -> EmbeddedSettings:
         """The embedded engine settings, defaults filled in."""
-        return self.embedded if self.embedded is not None else _embedded_settings()
+        from tandem.workers.backends.embedded import EmbeddedSettings
+
+        return EmbeddedSettings(**self.embedded)
 
 
 def make_backend(

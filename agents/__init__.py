@@ -1,0 +1,27 @@
+"""tandem.agents — the large-model side: supervisor, router, privacy guard, CLI and REPL."""
+
+from __future__ import annotations
+
+from tandem.agents._llm import BackendLLM, LangChainLLM, LiteLLM, LLMReply, SupervisorLLM
+from tandem.agents.privacy import Finding, GuardReport, Redactor, find_sensitive, restore
+from tandem.agents.router import RouteDecision, Router, RouterSettings
+from tandem.agents.supervisor import Plan, PlanStep, Supervisor
+
+__all__ = [
+    "BackendLLM",
+    "Finding",
+    "GuardReport",
+    "LLMReply",
+    "LangChainLLM",
+    "LiteLLM",
+    "Plan",
+    "PlanStep",
+    "Redactor",
+    "RouteDecision",
+    "Router",
+    "RouterSettings",
+    "Supervisor",
+    "SupervisorLLM",
+    "find_sensitive",
+    "restore",
+]

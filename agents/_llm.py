@@ -1,0 +1,335 @@
+"""Large-model clients for the supervisor: litellm, a tandem backend, or a LangChain model.
+
+All three return a :class:`LLMReply` with token counts, cost and whether the
+call left the machine; third-party errors become tandem errors here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+from tandem.workers.backends import Backend, ChatMessage, TokenCallback
+from tandem.workers.errors import (
+    BackendBusy,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelNotFound,
+    RunError,
+)
+
+__all__ = [
+    "BackendLLM",
+    "LLMReply",
+    "LangChainLLM",
+    "LiteLLM",
+    "SupervisorLLM",
+    "is_local_host",
+    "translate_litellm_error",
+]
+
+
+class LLMReply(BaseModel):
+    """A finished supervisor call."""
+
+    content: str
+    model: str
+    where: Literal["local", "remote"]
+    host: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    bytes_sent: int = 0
+
+
+class SupervisorLLM(Protocol):
+    """What the supervisor needs from a large model."""
+
+    model: str
+    where: Literal["local", "remote"]
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "reply",
+        on_token: TokenCallback | None = None,
+    ) -> LLMReply:
+        """One completion; with ``schema`` the reply is a JSON string following it."""
+        ...
+
+
+def is_local_host(url: str | None, local_hosts: Sequence[str] = ()) -> bool:
+    """True when ``url``'s host is loopback or listed as local."""
+    if not url:
+        return False
+    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
+    if host in local_hosts or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def translate_litellm_error(exc: BaseException, *, model: str, host: str | None) -> RunError:
+    """Map a litellm (OpenAI-style) exception to tandem's error tree."""
+    import litellm
+
+    common: dict[str, Any] = {"model": model, "host": host}
+    text = str(getattr(exc, "message", None) or exc).strip()[:300]
+    if isinstance(exc, litellm.Timeout):
+        return BackendTimeout(
+            "the supervisor did not answer in time", hint="raise [supervisor] timeout", **common
+        )
+    if isinstance(exc, litellm.RateLimitError):
+        return BackendBusy(
+            f"rate limited: {text}", hint="retry later or lower concurrency", **common
+        )
+    if isinstance(exc, litellm.AuthenticationError):
+        return BackendRejected(
+            f"authentication failed: {text}",
+            hint="set the provider's API key (e.g. OPENAI_API_KEY) or [supervisor] api_key_env",
+            **common,
+        )
+    if isinstance(exc, litellm.NotFoundError):
+        return ModelNotFound(
+            f"model not found: {text}", hint="check [supervisor] model and api_base", **common
+        )
+    if isinstance(exc, litellm.APIConnectionError):
+        return BackendUnavailable(
+            f"cannot reach the supervisor endpoint: {text}",
+            hint="check [supervisor] api_base and your network",
+            **common,
+        )
+    if isinstance(exc, litellm.ServiceUnavailableError | litellm.InternalServerError):
+        return BackendBusy(f"provider error: {text}", **common)
+    if isinstance(exc, litellm.BadRequestError):
+        return BackendRejected(f"request rejected: {text}", **common)
+    return BackendRejected(f"supervisor call failed: {type(exc).__name__}: {text}", **common)
+
+
+def _payload_size(messages: Sequence[ChatMessage]) -> int:
+    return len(json.dumps(list(messages), ensure_ascii=False).encode())
+
+
+class LiteLLM:
+    """Any litellm model string (``openai/gpt-4o-mini``, ``anthropic/…``, ``ollama_chat/…``).
+
+    Args:
+        model: The litellm model string.
+        api_base: Endpoint override (an OpenAI-compatible server, a remote Ollama …).
+        timeout: Seconds per call (litellm's own default is 6000).
+        max_tokens: Cap on generated tokens.
+        temperature: Sampling temperature.
+        extra: More keyword arguments for ``litellm.acompletion``.
+        local_hosts: Hosts that count as this machine besides loopback.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        extra: dict[str, Any] | None = None,
+        local_hosts: Sequence[str] = (),
+        egress: Literal["auto", "local", "remote"] = "auto",
+    ) -> None:
+        self.model = model
+        self.api_base = api_base
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.extra = dict(extra or {})
+        host = api_base
+        if host is None and model.startswith(("ollama/", "ollama_chat/")):
+            host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
+        self.host = host
+        self.where: Literal["local", "remote"] = (
+            egress
+            if egress != "auto"
+            else "local"
+            if is_local_host(host, local_hosts)
+            else "remote"
+        )
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "reply",
+        on_token: TokenCallback | None = None,
+    ) -> LLMReply:
+        """Call ``litellm.acompletion`` with an explicit timeout and no hidden retries."""
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "timeout": self.timeout,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "num_retries": 0,
+            "max_retries": 0,
+            **self.extra,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "schema": schema},
+            }
+        started = time.perf_counter()
+        try:
+            if on_token is None:
+                response = await litellm.acompletion(**kwargs)
+                content = response.choices[0].message.content or ""
+                usage = getattr(response, "usage", None)
+                cost = (getattr(response, "_hidden_params", {}) or {}).get("response_cost")
+            else:
+                pieces: list[str] = []
+                usage = None
+                stream = await litellm.acompletion(
+                    **kwargs, stream=True, stream_options={"include_usage": True}
+                )
+                async for chunk in stream:
+                    if chunk.choices and (piece := chunk.choices[0].delta.content):
+                        pieces.append(piece)
+                        on_token(piece)
+                    usage = getattr(chunk, "usage", None) or usage
+                content = "".join(pieces)
+                cost = None
+        except Exception as exc:
+            raise translate_litellm_error(exc, model=self.model, host=self.host) from exc
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        if cost is None:
+            cost = _price(self.model, tokens_in, tokens_out)
+        return LLMReply(
+            content=content,
+            model=self.model,
+            where=self.where,
+            host=self.host,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=0.0 if self.where == "local" else float(cost or 0.0),
+            seconds=time.perf_counter() - started,
+            bytes_sent=_payload_size(messages),
+        )
+
+
+def _price(model: str, tokens_in: int, tokens_out: int) -> float:
+    """litellm's price for the tokens, 0 when the model has no known price."""
+    import litellm
+
+    try:
+        cost_in, cost_out = litellm.cost_per_token(
+            model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out
+        )
+    except Exception:
+        return 0.0
+    return float(cost_in + cost_out)
+
+
+class BackendLLM:
+    """A tandem backend (embedded engine or Ollama) acting as supervisor; always local."""
+
+    def __init__(self, backend: Backend, *, max_tokens: int = 1024, temperature: float = 0.0):
+        self.backend = backend
+        self.model = backend.ref
+        self.where: Literal["local", "remote"] = backend.where
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "reply",
+        on_token: TokenCallback | None = None,
+    ) -> LLMReply:
+        res = await self.backend.chat(
+            messages,
+            schema=schema,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            on_token=on_token,
+        )
+        return LLMReply(
+            content=res.content,
+            model=self.model,
+            where=self.where,
+            host=res.host,
+            tokens_in=res.tokens_in,
+            tokens_out=res.tokens_out,
+            seconds=res.seconds,
+            bytes_sent=_payload_size(messages),
+        )
+
+
+class LangChainLLM:
+    """Any LangChain ``BaseChatModel`` as supervisor (treated as remote unless told)."""
+
+    def __init__(self, chat_model: Any, *, where: Literal["local", "remote"] = "remote") -> None:
+        self.chat_model = chat_model
+        self.model = str(
+            getattr(chat_model, "model_name", None)
+            or getattr(chat_model, "model", None)
+            or type(chat_model).__name__
+        )
+        self.where = where
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "reply",
+        on_token: TokenCallback | None = None,
+    ) -> LLMReply:
+        lc_messages = [(m["role"], m["content"]) for m in messages]
+        if schema is not None:
+            lc_messages.append(
+                ("user", f"Reply with JSON only, following this schema: {json.dumps(schema)}")
+            )
+        started = time.perf_counter()
+        try:
+            if on_token is None:
+                msg = await self.chat_model.ainvoke(lc_messages)
+            else:
+                msg = None
+                async for chunk in self.chat_model.astream(lc_messages):
+                    on_token(str(chunk.content))
+                    msg = chunk if msg is None else msg + chunk
+        except RunError:
+            raise
+        except Exception as exc:
+            raise BackendRejected(
+                f"LangChain model failed: {type(exc).__name__}: {exc}", model=self.model
+            ) from exc
+        usage = getattr(msg, "usage_metadata", None) or {}
+        return LLMReply(
+            content=str(getattr(msg, "content", "")),
+            model=self.model,
+            where=self.where,
+            tokens_in=int(usage.get("input_tokens", 0)),
+            tokens_out=int(usage.get("output_tokens", 0)),
+            seconds=time.perf_counter() - started,
+            bytes_sent=_payload_size(messages),
+        )

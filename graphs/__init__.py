@@ -1,0 +1,23 @@
+"""tandem.graphs — the LangGraph state machine wiring supervisor and workers."""
+
+from __future__ import annotations
+
+from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
+from tandem.graphs.hybrid import build_graph
+from tandem.graphs.ledger import Ledger, LedgerTotals, build_ledger
+from tandem.graphs.runtime import Runtime
+from tandem.graphs.state import Answer, TandemState
+
+__all__ = [
+    "Answer",
+    "Ledger",
+    "LedgerTotals",
+    "PrivacySettings",
+    "Runtime",
+    "SupervisorSettings",
+    "TandemConfig",
+    "TandemState",
+    "build_graph",
+    "build_ledger",
+    "load_config",
+]

@@ -1,0 +1,270 @@
+"""Settings: one pydantic-settings object loaded from ``tandem.toml`` + ``TANDEM_*`` env.
+
+Precedence (highest first): arguments to :class:`TandemConfig`, environment
+variables (``TANDEM_DATA_DIR``, ``TANDEM_SUPERVISOR__MODEL`` — nested keys use a
+double underscore), then the TOML file. With no file at all, tandem runs on the
+embedded engine with the built-in demo workers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from tandem.agents.router import RouterSettings
+from tandem.workers.backends import OllamaSettings
+from tandem.workers.errors import ConfigError
+from tandem.workers.retry import RetryPolicy
+from tandem.workers.spec import WorkerSpec, parse_model_ref
+
+__all__ = [
+    "DEFAULT_SUPERVISOR",
+    "PrivacySettings",
+    "SupervisorSettings",
+    "TandemConfig",
+    "load_config",
+]
+
+DEFAULT_SUPERVISOR = "embedded/qwen2.5-coder-1.5b"
+"""The zero-config supervisor: the bundled 1.5B model, in-process."""
+
+_TOML: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "tandem_toml", default=None
+)
+
+
+class SupervisorSettings(BaseModel):
+    """The large model (``[supervisor]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = DEFAULT_SUPERVISOR
+    """A litellm model string (``openai/gpt-4o-mini``, ``anthropic/claude-…``,
+    ``ollama_chat/llama3.3:70b``) or ``embedded/<name>`` for the in-process engine."""
+    api_base: str | None = None
+    """Endpoint override, e.g. an OpenAI-compatible server (``http://host:8000/v1``)."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per supervisor call (litellm's own default is 6000)."""
+    max_tokens: int = Field(default=1024, ge=16)
+    """Cap on the supervisor's output per call."""
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    """Sampling temperature."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """More keyword arguments passed to ``litellm.acompletion`` (e.g. ``api_key``)."""
+    local_hosts: list[str] = Field(default_factory=list)
+    """Hosts that count as this machine besides loopback (calls to them are local)."""
+    egress: Literal["auto", "local", "remote"] = "auto"
+    """Whether supervisor calls leave the machine: ``auto`` decides from the endpoint's host;
+    set ``remote`` for a local proxy that forwards to a cloud provider."""
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the supervisor model cannot be empty")
+        if value.startswith("embedded:"):
+            raise ValueError(
+                f"'{value}': the supervisor takes litellm-style names; use "
+                f"'embedded/{value.removeprefix('embedded:')}' for the embedded engine"
+            )
+        if value.startswith("ollama:"):
+            raise ValueError(
+                f"'{value}': the supervisor takes litellm-style names; use "
+                f"'ollama_chat/{value.removeprefix('ollama:')}' for Ollama"
+            )
+        return value
+
+
+class PrivacySettings(BaseModel):
+    """What may leave the machine (``[privacy]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["redact", "local_only", "allow"] = "redact"
+    """``redact``: remote models see placeholders for sensitive spans; ``local_only``: nothing
+    is sent to a remote model (a local model supervises); ``allow``: send as is."""
+    local_supervisor: str = DEFAULT_SUPERVISOR
+    """The local model that takes the supervisor's role under ``local_only``."""
+
+
+class EmbeddedConfig(BaseModel):
+    """The in-process engine (``[embedded]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cache_dir: Path | None = None
+    """Where assembled GGUF files live (default: the user cache dir, or ``TANDEM_MODEL_CACHE``)."""
+    n_ctx: int = Field(default=4096, ge=512)
+    """Context window in tokens."""
+    n_threads: int | None = None
+    """CPU threads (default: llama.cpp's choice)."""
+    max_tokens: int = Field(default=512, ge=16)
+    """Default cap on generated tokens."""
+
+
+def _default_data_dir() -> Path:
+    env = os.environ.get("TANDEM_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("tandem"))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_TOML.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TOML.get() or {})
+
+
+class TandemConfig(BaseSettings):
+    """Everything tandem needs to run; every field has a safe default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TANDEM_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    """The large model that plans and synthesizes."""
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    """How to reach Ollama (used by ``ollama:`` workers and embeddings)."""
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
+    """The in-process llama.cpp engine."""
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    """Routing thresholds and the embedding model (also used by every store)."""
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    """Egress policy."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """The single retry layer for model calls."""
+    workers: list[WorkerSpec] = Field(default_factory=list)
+    """Workers declared in the file (``[[workers]]``)."""
+    builtin_workers: bool | None = None
+    """Include the built-in demo workers; default: only when no workers are declared."""
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Where stores and checkpoints live (default: the user data dir, or ``TANDEM_HOME``)."""
+    max_subtasks: int = Field(default=4, ge=1, le=16)
+    """Upper bound on subtasks in one plan."""
+    recursion_limit: int = Field(default=25, ge=5, le=200)
+    """LangGraph's step limit for one run."""
+    worker_max_tokens: int = Field(default=512, ge=16, le=8192)
+    """Cap on a worker's output length."""
+    source: str | None = Field(default=None, exclude=True)
+    """The file this configuration was read from (informational)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+    @field_validator("workers")
+    @classmethod
+    def _unique_workers(cls, value: list[WorkerSpec]) -> list[WorkerSpec]:
+        seen: set[str] = set()
+        for w in value:
+            if w.name in seen:
+                raise ValueError(f"worker '{w.name}' is declared twice")
+            seen.add(w.name)
+        return value
+
+    @field_validator("router")
+    @classmethod
+    def _check_embed(cls, value: RouterSettings) -> RouterSettings:
+        parse_model_ref(value.embed_model)
+        return value
+
+    def use_builtin_workers(self) -> bool:
+        """Whether the built-in demo workers are part of this configuration."""
+        return self.builtin_workers if self.builtin_workers is not None else not self.workers
+
+
+def _resolve_knowledge(data: dict[str, Any], base: Path) -> None:
+    for worker in data.get("workers", []) or []:
+        if isinstance(worker, dict) and isinstance(worker.get("knowledge"), list | str):
+            items = (
+                [worker["knowledge"]]
+                if isinstance(worker["knowledge"], str)
+                else worker["knowledge"]
+            )
+            worker["knowledge"] = [str(base / Path(str(p)).expanduser()) for p in items]
+
+
+def _format_errors(exc: ValidationError, data: dict[str, Any]) -> tuple[str, str]:
+    lines = []
+    first_key = ""
+    for err in exc.errors():
+        loc: list[str] = []
+        node: Any = data
+        for part in err["loc"]:
+            if isinstance(part, int) and isinstance(node, list) and part < len(node):
+                item = node[part]
+                name = item.get("name") if isinstance(item, dict) else None
+                loc[-1:] = [f"{loc[-1] if loc else ''}[{part}]" + (f" ({name})" if name else "")]
+                node = item
+            else:
+                loc.append(str(part))
+                node = node.get(part) if isinstance(node, dict) else None
+        key = ".".join(loc)
+        first_key = first_key or key
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `tandem config show`)"
+        lines.append(f"{key}: {msg}")
+    return first_key, "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TandemConfig:
+    """Load configuration.
+
+    Args:
+        path: A ``tandem.toml``; default: ``TANDEM_CONFIG``, else ``./tandem.toml`` if present,
+            else no file (embedded engine + built-in demo workers).
+        **overrides: Field values that win over file and environment.
+
+    Raises:
+        ConfigError: The file is missing/malformed or a value is invalid; names file and key.
+    """
+    explicit = path or os.environ.get("TANDEM_CONFIG")
+    file = Path(explicit) if explicit else Path("tandem.toml")
+    data: dict[str, Any] = {}
+    source: str | None = None
+    if explicit or file.exists():
+        source = str(file)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                "file not found", file=source, hint="pass an existing file or unset TANDEM_CONFIG"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the file ({exc})", file=source) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=source) from None
+        _resolve_knowledge(data, file.resolve().parent)
+    token = _TOML.set(data)
+    try:
+        config = TandemConfig(**overrides)
+    except ValidationError as exc:
+        key, message = _format_errors(exc, data)
+        error = ConfigError(message, file=source or "environment (TANDEM_*)")
+        error.key = key
+        raise error from None
+    finally:
+        _TOML.reset(token)
+    config.source = source
+    return config

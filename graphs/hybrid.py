@@ -1,0 +1,340 @@
+"""The hybrid supervisor–worker graph.
+
+::
+
+    START → guard → route ─┬─ direct ─→ worker ─→ check ─┬─ confident ─→ finish
+                           │                              └─ escalate ──→ plan
+                           ├─ plan ─→ Send(worker)×n ─→ synthesize ─→ finish
+                           └─ supervisor (no worker fits) ─→ finish
+
+Nodes are async; each also has a synchronous twin so ``invoke`` works. Model
+and store failures degrade the answer (recorded in ``notes``), never crash it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from tandem.agents.privacy import GuardReport, Redactor, find_sensitive, restore
+from tandem.agents.router import RouteDecision
+from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
+from tandem.graphs.config import TandemConfig
+from tandem.graphs.ledger import build_ledger
+from tandem.graphs.runtime import Runtime
+from tandem.graphs.state import Answer, TandemState, WorkerInput
+from tandem.workers.embedding import run_sync
+from tandem.workers.errors import RunError, UsageError
+from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+
+__all__ = ["build_graph"]
+
+MAX_QUERY_CHARS = 8000
+
+
+def _history(messages: Sequence[AnyMessage], limit: int = 6, width: int = 400) -> str:
+    lines = []
+    for m in list(messages)[-limit:]:
+        who = "user" if isinstance(m, HumanMessage) else "assistant"
+        text = " ".join(str(m.content).split())
+        lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
+    return "\n".join(lines)
+
+
+def _token_sink() -> Callable[[str], None] | None:
+    try:
+        writer = get_stream_writer()
+    except Exception:
+        return None
+    return lambda piece: writer({"event": "token", "text": piece})
+
+
+class _Nodes:
+    """The graph's nodes, bound to a :class:`Runtime`."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def _sup(self, state: TandemState) -> Supervisor:
+        return self.rt.supervisor_for(state["guard"].policy)
+
+    def _outgoing(self, state: TandemState, sup: Supervisor) -> Redactor | None:
+        """A redactor when text is about to leave the machine under ``redact``."""
+        guard = state["guard"]
+        if sup.llm.where == "remote" and guard.policy == "redact":
+            return Redactor(guard.mapping)
+        return None
+
+    async def guard(self, state: TandemState) -> dict[str, Any]:
+        query = (state.get("query") or "").strip()
+        if not query:
+            raise UsageError("the query is empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise UsageError(
+                f"the query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}",
+                hint="shorten it or ingest long material into a worker's store",
+            )
+        policy = self.rt.config.privacy.policy
+        sup = self.rt.supervisor_for(policy)
+        redactor = Redactor()
+        redacted = redactor.redact(query)
+        counts: dict[str, int] = {}
+        for f in find_sensitive(query):
+            counts[f.type] = counts.get(f.type, 0) + 1
+        report = GuardReport(
+            policy=policy,
+            findings=counts,
+            redacted_query=redacted,
+            mapping=redactor.mapping,
+            supervisor_where=sup.llm.where,
+        )
+        return {
+            "query": query,
+            "guard": report,
+            "results": None,
+            "calls": None,
+            "notes": None,
+            "escalated": False,
+            "draft": "",
+            "plan": Plan(),
+            "query_vector": None,
+        }
+
+    async def route(self, state: TandemState) -> dict[str, Any]:
+        calls: list[CallRecord] = []
+        try:
+            decision, vector = await self.rt.router.decide(state["query"], calls)
+        except RunError as exc:
+            return {
+                "route": RouteDecision(kind="plan", reason=f"router unavailable: {exc}"),
+                "calls": calls,
+                "notes": [f"routing failed, the supervisor plans instead: {exc}"],
+            }
+        return {"route": decision, "query_vector": vector, "calls": calls, "phase": "direct"}
+
+    def after_route(self, state: TandemState) -> Any:
+        decision = state["route"]
+        if decision.kind == "direct":
+            subtask = Subtask(
+                worker=decision.workers[0], instruction=state["query"], query=state["query"]
+            )
+            payload: WorkerInput = {
+                "subtask": subtask,
+                "query_vector": state.get("query_vector"),
+                "phase": "direct",
+            }
+            return [Send("worker", payload)]
+        return decision.kind
+
+    async def worker(self, data: WorkerInput) -> dict[str, Any]:
+        subtask = data["subtask"]
+        worker = self.rt.workers.get(subtask.worker)
+        if worker is None:
+            failed = WorkerResult(
+                worker=subtask.worker,
+                instruction=subtask.instruction,
+                status="failed",
+                reason="no such worker",
+            )
+            return {"results": [failed]}
+        notes: list[str] = []
+        try:
+            await self.rt.ensure_ingested([subtask.worker])
+        except RunError as exc:
+            notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
+        run = await worker.run(subtask, query_vector=data.get("query_vector"))
+        if run.result.status == "failed":
+            notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
+        return {"results": [run.result], "calls": run.calls, "notes": notes}
+
+    def after_worker(self, state: TandemState) -> str:
+        return "check" if state.get("phase") == "direct" else "synthesize"
+
+    async def check(self, state: TandemState) -> dict[str, Any]:
+        result = state["results"][-1]
+        spec = self.rt.specs.get(result.worker)
+        threshold = spec.min_confidence if spec else 0.5
+        if result.status == "ok" and not result.needs_escalation and result.confidence >= threshold:
+            return {"draft": result.answer, "escalated": False}
+        why = (
+            result.reason
+            if result.status == "failed"
+            else "asked to escalate"
+            if result.needs_escalation
+            else f"confidence {result.confidence:.2f} < {threshold:.2f}"
+        )
+        return {
+            "escalated": True,
+            "notes": [f"'{result.worker}' was not confident ({why}); escalated to the supervisor"],
+        }
+
+    def after_check(self, state: TandemState) -> str:
+        return "plan" if state.get("escalated") else "finish"
+
+    async def plan(self, state: TandemState) -> dict[str, Any]:
+        sup = self._sup(state)
+        redactor = self._outgoing(state, sup)
+        query = redactor.redact(state["query"]) if redactor else state["query"]
+        prior = list(state.get("results") or [])
+        if redactor:
+            prior = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in prior]
+        history = _history(state.get("messages") or [])
+        if redactor:
+            history = redactor.redact(history)
+        specs = list(self.rt.specs.values())
+        try:
+            plan, calls, notes = await sup.plan(query, specs, prior=prior, history=history)
+        except RunError as exc:
+            fallback = state["route"].workers or [
+                n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
+            ]
+            plan = Plan(
+                subtasks=[],
+                rationale=f"supervisor unreachable; asked the router's workers: {fallback}",
+            )
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
+            calls = [sup.failed_record(exc, "plan")]
+            notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
+        if redactor:
+            mapping = redactor.mapping
+            for step in plan.subtasks:
+                step.instruction = restore(step.instruction, mapping)
+        return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
+
+    def after_plan(self, state: TandemState) -> Any:
+        subtasks = subtasks_from_plan(state["plan"], state["query"])
+        if not subtasks:
+            return "synthesize"
+        return [
+            Send("worker", {"subtask": st, "query_vector": None, "phase": "planned"})
+            for st in subtasks
+        ]
+
+    async def synthesize(self, state: TandemState) -> dict[str, Any]:
+        sup = self._sup(state)
+        redactor = self._outgoing(state, sup)
+        results = list(state.get("results") or [])
+        query = state["query"]
+        if redactor:
+            query = redactor.redact(query)
+            results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
+        history = _history(state.get("messages") or [])
+        if redactor:
+            history = redactor.redact(history)
+        try:
+            text, calls = await sup.synthesize(
+                query, results, history=history, on_token=_token_sink()
+            )
+        except RunError as exc:
+            ok = [r for r in state.get("results") or [] if r.status == "ok"]
+            parts = [f"{r.answer} [{r.worker}]" for r in ok]
+            text = " ".join(parts) or "No specialist could answer this question."
+            return {
+                "draft": text,
+                "calls": [sup.failed_record(exc, "synthesize")],
+                "notes": [f"the supervisor could not synthesize ({exc}); joined answers locally"],
+            }
+        return {"draft": text, "calls": calls}
+
+    async def supervisor(self, state: TandemState) -> dict[str, Any]:
+        sup = self._sup(state)
+        redactor = self._outgoing(state, sup)
+        query = redactor.redact(state["query"]) if redactor else state["query"]
+        history = _history(state.get("messages") or [])
+        if redactor:
+            history = redactor.redact(history)
+        try:
+            text, calls = await sup.answer(query, history=history, on_token=_token_sink())
+        except RunError as exc:
+            return {
+                "draft": "The supervisor is unavailable and no specialist covers this question.",
+                "calls": [sup.failed_record(exc, "answer")],
+                "notes": [f"the supervisor could not answer: {exc}"],
+            }
+        return {"draft": text, "calls": calls}
+
+    async def finish(self, state: TandemState) -> dict[str, Any]:
+        guard = state["guard"]
+        results = list(state.get("results") or [])
+        text = restore(state.get("draft") or "", guard.mapping)
+        citations: list[Citation] = []
+        for r in results:
+            if r.status == "ok":
+                citations.extend(c for c in r.citations if c not in citations)
+        answer = Answer(
+            text=text,
+            route=state["route"],
+            citations=citations,
+            worker_results=results,
+            ledger=build_ledger(state.get("calls") or []),
+            escalated=bool(state.get("escalated")),
+            notes=list(state.get("notes") or []),
+            privacy=guard,
+        )
+        return {
+            "answer": answer,
+            "messages": [HumanMessage(state["query"]), AIMessage(text)],
+        }
+
+
+def _node(fn: Callable[[Any], Awaitable[dict[str, Any]]]) -> RunnableLambda[Any, Any]:
+    """A node usable from ``invoke`` (sync) and ``ainvoke``/``astream`` (async)."""
+
+    def sync(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        return run_sync(fn(state), contextvars.copy_context())
+
+    async def afn(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        return await fn(state)
+
+    return RunnableLambda(sync, afunc=afn, name=fn.__name__)
+
+
+def build_graph(
+    config: TandemConfig | None = None,
+    *,
+    checkpointer: Any = None,
+    supervisor: Any = None,
+    workers: Sequence[Any] = (),
+    runtime: Runtime | None = None,
+) -> Any:
+    """Build the compiled hybrid graph.
+
+    Args:
+        config: Settings (default: :func:`~tandem.graphs.load_config`).
+        checkpointer: Any LangGraph checkpointer (threads, resume).
+        supervisor: A LangChain ``BaseChatModel`` (or SupervisorLLM) replacing the configured one.
+        workers: Extra in-code :class:`~tandem.workers.WorkerSpec` s.
+        runtime: A prebuilt runtime (shares backends/stores between graphs).
+
+    Returns:
+        A compiled LangGraph graph: input ``{"query": str}``, output state with ``answer``.
+    """
+    rt = runtime or Runtime(config, supervisor=supervisor, workers=workers)
+    n = _Nodes(rt)
+    g: StateGraph[Any] = StateGraph(TandemState)
+    g.add_node("guard", _node(n.guard))
+    g.add_node("route", _node(n.route))
+    g.add_node("worker", _node(n.worker))
+    g.add_node("check", _node(n.check))
+    g.add_node("plan", _node(n.plan))
+    g.add_node("synthesize", _node(n.synthesize))
+    g.add_node("supervisor", _node(n.supervisor))
+    g.add_node("finish", _node(n.finish))
+    g.add_edge(START, "guard")
+    g.add_edge("guard", "route")
+    g.add_conditional_edges("route", n.after_route, ["worker", "plan", "supervisor"])
+    g.add_conditional_edges("worker", n.after_worker, ["check", "synthesize"])
+    g.add_conditional_edges("check", n.after_check, ["plan", "finish"])
+    g.add_conditional_edges("plan", n.after_plan, ["worker", "synthesize"])
+    g.add_edge("synthesize", "finish")
+    g.add_edge("supervisor", "finish")
+    g.add_edge("finish", END)
+    compiled = g.compile(checkpointer=checkpointer, name="tandem")
+    compiled.runtime = rt  # type: ignore[attr-defined]
+    return compiled.with_config(recursion_limit=rt.config.recursion_limit)

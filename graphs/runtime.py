@@ -1,0 +1,151 @@
+"""Everything a run needs, built once from a :class:`TandemConfig`.
+
+Backends, stores, workers, the router and the supervisor(s) live here, outside
+the graph state, so the state stays small and checkpointable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tandem.agents._llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
+from tandem.agents.router import Router
+from tandem.agents.supervisor import Supervisor
+from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
+from tandem.workers.backends import Backend, BackendSettings, make_backend
+from tandem.workers.errors import ConfigError
+from tandem.workers.plugins import discover
+from tandem.workers.spec import WorkerSpec
+from tandem.workers.store import IngestReport, WorkerStore, open_client
+from tandem.workers.worker import Worker
+
+__all__ = ["Runtime", "make_supervisor_llm"]
+
+IngestProgress = Callable[[str, int, int, str], None]
+"""``progress(worker, files_done, files_total, current_file)``."""
+
+
+def make_supervisor_llm(
+    model: str, settings: SupervisorSettings, backends: BackendSettings
+) -> SupervisorLLM:
+    """The large model for a model string: ``embedded/<name>`` or any litellm model."""
+    if model.startswith("embedded/"):
+        backend = make_backend(f"embedded:{model.removeprefix('embedded/')}", backends)
+        return BackendLLM(backend, max_tokens=settings.max_tokens, temperature=settings.temperature)
+    return LiteLLM(
+        model,
+        api_base=settings.api_base,
+        timeout=settings.timeout,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        extra=settings.extra,
+        local_hosts=settings.local_hosts,
+        egress=settings.egress,
+    )
+
+
+def _backend_settings(config: TandemConfig) -> BackendSettings:
+    return BackendSettings(ollama=config.ollama, embedded=config.embedded.model_dump())
+
+
+class Runtime:
+    """Backends, stores, workers, router and supervisors for one configuration.
+
+    Args:
+        config: The configuration (default: :func:`load_config`).
+        supervisor: Overrides the configured supervisor: a LangChain ``BaseChatModel`` or
+            any object with the :class:`~tandem.agents._llm.SupervisorLLM` interface.
+        workers: Extra in-code worker specs, added to the configured ones.
+    """
+
+    def __init__(
+        self,
+        config: TandemConfig | None = None,
+        *,
+        supervisor: Any = None,
+        workers: Sequence[WorkerSpec] = (),
+    ) -> None:
+        self.config = config or load_config()
+        cfg = self.config
+        self.backend_settings = _backend_settings(cfg)
+        specs = list(cfg.workers)
+        report = discover(include_builtin=cfg.use_builtin_workers())
+        self.plugin_errors = report.errors
+        names = {s.name for s in specs}
+        for spec in [*report.specs, *workers]:
+            if spec.name in names:
+                raise ConfigError(
+                    f"worker '{spec.name}' is defined twice ({spec.origin} and config)"
+                )
+            names.add(spec.name)
+            specs.append(spec)
+        if not specs:
+            raise ConfigError(
+                "no workers: declare [[workers]] in tandem.toml or enable builtin_workers",
+                file=cfg.source,
+            )
+        self.specs = {s.name: s for s in specs}
+        self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
+        client = open_client(cfg.data_dir / "stores")
+        self.stores = {n: WorkerStore(n, client, self.embedder) for n in self.specs}
+        self.workers = {
+            n: Worker(
+                s,
+                make_backend(s.model, self.backend_settings, worker=n),
+                self.stores[n],
+                self.embedder,
+                retry=cfg.retry,
+                max_tokens=cfg.worker_max_tokens,
+            )
+            for n, s in self.specs.items()
+        }
+        self.router = Router(list(self.specs.values()), self.embedder, cfg.router)
+        if supervisor is None:
+            llm = make_supervisor_llm(cfg.supervisor.model, cfg.supervisor, self.backend_settings)
+        elif hasattr(supervisor, "complete"):
+            llm = supervisor
+        else:
+            llm = LangChainLLM(supervisor)
+        self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)
+        self._local: Supervisor | None = None
+        self._ingest_lock = asyncio.Lock()
+        self._ingested: set[str] = set()
+
+    def local_supervisor(self) -> Supervisor:
+        """The supervisor used when nothing may leave the machine."""
+        if self.supervisor.llm.where == "local":
+            return self.supervisor
+        if self._local is None:
+            llm = make_supervisor_llm(
+                self.config.privacy.local_supervisor, self.config.supervisor, self.backend_settings
+            )
+            self._local = Supervisor(
+                llm, max_subtasks=self.config.max_subtasks, retry=self.config.retry
+            )
+        return self._local
+
+    def supervisor_for(self, policy: str) -> Supervisor:
+        """The supervisor a run may use under ``policy``."""
+        return self.local_supervisor() if policy == "local_only" else self.supervisor
+
+    async def ensure_ingested(
+        self, names: Sequence[str] | None = None, *, progress: IngestProgress | None = None
+    ) -> dict[str, IngestReport]:
+        """Ingest each worker's declared knowledge into its store when the store is empty."""
+        reports: dict[str, IngestReport] = {}
+        async with self._ingest_lock:
+            for name in names or list(self.specs):
+                spec, store = self.specs[name], self.stores[name]
+                if name in self._ingested or not spec.knowledge:
+                    continue
+                if await store.count() == 0:
+
+                    def cb(done: int, total: int, current: str, name: str = name) -> None:
+                        if progress:
+                            progress(name, done, total, current)
+
+                    reports[name] = await store.ingest(spec.knowledge, progress=cb)
+                self._ingested.add(name)
+        return reports

@@ -1,0 +1,70 @@
+"""The graph's state and the records a run returns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field
+from tandem.agents.privacy import GuardReport
+from tandem.agents.router import RouteDecision
+from tandem.agents.supervisor import Plan
+from tandem.graphs.ledger import Ledger
+from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+
+__all__ = ["Answer", "TandemState", "WorkerInput", "accumulate"]
+
+
+def accumulate(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    """List reducer that a node can reset by writing ``None`` (each new turn does)."""
+    if right is None:
+        return []
+    return [*(left or []), *right]
+
+
+class Answer(BaseModel):
+    """The final result of a run (``state["answer"]``)."""
+
+    text: str
+    """The answer, with sensitive values restored locally."""
+    route: RouteDecision
+    """How the query was routed (after any escalation the kind stays the router's)."""
+    citations: list[Citation] = Field(default_factory=list)
+    """Passages the answer rests on, by worker and source."""
+    worker_results: list[WorkerResult] = Field(default_factory=list)
+    """Every worker result of the run, including failed ones."""
+    ledger: Ledger = Field(default_factory=Ledger)
+    """Model calls, tokens, seconds, cost, local share and egress."""
+    escalated: bool = False
+    """True when a direct answer was not confident and the supervisor took over."""
+    notes: list[str] = Field(default_factory=list)
+    """What degraded or was repaired (failed workers, trimmed plans, fallbacks)."""
+    privacy: GuardReport = Field(default_factory=GuardReport)
+    """What the guard found and the egress policy applied."""
+
+
+class TandemState(TypedDict, total=False):
+    """LangGraph state. Input: ``{"query": str}``; output adds ``answer``."""
+
+    query: str
+    messages: Annotated[list[AnyMessage], add_messages]
+    guard: GuardReport
+    route: RouteDecision
+    query_vector: list[float] | None
+    phase: Literal["direct", "planned"]
+    plan: Plan
+    escalated: bool
+    draft: str
+    results: Annotated[list[WorkerResult], accumulate]
+    calls: Annotated[list[CallRecord], accumulate]
+    notes: Annotated[list[str], accumulate]
+    answer: Answer
+
+
+class WorkerInput(TypedDict):
+    """What ``Send("worker", …)`` carries to one worker task."""
+
+    subtask: Subtask
+    query_vector: list[float] | None
+    phase: Literal["direct", "planned"]
