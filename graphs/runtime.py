@@ -21,7 +21,7 @@ from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import IngestReport, WorkerStore, open_client
 from tandem.workers.worker import Worker
 
-__all__ = ["Runtime", "make_supervisor_llm"]
+__all__ = ["Runtime", "embedded_models", "make_supervisor_llm"]
 
 IngestProgress = Callable[[str, int, int, str], None]
 """``progress(worker, files_done, files_total, current_file)``."""
@@ -149,3 +149,16 @@ class Runtime:
                     reports[name] = await store.ingest(spec.knowledge, progress=cb)
                 self._ingested.add(name)
         return reports
+
+
+def embedded_models(runtime: Runtime) -> list[str]:
+    """Names of the bundled models this runtime will load (to prepare them up front)."""
+    cfg = runtime.config
+    refs = [s.model for s in runtime.specs.values()] + [cfg.router.embed_model]
+    names = [r.removeprefix("embedded:") for r in refs if r.startswith("embedded:")]
+    for llm in (runtime.supervisor.llm, *([runtime._local.llm] if runtime._local else [])):
+        if llm.model.startswith("embedded:"):
+            names.append(llm.model.removeprefix("embedded:"))
+    if cfg.privacy.policy == "local_only" and cfg.privacy.local_supervisor.startswith("embedded/"):
+        names.append(cfg.privacy.local_supervisor.removeprefix("embedded/"))
+    return sorted(set(names))

@@ -1,0 +1,111 @@
+"""Rich rendering of answers, routes and ledgers for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["answer_json", "render_answer", "render_ledger", "render_route"]
+
+
+def render_route(answer: Any) -> Text:
+    """One line: the route kind, the workers and why."""
+    route = answer.route
+    kind = route.kind + (" → escalated to supervisor" if answer.escalated else "")
+    workers = ", ".join(route.workers) or "—"
+    line = Text.assemble(("route ", "bold"), (kind, "cyan"), f"  workers: {workers}\n")
+    line.append(f"why: {route.reason}", style="dim")
+    return line
+
+
+def render_ledger(ledger: Any, title: str = "ledger") -> Table:
+    """A table of model calls with totals."""
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for col, justify in (
+        ("role", "left"),
+        ("purpose", "left"),
+        ("model", "left"),
+        ("where", "left"),
+        ("tok in", "right"),
+        ("tok out", "right"),
+        ("seconds", "right"),
+        ("cost $", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in ledger.calls:
+        where = Text(c.where, style="green" if c.where == "local" else "yellow")
+        purpose = c.purpose + (f" ({c.worker})" if c.worker else "") + (" ✗" if c.error else "")
+        table.add_row(
+            c.role,
+            purpose,
+            c.model,
+            where,
+            str(c.tokens_in),
+            str(c.tokens_out),
+            f"{c.seconds:.2f}",
+            f"{c.cost_usd:.6f}",
+        )
+    t = ledger.totals
+    table.add_section()
+    table.add_row(
+        "total",
+        f"{t.calls} calls",
+        f"{t.supervisor_calls} supervisor · {t.worker_calls} worker",
+        f"{t.local_share:.0%} local",
+        str(t.tokens_in),
+        str(t.tokens_out),
+        f"{t.seconds:.2f}",
+        f"{t.cost_usd:.6f}",
+        style="bold",
+    )
+    return table
+
+
+def _egress(answer: Any) -> str:
+    t = answer.ledger.totals
+    found = ", ".join(f"{k}×{v}" for k, v in answer.privacy.findings.items())
+    sensitive = f"sensitive spans: {found}" if found else "no sensitive spans found"
+    if t.remote_calls == 0:
+        return f"nothing left this machine · {sensitive}"
+    how = " (redacted to placeholders)" if answer.privacy.policy == "redact" and found else ""
+    return f"{t.remote_calls} remote calls sent {t.bytes_sent_remote} bytes{how} · {sensitive}"
+
+
+def render_answer(console: Console, answer: Any, *, show_text: bool = True) -> None:
+    """Print an answer with its route, citations, notes and ledger."""
+    parts: list[Any] = []
+    if show_text:
+        parts.append(Text(answer.text or "(no answer)"))
+    console.print(Panel(Group(*parts), title="answer", title_align="left")) if parts else None
+    console.print(render_route(answer))
+    if answer.citations:
+        cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations)
+        console.print(Text.assemble(("citations ", "bold"), cites))
+    for note in answer.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    console.print(Text.assemble(("privacy ", "bold"), _egress(answer)))
+    console.print(render_ledger(answer.ledger))
+
+
+def answer_json(answer: Any) -> dict[str, Any]:
+    """The one-object JSON form of an answer (``tandem ask --json``)."""
+    return {
+        "text": answer.text,
+        "route": {
+            "kind": answer.route.kind,
+            "workers": list(answer.route.workers),
+            "reason": answer.route.reason,
+            "scores": dict(answer.route.scores),
+        },
+        "escalated": answer.escalated,
+        "citations": [{"worker": c.worker, "source": c.source} for c in answer.citations],
+        "notes": list(answer.notes),
+        "ledger": {
+            "calls": [c.model_dump() for c in answer.ledger.calls],
+            "totals": answer.ledger.totals.model_dump(),
+        },
+    }
