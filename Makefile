@@ -1,0 +1,36 @@
+# tandem — developer entry points. `make demo` and `make test` are the README's two commands.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck bench lock clean
+
+# Create the virtualenv and install the locked dependencies (first run compiles
+# llama-cpp-python: ~12 min on 2 cores; pip caches the wheel for later runs).
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/tandem demo
+
+test: $(STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy agents workers graphs
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
