@@ -83,7 +83,7 @@ def is_local_host(url: str | None, local_hosts: Sequence[str] = ()) -> bool:
 
 def translate_litellm_error(exc: BaseException, *, model: str, host: str | None) -> RunError:
     """Map a litellm (OpenAI-style) exception to tandem's error tree."""
-    import litellm
+    import litellm.exceptions as litellm
 
     common: dict[str, Any] = {"model": model, "host": host}
     text = str(getattr(exc, "message", None) or exc).strip()[:300]

@@ -212,7 +212,7 @@ class Supervisor:
                 {"role": "assistant", "content": content},
                 {"role": "user", "content": f"Invalid plan: {problem}. Reply again with JSON."},
             ]
-        steps = []
+        steps: list[PlanStep] = []
         for step in plan.subtasks:
             if step.worker not in known:
                 notes.append(f"dropped a subtask for unknown worker '{step.worker}'")

@@ -14,7 +14,7 @@ and store failures degrade the answer (recorded in ``notes``), never crash it.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -283,7 +283,7 @@ class _Nodes:
         }
 
 
-def _node(fn: Callable[[Any], Awaitable[dict[str, Any]]]) -> RunnableLambda[Any, Any]:
+def _node(fn: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]) -> RunnableLambda[Any, Any]:
     """A node usable from ``invoke`` (sync) and ``ainvoke``/``astream`` (async)."""
 
     def sync(state: Any, config: RunnableConfig) -> dict[str, Any]:

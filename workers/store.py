@@ -9,6 +9,7 @@ never blocks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -241,7 +242,8 @@ class WorkerStore:
                 for k in part
             ]
             await self._call(
-                lambda part=part, vectors=vectors, metadatas=metadatas: coll.upsert(
+                functools.partial(
+                    coll.upsert,
                     ids=[ids[k] for k in part],
                     documents=[chunks[k] for k in part],
                     embeddings=vectors,

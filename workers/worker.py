@@ -139,20 +139,19 @@ class Worker:
         self, subtask: Subtask, query_vector: Sequence[float] | None, run: WorkerRun
     ) -> tuple[list[Document], str]:
         """Top-k passages for the subtask, and a note when retrieval was impossible."""
-        if self.store is None or self.embedder is None:
+        embedder = self.embedder
+        if self.store is None or embedder is None:
             return [], "no knowledge store configured"
         try:
             if query_vector is None:
                 started = time.perf_counter()
-                emb = await with_retry(
-                    lambda: self.embedder.embed([subtask.instruction]), self.retry
-                )  # type: ignore[union-attr]
+                emb = await with_retry(lambda: embedder.embed([subtask.instruction]), self.retry)
                 query_vector = emb.vectors[0]
                 run.calls.append(
                     CallRecord(
                         role="embed",
                         model=emb.model,
-                        where=self.embedder.where,  # type: ignore[union-attr]
+                        where=embedder.where,
                         tokens_in=emb.tokens_in,
                         seconds=time.perf_counter() - started,
                         worker=self.spec.name,

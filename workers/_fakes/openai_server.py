@@ -24,7 +24,9 @@ __all__ = ["FakeOpenAI", "rule_supervisor"]
 
 _WORKER = re.compile(r'<worker name="([a-z0-9_]+)">(.*?)</worker>', re.S)
 _RESULT = re.compile(r'<result worker="([a-z0-9_]+)"[^>]*>(.*?)</result>', re.S)
-_QUERY = re.compile(r"<query>((?:(?!<query>).)*?)</query>", re.S)  # innermost: prompts mention <query>
+_QUERY = re.compile(
+    r"<query>((?:(?!<query>).)*?)</query>", re.S
+)  # innermost: prompts mention <query>
 
 
 def _all_text(request: dict[str, Any]) -> str:
@@ -40,7 +42,7 @@ def rule_supervisor(request: dict[str, Any]) -> str:
     if '"subtasks"' in schema:
         workers = [(name, set(words(desc + " " + name))) for name, desc in _WORKER.findall(text)]
         parts = [p.strip() for p in re.split(r"\?\s+|;\s+", query) if p.strip()] or [query]
-        subtasks = []
+        subtasks: list[dict[str, str]] = []
         for part in parts:
             pwords = set(words(part))
             scored = [(len(pwords & vocab), name) for name, vocab in workers]

@@ -7,8 +7,10 @@ host and model and saying what to do.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
@@ -108,6 +110,12 @@ def translate_ollama_error(
     return BackendRejected(f"unexpected error from the Ollama client: {exc!r}", **common)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One shared SSL context: httpx builds a new one per client otherwise (~80 ms a call)."""
+    return httpx.create_ssl_context()
+
+
 class OllamaBackend:
     """A model served by Ollama.
 
@@ -131,7 +139,7 @@ class OllamaBackend:
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[ollama.AsyncClient]:
         timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
-        client = ollama.AsyncClient(host=self.settings.host, timeout=timeout)
+        client = ollama.AsyncClient(host=self.settings.host, timeout=timeout, verify=_ssl_context())
         try:
             yield client
         except RunError:
@@ -141,7 +149,7 @@ class OllamaBackend:
                 exc, model=self.model, host=self.settings.host, worker=self.worker
             ) from exc
         finally:
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]
 
     def _options(self, max_tokens: int | None, temperature: float) -> dict[str, Any]:
         options: dict[str, Any] = {"temperature": temperature}
