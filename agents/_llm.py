@@ -6,15 +6,19 @@ call left the machine; third-party errors become tandem errors here.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
+import httpx
 from pydantic import BaseModel
+
 from tandem.workers.backends import Backend, ChatMessage, TokenCallback
 from tandem.workers.errors import (
     BackendBusy,
@@ -81,6 +85,18 @@ def is_local_host(url: str | None, local_hosts: Sequence[str] = ()) -> bool:
         return False
 
 
+def _connection_failed(exc: BaseException) -> bool:
+    """True when a refused/failed connection caused ``exc`` (litellm reports some as 500s)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ConnectionError | httpx.ConnectError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def translate_litellm_error(exc: BaseException, *, model: str, host: str | None) -> RunError:
     """Map a litellm (OpenAI-style) exception to tandem's error tree."""
     import litellm.exceptions as litellm
@@ -90,6 +106,12 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
     if isinstance(exc, litellm.Timeout):
         return BackendTimeout(
             "the supervisor did not answer in time", hint="raise [supervisor] timeout", **common
+        )
+    if isinstance(exc, litellm.APIConnectionError) or _connection_failed(exc):
+        return BackendUnavailable(
+            f"cannot reach the supervisor endpoint: {text}",
+            hint="check [supervisor] api_base and your network",
+            **common,
         )
     if isinstance(exc, litellm.RateLimitError):
         return BackendBusy(
@@ -105,17 +127,36 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
         return ModelNotFound(
             f"model not found: {text}", hint="check [supervisor] model and api_base", **common
         )
-    if isinstance(exc, litellm.APIConnectionError):
-        return BackendUnavailable(
-            f"cannot reach the supervisor endpoint: {text}",
-            hint="check [supervisor] api_base and your network",
-            **common,
-        )
     if isinstance(exc, litellm.ServiceUnavailableError | litellm.InternalServerError):
         return BackendBusy(f"provider error: {text}", **common)
     if isinstance(exc, litellm.BadRequestError):
         return BackendRejected(f"request rejected: {text}", **common)
     return BackendRejected(f"supervisor call failed: {type(exc).__name__}: {text}", **common)
+
+
+_LOOPS: dict[int, weakref.ref[asyncio.AbstractEventLoop]] = {}
+
+
+def _forget_stale_clients(litellm: Any) -> None:
+    """Drop litellm's cached HTTP clients that belong to a dead event loop.
+
+    litellm caches async clients under ``id(loop)``. When a loop is closed and a new
+    one is allocated at the same address, litellm would hand the new loop a client
+    bound to the dead one and the request hangs. We remember which loop object each
+    id belonged to and purge that id's cache entries when the object changes.
+    """
+    loop = asyncio.get_running_loop()
+    ref = _LOOPS.get(id(loop))
+    if ref is not None and ref() is loop:
+        return
+    _LOOPS[id(loop)] = weakref.ref(loop)
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    entries = getattr(cache, "cache_dict", None)
+    if cache is None or entries is None:
+        return
+    suffix = f"-{id(loop)}"
+    for key in [k for k in list(entries) if str(k).endswith(suffix)]:
+        cache.delete_cache(key)
 
 
 def _payload_size(messages: Sequence[ChatMessage]) -> int:
@@ -177,6 +218,7 @@ class LiteLLM:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
+        litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),

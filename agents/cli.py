@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
 from tandem.agents._render import answer_json, render_answer, render_ledger
 from tandem.workers.errors import TandemError
 

@@ -10,10 +10,12 @@ Everything inside ``<query>``, ``<result>`` and ``<worker>`` tags is data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+
 from tandem.agents._llm import LLMReply, SupervisorLLM
 from tandem.workers.backends import ChatMessage, TokenCallback
 from tandem.workers.errors import BadModelOutput, RunError
@@ -43,8 +45,13 @@ class Plan(BaseModel):
     rationale: str = ""
 
 
+_PLACEHOLDER = re.compile(r"&lt;([A-Z]+(?:_[A-Z]+)*_\d+)&gt;")
+
+
 def _esc(text: str) -> str:
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    escaped = text.replace("<", "&lt;").replace(">", "&gt;")
+    # Privacy placeholders (<EMAIL_1>) stay verbatim so the model repeats them restorably.
+    return _PLACEHOLDER.sub(r"<\1>", escaped)
 
 
 def _workers_block(workers: Sequence[WorkerSpec]) -> str:
@@ -117,17 +124,20 @@ class Supervisor:
         schema: dict[str, Any] | None = None,
         on_token: TokenCallback | None = None,
     ) -> str:
-        try:
-            reply = await with_retry(
-                lambda: self.llm.complete(
-                    messages, schema=schema, schema_name=purpose, on_token=on_token
-                ),
-                self.retry,
+        tries: list[int] = []  # attempts, for the ledger (with_retry only reports failures)
+
+        async def complete() -> LLMReply:
+            tries.append(1)
+            return await self.llm.complete(
+                messages, schema=schema, schema_name=purpose, on_token=on_token
             )
+
+        try:
+            reply = await with_retry(complete, self.retry)
         except RunError as exc:
             calls.append(self.failed_record(exc, purpose))
             raise
-        calls.append(self._record(reply, purpose))
+        calls.append(self._record(reply, purpose).model_copy(update={"attempts": len(tries)}))
         return reply.content
 
     def plan_schema(self, workers: Sequence[WorkerSpec]) -> dict[str, Any]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Checkpoints only deserialize types the graph's state declares (LangGraph's
+# strict msgpack mode, a published CVE's fix); must be set before LangGraph loads.
+os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+
 from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.hybrid import build_graph
 from tandem.graphs.ledger import Ledger, LedgerTotals, build_ledger

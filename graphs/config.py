@@ -22,6 +22,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
 from tandem.agents.router import RouterSettings
 from tandem.workers.backends import OllamaSettings
 from tandem.workers.errors import ConfigError
@@ -109,7 +110,7 @@ class EmbeddedConfig(BaseModel):
     n_ctx: int = Field(default=4096, ge=512)
     """Context window in tokens."""
     n_threads: int | None = None
-    """CPU threads (default: llama.cpp's choice)."""
+    """CPU threads (default: all cores)."""
     max_tokens: int = Field(default=512, ge=16)
     """Default cap on generated tokens."""
 

@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+
 from tandem.agents.privacy import GuardReport, Redactor, find_sensitive, restore
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
@@ -30,7 +31,7 @@ from tandem.graphs.ledger import build_ledger
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.embedding import run_sync
-from tandem.workers.errors import RunError, UsageError
+from tandem.workers.errors import BackendRejected, RunError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 
 __all__ = ["build_graph"]
@@ -55,6 +56,23 @@ def _token_sink() -> Callable[[str], None] | None:
     return lambda piece: writer({"event": "token", "text": piece})
 
 
+class _NoEgress:
+    """Stands in for a remote supervisor under ``local_only``: refuses every call."""
+
+    where = "local"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    async def complete(self, messages: Any, **kwargs: Any) -> Any:
+        raise BackendRejected(
+            "the privacy policy is local_only and this supervisor is not on this machine; "
+            "nothing was sent",
+            model=self.model,
+            hint="set [privacy] local_supervisor to a model that runs on this machine",
+        )
+
+
 class _Nodes:
     """The graph's nodes, bound to a :class:`Runtime`."""
 
@@ -62,7 +80,12 @@ class _Nodes:
         self.rt = rt
 
     def _sup(self, state: TandemState) -> Supervisor:
-        return self.rt.supervisor_for(state["guard"].policy)
+        policy = state["guard"].policy
+        sup = self.rt.supervisor_for(policy)
+        if policy == "local_only" and sup.llm.where == "remote":
+            # Never send under local_only, whatever the supervisor configuration says.
+            return Supervisor(_NoEgress(sup.llm.model), max_subtasks=sup.max_subtasks)
+        return sup
 
     def _outgoing(self, state: TandemState, sup: Supervisor) -> Redactor | None:
         """A redactor when text is about to leave the machine under ``redact``."""
@@ -336,5 +359,6 @@ def build_graph(
     g.add_edge("supervisor", "finish")
     g.add_edge("finish", END)
     compiled = g.compile(checkpointer=checkpointer, name="tandem")
-    compiled.runtime = rt  # type: ignore[attr-defined]
-    return compiled.with_config(recursion_limit=rt.config.recursion_limit)
+    graph = compiled.with_config(recursion_limit=rt.config.recursion_limit)
+    graph.runtime = rt  # type: ignore[attr-defined]  # with_config returns a copy
+    return graph

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
+
 from tandem.workers.records import CallRecord
 
 __all__ = ["Ledger", "LedgerTotals", "build_ledger"]

@@ -101,7 +101,12 @@ class Runtime:
             )
             for n, s in self.specs.items()
         }
-        self.router = Router(list(self.specs.values()), self.embedder, cfg.router)
+        self.router = Router(
+            list(self.specs.values()),
+            self.embedder,
+            cfg.router,
+            cache_path=cfg.data_dir / "cache" / "router-profiles.json",
+        )
         if supervisor is None:
             llm = make_supervisor_llm(cfg.supervisor.model, cfg.supervisor, self.backend_settings)
         elif hasattr(supervisor, "complete"):

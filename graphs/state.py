@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
+
 from tandem.agents.privacy import GuardReport
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan

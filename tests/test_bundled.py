@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tandem.workers.backends import _bundled
 from tandem.workers.backends._bundled import (
     BUNDLED_MODELS,

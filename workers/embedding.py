@@ -12,27 +12,68 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
+
 from tandem.workers.backends import Backend, BackendSettings, OllamaSettings, make_backend
 
 __all__ = ["TandemEmbeddingFunction", "run_sync"]
 
 T = TypeVar("T")
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="tandem-sync")
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop in a daemon thread, shared by all synchronous callers.
+
+    A single loop (rather than ``asyncio.run`` per call) keeps HTTP clients that
+    libraries cache per loop valid for the life of the process.
+    """
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="tandem-loop", daemon=True).start()
+            _LOOP = loop
+        return _LOOP
 
 
 def run_sync(coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
     """Run a coroutine to completion from synchronous code, even inside a running loop.
 
-    It runs on a fresh event loop in a helper thread, inside ``context`` (default: a
-    copy of the caller's) so context variables such as LangGraph's stream writer work.
+    It runs on tandem's background event loop, inside ``context`` (default: a copy of
+    the caller's) so context variables such as LangGraph's stream writer work.
     """
+    loop = _background_loop()
+    try:
+        if asyncio.get_running_loop() is loop:
+            raise RuntimeError("run_sync called from tandem's own background loop")
+    except RuntimeError as exc:
+        if "background loop" in str(exc):
+            raise
     ctx = context or contextvars.copy_context()
-    return _POOL.submit(ctx.run, asyncio.run, coro).result()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def start() -> None:
+        task = loop.create_task(coro, context=ctx)
+
+        def finish(t: asyncio.Task[T]) -> None:
+            if t.cancelled():
+                done.cancel()
+            elif (exc := t.exception()) is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(t.result())
+
+        task.add_done_callback(finish)
+
+    loop.call_soon_threadsafe(start)
+    return done.result()
 
 
 @register_embedding_function

@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+
 from tandem.workers.errors import PluginError
 from tandem.workers.spec import WorkerSpec
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from tandem.workers.errors import RunError
 
 __all__ = ["RetryPolicy", "with_retry"]

@@ -21,6 +21,7 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings
 from langchain_core.documents import Document
 from pydantic import BaseModel, Field
+
 from tandem.workers.backends import Backend
 from tandem.workers.embedding import TandemEmbeddingFunction
 from tandem.workers.errors import StoreError

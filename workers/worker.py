@@ -17,6 +17,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 from pydantic import ValidationError
+
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
 from tandem.workers.errors import RunError, StoreError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, WorkerResult
@@ -187,20 +188,25 @@ class Worker:
         error = ""
         for purpose in ("answer", "repair"):
             started = time.perf_counter()
-            try:
-                res = await with_retry(
-                    lambda msgs=messages: self.backend.chat(  # type: ignore[misc]
-                        msgs, schema=schema, max_tokens=self.max_tokens, on_token=on_token
-                    ),
-                    self.retry,
+            tries: list[int] = []  # attempts, for the ledger (with_retry only reports failures)
+
+            async def chat(
+                msgs: list[ChatMessage] = messages, tries: list[int] = tries
+            ) -> ChatResult:
+                tries.append(1)
+                return await self.backend.chat(
+                    msgs, schema=schema, max_tokens=self.max_tokens, on_token=on_token
                 )
+
+            try:
+                res = await with_retry(chat, self.retry)
             except RunError as exc:
                 run.calls.append(
                     self._record(purpose, None, started, attempts=exc.attempts, error=str(exc))
                 )
                 run.result = self._failed(subtask, f"model call failed: {exc}", note)
                 return run
-            run.calls.append(self._record(purpose, res, started))
+            run.calls.append(self._record(purpose, res, started, attempts=len(tries)))
             try:
                 reply = WorkerReply.model_validate(json.loads(res.content))
             except (json.JSONDecodeError, ValidationError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -57,6 +58,14 @@ class Reply:
 Route = Callable[[str, dict[str, Any]], Reply]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients closing pooled keep-alive connections is normal, not an error to print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeHTTPServer:
     """Threaded HTTP server on 127.0.0.1 with a random port.
 
@@ -85,9 +94,11 @@ class FakeHTTPServer:
 
     def start(self) -> FakeHTTPServer:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )  # a short poll interval: stop() returns in ms, not up to 0.5 s
         self._thread.start()
         return self
 

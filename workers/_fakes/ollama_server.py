@@ -70,9 +70,9 @@ _QUESTION = re.compile(r"^(?:Task|Question):\s*(.+)$", re.M)
 
 def grounded_reply(request: dict[str, Any]) -> str:
     """The default worker behaviour: answer from the best-overlapping passage."""
-    user = next(
-        (m["content"] for m in reversed(request.get("messages", [])) if m["role"] == "user"), ""
-    )
+    users = [m["content"] for m in request.get("messages", []) if m["role"] == "user"]
+    # A repair turn ("your reply was not valid …") refers back to the task asked before it.
+    user = next((u for u in reversed(users) if _QUESTION.search(u)), users[-1] if users else "")
     found = _QUESTION.findall(user)
     question = set(words(found[0] if found else user))
     best: tuple[int, str, str] | None = None

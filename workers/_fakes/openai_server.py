@@ -24,9 +24,8 @@ __all__ = ["FakeOpenAI", "rule_supervisor"]
 
 _WORKER = re.compile(r'<worker name="([a-z0-9_]+)">(.*?)</worker>', re.S)
 _RESULT = re.compile(r'<result worker="([a-z0-9_]+)"[^>]*>(.*?)</result>', re.S)
-_QUERY = re.compile(
-    r"<query>((?:(?!<query>).)*?)</query>", re.S
-)  # innermost: prompts mention <query>
+# The innermost <query>…</query>: system prompts mention the tag itself.
+_QUERY = re.compile(r"<query>((?:(?!<query>).)*?)</query>", re.S)
 
 
 def _all_text(request: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
 from tandem.workers.errors import ModelAssetError
 
 __all__ = [
@@ -184,11 +185,16 @@ def _fingerprint(stat: os.stat_result) -> dict[str, int]:
 
 
 def _write_sidecar(path: Path, sha256: str) -> None:
-    record = {"sha256": sha256, **_fingerprint(path.stat())}
+    """Record a verified file; best effort (a read-only cache just re-hashes next time)."""
     side = _sidecar(path)
     tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    os.replace(tmp, side)
+    try:
+        record = {"sha256": sha256, **_fingerprint(path.stat())}
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        os.replace(tmp, side)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _sidecar_vouches(path: Path, sha256: str) -> bool:
@@ -249,7 +255,10 @@ def verify_file(
         )
     if _sidecar_vouches(path, sha256):
         return
-    actual = _hash_file(path, progress)
+    try:
+        actual = _hash_file(path, progress)
+    except OSError as exc:
+        raise ModelAssetError(f"cannot read model file '{path}': {exc.strerror}") from exc
     if actual != sha256:
         with contextlib.suppress(OSError):
             _sidecar(path).unlink()

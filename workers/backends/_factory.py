@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
 from tandem.workers.backends._base import Backend
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 from tandem.workers.spec import parse_model_ref

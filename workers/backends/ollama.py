@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 import ollama
 from pydantic import BaseModel, Field
+
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.errors import (
     BackendBusy,
