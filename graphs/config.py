@@ -110,7 +110,7 @@ class EmbeddedConfig(BaseModel):
     n_ctx: int = Field(default=4096, ge=512)
     """Context window in tokens."""
     n_threads: int | None = None
-    """CPU threads (default: all cores)."""
+    """CPU threads (default: llama.cpp's choice, half the cores)."""
     max_tokens: int = Field(default=512, ge=16)
     """Default cap on generated tokens."""
 

@@ -7,6 +7,7 @@ the graph state, so the state stays small and checkpointable.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,9 +35,12 @@ def make_supervisor_llm(
     if model.startswith("embedded/"):
         backend = make_backend(f"embedded:{model.removeprefix('embedded/')}", backends)
         return BackendLLM(backend, max_tokens=settings.max_tokens, temperature=settings.temperature)
+    api_base = settings.api_base
+    if api_base is None and model.startswith(("ollama/", "ollama_chat/")):
+        api_base = backends.ollama.host
     return LiteLLM(
         model,
-        api_base=settings.api_base,
+        api_base=api_base,
         timeout=settings.timeout,
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
@@ -115,7 +119,7 @@ class Runtime:
             llm = LangChainLLM(supervisor)
         self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)
         self._local: Supervisor | None = None
-        self._ingest_lock = asyncio.Lock()
+        self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
 
     def local_supervisor(self) -> Supervisor:
@@ -123,9 +127,18 @@ class Runtime:
         if self.supervisor.llm.where == "local":
             return self.supervisor
         if self._local is None:
-            llm = make_supervisor_llm(
-                self.config.privacy.local_supervisor, self.config.supervisor, self.backend_settings
+            # Only generation limits and local_hosts carry over: the [supervisor] endpoint,
+            # credentials and egress belong to the remote model. Whether the local model is
+            # really local is decided from its own endpoint; if not, the graph refuses it.
+            sup = self.config.supervisor
+            local = SupervisorSettings(
+                model=self.config.privacy.local_supervisor,
+                timeout=sup.timeout,
+                max_tokens=sup.max_tokens,
+                temperature=sup.temperature,
+                local_hosts=sup.local_hosts,
             )
+            llm = make_supervisor_llm(local.model, local, self.backend_settings)
             self._local = Supervisor(
                 llm, max_subtasks=self.config.max_subtasks, retry=self.config.retry
             )
@@ -140,8 +153,14 @@ class Runtime:
     ) -> dict[str, IngestReport]:
         """Ingest each worker's declared knowledge into its store when the store is empty."""
         reports: dict[str, IngestReport] = {}
-        async with self._ingest_lock:
-            for name in names or list(self.specs):
+        wanted = list(names or self.specs)
+        if all(n in self._ingested for n in wanted):
+            return reports
+        # A thread lock (taken off the event loop) works whichever loop calls us:
+        # sync invoke runs nodes on tandem's background loop, ainvoke on the caller's.
+        await asyncio.to_thread(self._ingest_lock.acquire)
+        try:
+            for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
                 if name in self._ingested or not spec.knowledge:
                     continue
@@ -153,6 +172,8 @@ class Runtime:
 
                     reports[name] = await store.ingest(spec.knowledge, progress=cb)
                 self._ingested.add(name)
+        finally:
+            self._ingest_lock.release()
         return reports
 
 

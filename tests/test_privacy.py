@@ -111,12 +111,6 @@ async def test_local_only_supervisor_route_does_not_leave_the_machine(
     assert "unavailable" in answer.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime.local_supervisor() builds the local model with the [supervisor] api_base "
-    "and egress, so an ollama_chat/ local supervisor is sent to the remote endpoint "
-    "(graphs/runtime.py; the graph now refuses to call it instead of leaking)",
-)
 def test_local_supervisor_for_local_only_runs_on_this_machine(
     make_config: Any, fake_ollama: FakeOllama
 ) -> None:
