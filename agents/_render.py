@@ -22,44 +22,42 @@ def render_route(answer: Any) -> Text:
     return line
 
 
+def _short(model: str) -> str:
+    return model.removeprefix("embedded:").removeprefix("embedded/").removeprefix("ollama:")
+
+
 def render_ledger(ledger: Any, title: str = "ledger") -> Table:
-    """A table of model calls with totals."""
+    """A table of model calls with totals (a cost column only when something cost money)."""
+    paid = ledger.totals.cost_usd > 0
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for col, justify in (
-        ("role", "left"),
-        ("purpose", "left"),
-        ("model", "left"),
-        ("where", "left"),
-        ("tok in", "right"),
-        ("tok out", "right"),
-        ("seconds", "right"),
-        ("cost $", "right"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table.add_column("call", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=18)
+    table.add_column("where", no_wrap=True, min_width=6)
+    for col in ("in", "out", "sec", *(("$",) if paid else ())):
+        table.add_column(col, justify="right", no_wrap=True)
     for c in ledger.calls:
         where = Text(c.where, style="green" if c.where == "local" else "yellow")
-        purpose = c.purpose + (f" ({c.worker})" if c.worker else "") + (" ✗" if c.error else "")
+        call = f"{c.role}·{c.purpose}" + (f"·{c.worker}" if c.worker else "")
+        cost = (f"{c.cost_usd:.4f}",) if paid else ()
         table.add_row(
-            c.role,
-            purpose,
-            c.model,
+            call + (" ✗" if c.error else ""),
+            _short(c.model),
             where,
             str(c.tokens_in),
             str(c.tokens_out),
-            f"{c.seconds:.2f}",
-            f"{c.cost_usd:.6f}",
+            f"{c.seconds:.1f}",
+            *cost,
         )
     t = ledger.totals
     table.add_section()
     table.add_row(
-        "total",
         f"{t.calls} calls",
-        f"{t.supervisor_calls} supervisor · {t.worker_calls} worker",
+        f"{t.supervisor_calls} to supervisor",
         f"{t.local_share:.0%} local",
         str(t.tokens_in),
         str(t.tokens_out),
-        f"{t.seconds:.2f}",
-        f"{t.cost_usd:.6f}",
+        f"{t.seconds:.1f}",
+        *((f"{t.cost_usd:.4f}",) if paid else ()),
         style="bold",
     )
     return table

@@ -1,0 +1,161 @@
+"""The ``tandem`` command end to end: a real subprocess, configured only by a tandem.toml
+that points at a fake Ollama server and a fake OpenAI-compatible supervisor on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.workers.builtin import specs
+from tandem.workers.store import chunk_text
+from tandem.workers.testing import FakeOllama, FakeOpenAI
+
+TANDEM = str(Path(sys.executable).parent / "tandem")
+JSON_KEYS = {"text", "route", "citations", "ledger"}
+
+
+def _toml(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
+    lines = [
+        f'data_dir = "{data_dir}"',
+        "[supervisor]",
+        'model = "openai/fake-large"',
+        f'api_base = "{openai.api_base}"',
+        'extra = { api_key = "test-key" }',
+        "[ollama]",
+        f'host = "{ollama.url}"',
+        "[router]",
+        'embed_model = "ollama:nomic-embed-text"',
+    ]
+    for spec in specs():
+        examples = ", ".join(json.dumps(e) for e in spec.examples)
+        lines += [
+            "[[workers]]",
+            f'name = "{spec.name}"',
+            f"description = {json.dumps(spec.description)}",
+            f"examples = [{examples}]",
+            'model = "ollama:qwen2.5:1.5b"',
+            f"system_prompt = {json.dumps(spec.system_prompt)}",
+            f'knowledge = ["{spec.knowledge[0]}"]',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    full_env.update(TANDEM_PLUGINS="", LITELLM_LOCAL_MODEL_COST_MAP="True", **env)
+    return subprocess.run(
+        [TANDEM, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def servers() -> Any:
+    with (
+        FakeOllama(chat_models=("qwen2.5:1.5b",), embed_models=("nomic-embed-text",)) as ol,
+        FakeOpenAI() as oa,
+    ):
+        ol.latency = 0.0
+        yield ol, oa
+
+
+def _ask(servers: Any, tmp_path: Path, question: str) -> dict[str, Any]:
+    ollama, openai = servers
+    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    proc = _run(["ask", "--json", question], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected exactly one JSON object, got: {proc.stdout!r}"
+    out: dict[str, Any] = json.loads(lines[0])
+    assert set(out) >= JSON_KEYS
+    assert set(out["route"]) >= {"kind", "workers", "reason"}
+    assert all(set(c) == {"worker", "source"} for c in out["citations"])
+    assert set(out["ledger"]) == {"calls", "totals"}
+    return out
+
+
+def test_ask_json_single_domain_goes_direct_without_the_supervisor(
+    servers: Any, tmp_path: Path
+) -> None:
+    ollama, openai = servers
+    out = _ask(servers, tmp_path, "How quickly does Brightwater Lettings return deposits?")
+    assert out["route"]["kind"] == "direct"
+    assert out["route"]["workers"] == ["tenancy"]
+    assert openai.completions() == []
+    assert out["citations"] and out["citations"][0]["worker"] == "tenancy"
+    rows = out["ledger"]["calls"]
+    assert sum(r["role"] == "worker" for r in rows) == len(ollama.requests_to("/api/chat"))
+    assert sum(r["role"] == "supervisor" for r in rows) == 0
+
+
+def test_ask_json_cross_domain_plans_runs_workers_concurrently_and_synthesizes(
+    servers: Any, tmp_path: Path
+) -> None:
+    ollama, openai = servers
+    ollama.latency = 0.3
+    out = _ask(
+        servers,
+        tmp_path,
+        "My landlord says my rent is going up by 8% — is that allowed? And how much of my "
+        "rent can I claim back through the Renters' Tax Credit?",
+    )
+    assert out["route"]["kind"] == "plan"
+    purposes = [c["messages"][0]["content"][:40] for c in openai.completions()]
+    assert len(purposes) == 2  # one plan, one synthesis
+    chats = ollama.requests_to("/api/chat")
+    assert len(chats) >= 2
+    overlapping = any(
+        a.started < b.ended and b.started < a.ended
+        for i, a in enumerate(chats)
+        for b in chats[i + 1 :]
+    )
+    assert overlapping, "the planned worker calls did not run concurrently"
+    rows = out["ledger"]["calls"]
+    assert [r["purpose"] for r in rows if r["role"] == "supervisor"] == ["plan", "synthesize"]
+    assert sum(r["role"] == "worker" for r in rows) == len(chats)
+    chunks = {
+        chunk
+        for spec in specs()
+        for f in spec.knowledge[0].glob("*.md")
+        for chunk in chunk_text(f.read_text())
+    }
+    run_embeds = [
+        r for r in ollama.requests_to("/api/embed") if not set(r.body["input"]) <= chunks
+    ]  # the rest is the CLI ingesting the stores before the run
+    assert sum(r["role"] == "embed" for r in rows) == len(run_embeds)
+    assert {c["worker"] for c in out["citations"]} >= {"tenancy", "finance"}
+
+
+def test_config_error_is_one_readable_line_and_exit_code_1(tmp_path: Path) -> None:
+    (tmp_path / "tandem.toml").write_text('[[workers]]\nname = "Bad Name"\ndescription = "x"\n')
+    proc = _run(["ask", "--json", "hello"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "tandem.toml" in proc.stderr and "workers[0]" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_unreachable_ollama_is_reported_with_the_host_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenAI() as openai:
+        with FakeOllama() as dead:
+            url = dead.url
+            body = _toml(dead, openai, tmp_path / "data")
+        (tmp_path / "tandem.toml").write_text(body)  # the Ollama server is gone now
+        proc = _run(["ask", "--json", "How much notice must my landlord give?"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert url in proc.stderr
+
+
+def test_help_explains_every_command() -> None:
+    proc = subprocess.run([TANDEM, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for command in ("ask", "demo", "ingest", "workers", "config", "models"):
+        assert command in proc.stdout
