@@ -114,7 +114,8 @@ def _prepare_models(rt: Any, quiet: bool = False) -> None:
                 progress.update(task, completed=done, total=total)
 
             path = ensure_model(name, cache, cb)
-            progress.update(task, description=f"model {name} ✓ {path.name}")
+            size = path.stat().st_size
+            progress.update(task, description=f"model {name} ✓", total=size, completed=size)
 
 
 async def _ingest_missing(rt: Any, quiet: bool = False) -> None:
