@@ -32,7 +32,8 @@ typecheck: $(STAMP)
 	for p in agents workers graphs; do ln -sfn ../../$$p .typecheck/tandem/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p tandem.agents -p tandem.workers -p tandem.graphs
 
-lock:
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev -o requirements.lock --python-version 3.11
 
 clean:

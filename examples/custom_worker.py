@@ -68,7 +68,11 @@ if __name__ == "__main__":
     answer = asyncio.run(main(args.question, args.data_dir))
     print("Q:", args.question)
     print("A:", answer.text)
-    print(f"route: {answer.route.kind} {list(answer.route.workers)}")
+    escalated = " (escalated)" if answer.escalated else ""
+    print(f"route: {answer.route.kind} {list(answer.route.workers)}{escalated}")
     print("citations:", ", ".join(f"{c.worker}:{c.source}" for c in answer.citations) or "none")
     t = answer.ledger.totals
-    print(f"ledger: {t.calls} calls, {t.seconds:.1f} s, ${t.cost_usd:.4f}, {t.local_share:.0%} local")
+    print(
+        f"ledger: {t.calls} calls ({t.supervisor_calls} supervisor, {t.worker_calls} worker), "
+        f"{t.seconds:.1f} s, ${t.cost_usd:.4f}, {t.local_share:.0%} local"
+    )

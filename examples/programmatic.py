@@ -10,7 +10,10 @@ specialist ingests its corpus into its own Chroma store on first use.
 
 The first question is answered with ``invoke`` (a direct route: one local
 specialist, no supervisor call); the second is streamed with ``astream``,
-printing node updates and the supervisor's tokens as they arrive.
+printing node updates and the supervisor's tokens as they arrive. Try
+``--stream-question`` with a cross-domain question ("My rent is going up by 8%:
+is that allowed, and how much can I claim back through the Renters' Tax
+Credit?") to see plan → parallel specialists → streamed synthesis.
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ from typing import Any
 from tandem.graphs import Answer, LedgerTotals, TandemConfig, build_graph, build_ledger
 
 DIRECT = "How quickly does Brightwater Lettings return a tenant's deposit?"
-CROSS_DOMAIN = (
-    "My landlord says my rent is going up by 8% — is that allowed? "
-    "And how much of my rent can I claim back through the Renters' Tax Credit?"
-)
+GENERAL = "Write a haiku about autumn leaves."  # no specialist fits: the supervisor answers
 
 
 def totals_line(t: LedgerTotals) -> str:
@@ -71,14 +71,15 @@ async def stream(graph: Any, question: str) -> Answer:
             print(f"[{node}{detail}]", flush=True)
             if node == "finish":
                 answer = update["answer"]
-    assert answer is not None, "the graph finished without an answer"
+    if answer is None:
+        raise RuntimeError("the graph finished without an answer")
     return answer
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default=DIRECT, help="the question to invoke")
-    parser.add_argument("--stream-question", default=CROSS_DOMAIN, help="the question to stream")
+    parser.add_argument("--stream-question", default=GENERAL, help="the question to stream")
     parser.add_argument(
         "--data-dir", type=Path, help="where stores live (default: $TANDEM_HOME or user data dir)"
     )

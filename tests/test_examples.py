@@ -1,0 +1,114 @@
+"""The examples work as documented: both scripts on the bundled models, the config file loads."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tandem.graphs import load_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
+)
+
+LEDGER = re.compile(
+    r"^ledger: (\d+) calls \((\d+) supervisor, (\d+) worker\), .*, (\d+)% local$", re.M
+)
+
+
+def _run(script: str, *args: str, home: Path) -> str:
+    """Run an example like a user would: its own process, its own data dir, no plugin filter."""
+    env = dict(os.environ)
+    # conftest.py sets TANDEM_PLUGINS="" (no entry points in the suite); the programmatic
+    # example needs the built-in workers' entry point, as on a user's machine.
+    env.pop("TANDEM_PLUGINS", None)
+    env.pop("TANDEM_CONFIG", None)
+    env["TANDEM_HOME"] = str(home)
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=280,  # below the suite's per-test timeout, so the child is reaped on failure
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def _answer(out: str) -> str:
+    """The answer text (it may span several lines): from "A: " up to the route line."""
+    assert "\nA: " in out, out
+    return out.split("\nA: ", 1)[1].split("\nroute: ", 1)[0]
+
+
+def _line(out: str, prefix: str) -> str:
+    lines = [line for line in out.splitlines() if line.startswith(prefix)]
+    assert lines, f"no line starting with {prefix!r} in:\n{out}"
+    return lines[0]
+
+
+@pytest.mark.embedded
+@needs_llama
+def test_programmatic_example(tmp_path: Path) -> None:
+    out = _run("programmatic.py", home=tmp_path)
+
+    # 1. invoke: a direct answer from the tenancy specialist, grounded in its corpus.
+    first, second = out.split("\nQ: ", 1)
+    assert "14 days" in _answer(first)
+    assert _line(first, "route: ") == "route: direct ['tenancy']"
+    assert "tenancy:11-brightwater-lettings.md" in _line(first, "citations: ")
+
+    # 2. astream: node updates in order, the supervisor's tokens streamed before its update.
+    nodes = re.findall(r"^\[(\w+)", second, re.M)
+    assert nodes == ["guard", "route", "supervisor", "finish"], second
+    streamed = second.split("[route → supervisor []]\n", 1)[1].split("\n[supervisor]", 1)[0]
+    assert streamed.strip() and streamed.strip() == _answer(second)
+
+    # 3. ledgers: the first run never called the supervisor, the second did; nothing left.
+    ledgers = LEDGER.findall(out)
+    assert [(int(s), int(w)) for _, s, w, _ in ledgers] == [(0, 1), (1, 0)], out
+    assert all(local == "100" for *_, local in ledgers)
+    session = _line(out, "session ledger: ")
+    assert "(1 supervisor, 1 worker)" in session and session.endswith("100% local")
+
+
+@pytest.mark.embedded
+@needs_llama
+def test_custom_worker_example(tmp_path: Path) -> None:
+    out = _run("custom_worker.py", home=tmp_path)
+
+    assert "ingested bikes: 4 files" in out
+    assert _line(out, "route: ") == "route: direct ['bikes']"
+    assert re.search(r"2 years|500 charge cycles", _answer(out)), out
+    assert "bikes:03-warranty.md" in _line(out, "citations: ")
+    assert re.search(r"^ledger: \d+ calls \(0 supervisor, 1 worker\), .*, 100% local$", out, re.M)
+
+
+def test_ollama_cloud_config_loads() -> None:
+    path = EXAMPLES / "ollama-cloud" / "tandem.toml"
+    config = load_config(path)
+
+    assert config.source == str(path)
+    assert config.supervisor.model == "openai/gpt-4o-mini"
+    assert config.router.embed_model == "ollama:nomic-embed-text"
+    assert config.privacy.policy == "redact"
+    assert not config.use_builtin_workers()
+    assert 2 <= len(config.workers) <= 3
+    for worker in config.workers:
+        assert worker.model == "ollama:qwen2.5:1.5b"
+        assert worker.description and worker.examples and worker.system_prompt
+        assert [p.name for p in worker.knowledge] == [worker.name]
+        for folder in worker.knowledge:
+            assert folder.is_absolute() and folder.is_dir(), folder
+            assert len(list(folder.glob("*.md"))) == 2, folder
