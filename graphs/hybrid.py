@@ -94,6 +94,19 @@ class _Nodes:
             return Redactor(guard.mapping)
         return None
 
+    def _outbound(
+        self, state: TandemState, sup: Supervisor
+    ) -> tuple[Redactor | None, str, str, list[WorkerResult]]:
+        """Query, history and worker results as ``sup`` may see them (redacted if remote)."""
+        redactor = self._outgoing(state, sup)
+        query = state["query"]
+        history = _history(state.get("messages") or [])
+        results = list(state.get("results") or [])
+        if redactor:
+            query, history = redactor.redact(query), redactor.redact(history)
+            results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
+        return redactor, query, history, results
+
     async def guard(self, state: TandemState) -> dict[str, Any]:
         query = (state.get("query") or "").strip()
         if not query:
@@ -202,14 +215,7 @@ class _Nodes:
 
     async def plan(self, state: TandemState) -> dict[str, Any]:
         sup = self._sup(state)
-        redactor = self._outgoing(state, sup)
-        query = redactor.redact(state["query"]) if redactor else state["query"]
-        prior = list(state.get("results") or [])
-        if redactor:
-            prior = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in prior]
-        history = _history(state.get("messages") or [])
-        if redactor:
-            history = redactor.redact(history)
+        redactor, query, history, prior = self._outbound(state, sup)
         specs = list(self.rt.specs.values())
         try:
             plan, calls, notes = await sup.plan(query, specs, prior=prior, history=history)
@@ -241,15 +247,7 @@ class _Nodes:
 
     async def synthesize(self, state: TandemState) -> dict[str, Any]:
         sup = self._sup(state)
-        redactor = self._outgoing(state, sup)
-        results = list(state.get("results") or [])
-        query = state["query"]
-        if redactor:
-            query = redactor.redact(query)
-            results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
-        history = _history(state.get("messages") or [])
-        if redactor:
-            history = redactor.redact(history)
+        _, query, history, results = self._outbound(state, sup)
         try:
             text, calls = await sup.synthesize(
                 query, results, history=history, on_token=_token_sink()
@@ -267,11 +265,7 @@ class _Nodes:
 
     async def supervisor(self, state: TandemState) -> dict[str, Any]:
         sup = self._sup(state)
-        redactor = self._outgoing(state, sup)
-        query = redactor.redact(state["query"]) if redactor else state["query"]
-        history = _history(state.get("messages") or [])
-        if redactor:
-            history = redactor.redact(history)
+        _, query, history, _ = self._outbound(state, sup)
         try:
             text, calls = await sup.answer(query, history=history, on_token=_token_sink())
         except RunError as exc:
