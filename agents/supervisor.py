@@ -152,12 +152,12 @@ class Supervisor:
                         "type": "object",
                         "properties": {
                             "worker": {"type": "string", "enum": [w.name for w in workers]},
-                            "instruction": {"type": "string"},
+                            "instruction": {"type": "string", "maxLength": 300},
                         },
                         "required": ["worker", "instruction"],
                     },
                 },
-                "rationale": {"type": "string"},
+                "rationale": {"type": "string", "maxLength": 300},
             },
             "required": ["subtasks", "rationale"],
         }

@@ -230,6 +230,15 @@ class _Nodes:
             plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
             calls = [sup.failed_record(exc, "plan")]
             notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
+        if not plan.subtasks and state["route"].workers:
+            # A planner that returns nothing usable should not leave the question to the
+            # supervisor alone when the router already knows which specialists fit.
+            workers = state["route"].workers
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in workers]
+            notes = [
+                *notes,
+                f"the supervisor's plan was empty; asked the router's workers {workers}",
+            ]
         if redactor:
             mapping = redactor.mapping
             for step in plan.subtasks:

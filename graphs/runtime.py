@@ -34,7 +34,12 @@ def make_supervisor_llm(
     """The large model for a model string: ``embedded/<name>`` or any litellm model."""
     if model.startswith("embedded/"):
         backend = make_backend(f"embedded:{model.removeprefix('embedded/')}", backends)
-        return BackendLLM(backend, max_tokens=settings.max_tokens, temperature=settings.temperature)
+        # The embedded engine's own output cap applies too: a small CPU model that rambles
+        # for 1024 tokens would hold up the whole run for minutes.
+        cap = int(backends.embedded.get("max_tokens") or settings.max_tokens)
+        return BackendLLM(
+            backend, max_tokens=min(settings.max_tokens, cap), temperature=settings.temperature
+        )
     api_base = settings.api_base
     if api_base is None and model.startswith(("ollama/", "ollama_chat/")):
         api_base = backends.ollama.host
