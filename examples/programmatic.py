@@ -64,7 +64,8 @@ async def stream(graph: Any, question: str) -> Answer:
         for node, update in chunk.items():
             detail = ""
             if node == "route":
-                detail = f" → {update['route'].kind} {list(update['route'].workers)}"
+                route = update["route"]
+                detail = f" → {route.kind} {', '.join(route.workers)}".rstrip()
             elif node == "worker":
                 result = update["results"][0]
                 detail = f" → {result.worker}: {result.status}, confidence {result.confidence:.2f}"

@@ -17,7 +17,7 @@ from tandem.graphs import Answer, TandemConfig, build_graph
 from tandem.workers import WorkerResult
 from tandem.workers.builtin import specs
 
-pytestmark = [pytest.mark.embedded, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.embedded, pytest.mark.timeout(1800)]
 
 CORPORA = Path(specs()[0].knowledge[0]).parent
 
