@@ -183,6 +183,11 @@ class TandemConfig(BaseSettings):
             seen.add(w.name)
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("router")
     @classmethod
     def _check_embed(cls, value: RouterSettings) -> RouterSettings:
@@ -192,6 +197,13 @@ class TandemConfig(BaseSettings):
     def use_builtin_workers(self) -> bool:
         """Whether the built-in demo workers are part of this configuration."""
         return self.builtin_workers if self.builtin_workers is not None else not self.workers
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in a file are relative to that file, not to the working directory."""
+    if isinstance(data.get("data_dir"), str):
+        data["data_dir"] = str(base / Path(data["data_dir"]).expanduser())
+    _resolve_knowledge(data, base)
 
 
 def _resolve_knowledge(data: dict[str, Any], base: Path) -> None:
@@ -256,7 +268,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TandemConfi
             raise ConfigError(f"cannot read the file ({exc})", file=source) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=source) from None
-        _resolve_knowledge(data, file.resolve().parent)
+        _resolve_paths(data, file.resolve().parent)
     token = _TOML.set(data)
     try:
         config = TandemConfig(**overrides)

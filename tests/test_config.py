@@ -125,3 +125,16 @@ def test_environment_errors_are_config_errors_too(
     monkeypatch.setenv("TANDEM_MAX_SUBTASKS", "many")
     with pytest.raises(ConfigError, match="max_subtasks"):
         load_config()
+
+
+def test_data_dir_expands_home_and_resolves_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "tandem.toml").write_text('data_dir = "~/tandem-data"\n')
+    assert load_config(conf / "tandem.toml").data_dir == tmp_path / "home" / "tandem-data"
+    (conf / "tandem.toml").write_text('data_dir = "state"\n')
+    assert load_config(conf / "tandem.toml").data_dir == conf / "state"
