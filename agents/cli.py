@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -214,7 +215,7 @@ def demo(
         rt = _runtime(config)
         console.print(
             f"supervisor: [cyan]{rt.supervisor.model}[/] ({rt.supervisor.llm.where}) · "
-            f"workers: {', '.join(f'{n} [{s.model}]' for n, s in rt.specs.items())} · "
+            f"workers: {escape(', '.join(f'{n} [{s.model}]' for n, s in rt.specs.items()))} · "
             f"embeddings: {rt.config.router.embed_model}"
         )
         _prepare_models(rt)
