@@ -230,10 +230,19 @@ class _Nodes:
             plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
             calls = [sup.failed_record(exc, "plan")]
             notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
-        if not plan.subtasks and state["route"].workers:
+        route = state["route"]
+        covered = {step.worker for step in plan.subtasks}
+        missing = [w for w in route.workers if w not in covered] if route.kind == "plan" else []
+        if plan.subtasks and missing:
+            # The router matched these specialists to parts of the question (small planners
+            # often send every part to one of them); dropping one would drop that part.
+            extra = [PlanStep(worker=w, instruction=state["query"]) for w in missing]
+            plan.subtasks = [*extra, *plan.subtasks][: self.rt.config.max_subtasks]
+            notes = [*notes, f"added the router's {missing} that the plan left out"]
+        if not plan.subtasks and route.workers:
             # A planner that returns nothing usable should not leave the question to the
             # supervisor alone when the router already knows which specialists fit.
-            workers = state["route"].workers
+            workers = route.workers
             plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in workers]
             notes = [
                 *notes,
