@@ -8,6 +8,7 @@ import os
 # strict msgpack mode, a published CVE's fix); must be set before LangGraph loads.
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
+from tandem.graphs.checkpoint import open_checkpointer, open_checkpointer_sync
 from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.hybrid import build_graph
 from tandem.graphs.ledger import Ledger, LedgerTotals, build_ledger
@@ -26,4 +27,6 @@ __all__ = [
     "build_graph",
     "build_ledger",
     "load_config",
+    "open_checkpointer",
+    "open_checkpointer_sync",
 ]

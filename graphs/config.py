@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -26,8 +27,10 @@ from pydantic_settings import (
 from tandem.agents.router import RouterSettings
 from tandem.workers.backends import OllamaSettings
 from tandem.workers.errors import ConfigError
+from tandem.workers.plugins import PluginSettings
 from tandem.workers.retry import RetryPolicy
 from tandem.workers.spec import WorkerSpec, parse_model_ref
+from tandem.workers.store import StoreSettings
 
 __all__ = [
     "DEFAULT_SUPERVISOR",
@@ -128,6 +131,15 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(_TOML.get() or {})
 
 
+class _EnvSource(EnvSettingsSource):
+    """``TANDEM_PLUGINS`` is the plugin allowlist (a list of names), not ``[plugins]``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name == "plugins":
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
 class TandemConfig(BaseSettings):
     """Everything tandem needs to run; every field has a safe default."""
 
@@ -147,12 +159,19 @@ class TandemConfig(BaseSettings):
     """Egress policy."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """The single retry layer for model calls."""
+    stores: StoreSettings = Field(default_factory=StoreSettings)
+    """Where the worker stores live: a local Chroma directory, or a Chroma server (``url``)."""
     workers: list[WorkerSpec] = Field(default_factory=list)
     """Workers declared in the file (``[[workers]]``)."""
     builtin_workers: bool | None = None
     """Include the built-in demo workers; default: only when no workers are declared."""
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    """Installed worker plugins: disable workers, override their model (``[plugins]``)."""
     data_dir: Path = Field(default_factory=_default_data_dir)
     """Where stores and checkpoints live (default: the user data dir, or ``TANDEM_HOME``)."""
+    checkpointer: str = "sqlite"
+    """Where conversation threads persist: ``sqlite`` (``<data_dir>/threads.sqlite``),
+    ``sqlite:///abs/path.sqlite``, or ``memory`` (lost on exit)."""
     max_subtasks: int = Field(default=4, ge=1, le=16)
     """Upper bound on subtasks in one plan."""
     recursion_limit: int = Field(default=25, ge=5, le=200)
@@ -171,7 +190,7 @@ class TandemConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _TomlSource(settings_cls)
+        return init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls)
 
     @field_validator("workers")
     @classmethod

@@ -19,6 +19,8 @@ PUBLIC = {
         "build_graph",
         "build_ledger",
         "load_config",
+        "open_checkpointer",
+        "open_checkpointer_sync",
     ],
     "tandem.agents": [
         "BackendLLM",

@@ -1,0 +1,55 @@
+"""Threads persist in the configured checkpointer and survive reopening it (a restart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.graphs import TandemConfig, build_graph, open_checkpointer, open_checkpointer_sync
+from tandem.graphs.checkpoint import DURABILITY, list_threads, sqlite_path
+from tandem.workers import ConfigError
+
+DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
+
+
+async def test_sqlite_thread_survives_reopening(make_config: Any) -> None:
+    config = make_config()
+    assert config.checkpointer == "sqlite"
+    thread = {"configurable": {"thread_id": "t-restart"}}
+    async with open_checkpointer(config) as saver:
+        graph = build_graph(config, checkpointer=saver)
+        await graph.ainvoke({"query": DIRECT_Q}, thread, durability=DURABILITY)
+    assert (config.data_dir / "threads.sqlite").stat().st_size > 0
+    async with open_checkpointer(config) as saver:  # a new process would do the same
+        assert await list_threads(saver) == ["t-restart"]
+        graph = build_graph(config, checkpointer=saver)
+        state = await graph.aget_state(thread)
+        assert state.values["messages"][0].content == DIRECT_Q
+        out = await graph.ainvoke({"query": "And what about pets?"}, thread)
+        assert len(out["messages"]) == 4
+
+
+def test_sync_checkpointer_and_explicit_path(make_config: Any, tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "t.sqlite"
+    config = make_config(checkpointer=f"sqlite:///{db}")
+    assert sqlite_path(config) == db
+    thread = {"configurable": {"thread_id": "s-1"}}
+    with open_checkpointer_sync(config) as saver:
+        build_graph(config, checkpointer=saver).invoke({"query": DIRECT_Q}, thread)
+    with open_checkpointer_sync(config) as saver:
+        state = build_graph(config, checkpointer=saver).get_state(thread)
+        assert len(state.values["messages"]) == 2
+
+
+async def test_memory_and_unsupported_schemes(tmp_path: Path) -> None:
+    async with open_checkpointer(TandemConfig(checkpointer="memory", data_dir=tmp_path)) as s:
+        assert await list_threads(s) == []
+    assert not (tmp_path / "threads.sqlite").exists()
+    with pytest.raises(ConfigError, match="unsupported checkpointer 'redis://x'"):
+        async with open_checkpointer(TandemConfig(checkpointer="redis://x", data_dir=tmp_path)):
+            pass
+    bad = TandemConfig(checkpointer="sqlite://rel.db")
+    with pytest.raises(ConfigError, match="absolute path"), open_checkpointer_sync(bad):
+        pass
