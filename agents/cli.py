@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tandem.agents._cli_workers import workers_app
 from tandem.agents._render import answer_json, render_answer, render_ledger
 from tandem.workers.errors import TandemError
 
@@ -43,7 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-workers_app = typer.Typer(help="Inspect the specialist workers.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare the models tandem uses.", no_args_is_help=True)
 app.add_typer(workers_app, name="workers")
@@ -276,25 +276,6 @@ def ingest(
             err.print(f"[yellow]skipped[/] {problem}")
         if report.errors and not report.files:
             raise typer.Exit(1)
-
-    _run(go)
-
-
-@workers_app.command("list")
-def workers_list(config: ConfigOpt = None) -> None:
-    """List workers with their origin, model and store size."""
-
-    async def go() -> None:
-        rt = _runtime(config)
-        table = Table()
-        for col in ("name", "origin", "model", "chunks", "description"):
-            table.add_column(col)
-        for name, spec in rt.specs.items():
-            count = await rt.stores[name].count()
-            table.add_row(name, spec.origin, spec.model, str(count), spec.description[:60])
-        console.print(table)
-        for problem in rt.plugin_errors:
-            err.print(f"[yellow]warning:[/] {problem}")
 
     _run(go)
 

@@ -80,13 +80,16 @@ class Runtime:
         cfg = self.config
         self.backend_settings = _backend_settings(cfg)
         specs = list(cfg.workers)
-        report = discover(include_builtin=cfg.use_builtin_workers())
+        report = discover(include_builtin=cfg.use_builtin_workers(), settings=cfg.plugins)
+        self.plugin_report = report
         self.plugin_errors = report.errors
         names = {s.name for s in specs}
         for spec in [*report.specs, *workers]:
             if spec.name in names:
                 raise ConfigError(
-                    f"worker '{spec.name}' is defined twice ({spec.origin} and config)"
+                    f"worker '{spec.name}' is defined twice ({spec.origin} and config)",
+                    hint="rename one, or disable the plugin's with [plugins] disabled = "
+                    f'["{spec.name}"]',
                 )
             names.add(spec.name)
             specs.append(spec)
