@@ -26,6 +26,7 @@ from langgraph.types import Send
 from tandem.agents.privacy import GuardReport, Redactor, find_sensitive, restore
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
+from tandem.graphs._stream import answer_sink, emit
 from tandem.graphs.config import TandemConfig
 from tandem.graphs.ledger import build_ledger
 from tandem.graphs.runtime import Runtime
@@ -184,7 +185,12 @@ class _Nodes:
             await self.rt.ensure_ingested([subtask.worker])
         except RunError as exc:
             notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
-        run = await worker.run(subtask, query_vector=data.get("query_vector"))
+        direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        run = await worker.run(
+            subtask,
+            query_vector=data.get("query_vector"),
+            on_token=answer_sink(subtask.worker) if direct else None,
+        )
         if run.result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
         return {"results": [run.result], "calls": run.calls, "notes": notes}
@@ -205,6 +211,7 @@ class _Nodes:
             if result.needs_escalation
             else f"confidence {result.confidence:.2f} < {threshold:.2f}"
         )
+        emit({"event": "reset", "reason": f"escalated: {why}"})  # drop the streamed draft
         return {
             "escalated": True,
             "notes": [f"'{result.worker}' was not confident ({why}); escalated to the supervisor"],
