@@ -24,6 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tandem.agents._privacy_config import CostSettings, PrivacySettings
 from tandem.agents.router import RouterSettings
 from tandem.workers.backends import OllamaSettings
 from tandem.workers.errors import ConfigError
@@ -91,18 +92,6 @@ class SupervisorSettings(BaseModel):
         return value
 
 
-class PrivacySettings(BaseModel):
-    """What may leave the machine (``[privacy]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    policy: Literal["redact", "local_only", "allow"] = "redact"
-    """``redact``: remote models see placeholders for sensitive spans; ``local_only``: nothing
-    is sent to a remote model (a local model supervises); ``allow``: send as is."""
-    local_supervisor: str = DEFAULT_SUPERVISOR
-    """The local model that takes the supervisor's role under ``local_only``."""
-
-
 class EmbeddedConfig(BaseModel):
     """The in-process engine (``[embedded]``)."""
 
@@ -156,7 +145,9 @@ class TandemConfig(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     """Routing thresholds and the embedding model (also used by every store)."""
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
-    """Egress policy."""
+    """Egress policy, detection settings and the egress audit."""
+    cost: CostSettings = Field(default_factory=CostSettings)
+    """Custom model prices and per-run budgets (remote dollars, supervisor calls)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """The single retry layer for model calls."""
     stores: StoreSettings = Field(default_factory=StoreSettings)

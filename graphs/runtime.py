@@ -100,7 +100,7 @@ class Runtime:
             )
         self.specs = {s.name: s for s in specs}
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
-        client = open_client(cfg.data_dir / "stores")
+        client = open_client(cfg.data_dir / "stores", cfg.stores)
         self.stores = {n: WorkerStore(n, client, self.embedder) for n in self.specs}
         self.workers = {
             n: Worker(

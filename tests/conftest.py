@@ -21,6 +21,7 @@ _CONFIG_FIELDS = (
     "EMBEDDED",
     "ROUTER",
     "PRIVACY",
+    "COST",
     "RETRY",
     "WORKERS",
     "BUILTIN_WORKERS",

@@ -22,18 +22,33 @@ from chromadb.config import Settings
 from langchain_core.documents import Document
 from pydantic import BaseModel, Field
 
+from tandem.workers._chroma_http import LazyHttpClient, StoreSettings, translate_chroma_error
 from tandem.workers.backends import Backend
 from tandem.workers.embedding import TandemEmbeddingFunction
-from tandem.workers.errors import StoreError
+from tandem.workers.errors import RunError, StoreError
 
-__all__ = ["SUPPORTED_SUFFIXES", "IngestReport", "WorkerStore", "chunk_text", "open_client"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "IngestReport",
+    "StoreSettings",
+    "WorkerStore",
+    "chunk_text",
+    "open_client",
+]
 
 SUPPORTED_SUFFIXES = (".md", ".txt")
 _CLIENTS: dict[str, ClientAPI] = {}
 
 
-def open_client(path: Path) -> ClientAPI:
-    """A persistent Chroma client for ``path`` (one per directory per process, no telemetry)."""
+def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
+    """The Chroma client for the worker stores (no telemetry).
+
+    Args:
+        path: The local store directory (one persistent client per directory per process).
+        settings: With ``url`` set, a Chroma server instead; it connects on first use.
+    """
+    if settings is not None and settings.url:
+        return LazyHttpClient(settings)  # type: ignore[return-value]
     key = str(path.resolve())
     if key not in _CLIENTS:
         path.mkdir(parents=True, exist_ok=True)
@@ -162,7 +177,13 @@ class WorkerStore:
                 raise self._error("cannot open the collection", exc) from exc
         return self._collection
 
-    def _error(self, what: str, exc: BaseException) -> StoreError:
+    def _error(self, what: str, exc: BaseException) -> RunError:
+        if isinstance(self._client, LazyHttpClient):  # a Chroma server: say which, and why
+            error = translate_chroma_error(
+                exc, url=self._client.url, what=f"{what} '{self.collection_name}'"
+            )
+            error.worker, error.model = self.worker, self.embedder.ref
+            return error
         return StoreError(
             f"{what} '{self.collection_name}': {exc}",
             worker=self.worker,
@@ -173,7 +194,7 @@ class WorkerStore:
     async def _call(self, fn: Callable[[], Any], what: str) -> Any:
         try:
             return await asyncio.to_thread(fn)
-        except StoreError:
+        except RunError:
             raise
         except Exception as exc:
             raise self._error(what, exc) from exc
@@ -221,7 +242,7 @@ class WorkerStore:
         key = hashlib.sha256(source.encode()).hexdigest()[:16]
         ids = [f"{key}:{i}" for i in range(len(chunks))]
         hashes = [hashlib.sha256(c.encode()).hexdigest()[:16] for c in chunks]
-        coll = self._coll()
+        coll = await self._call(self._coll, "cannot open")
         existing = await self._call(
             lambda: coll.get(where={"source": source}, include=["metadatas"]), "cannot read"
         )
@@ -256,7 +277,7 @@ class WorkerStore:
 
     async def search(self, vector: Sequence[float], k: int) -> list[Document]:
         """The ``k`` passages closest to an already-embedded query, best first."""
-        coll = self._coll()
+        coll = await self._call(self._coll, "cannot open")
         res = await self._call(
             lambda: coll.query(
                 query_embeddings=[list(vector)],
