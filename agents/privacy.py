@@ -1,100 +1,57 @@
 """Sensitive-span detection and reversible redaction, done locally.
 
-Detects emails, phone numbers, payment card numbers (Luhn-checked), IBANs
-(mod-97-checked), IPv4 addresses, US-style national ids and API keys/tokens.
-Redaction replaces each distinct value with a stable placeholder
+Detection (:func:`find_sensitive`, :class:`Detector`) runs Presidio's pattern
+recognizers offline plus tandem's own (API keys, high-entropy secrets) and the
+user's patterns and deny-lists: emails, phone numbers, payment cards
+(Luhn-checked), IBANs (mod-97-checked), IP addresses, national ids, keys and
+tokens. Redaction replaces each distinct value with a stable placeholder
 (``<EMAIL_1>``) so remote models see consistent text; :func:`restore` puts the
 originals back locally.
+
+Under the ``ask`` policy the graph pauses before each remote call with an
+:class:`EgressRequest` as the LangGraph interrupt value; resume it with
+``Command(resume=True)`` to send or ``Command(resume=False)`` to continue locally.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Finding", "GuardReport", "Redactor", "find_sensitive", "restore"]
+from tandem.agents._detect import Detector, Finding, detector_for
+from tandem.agents._privacy_config import Policy
 
-EntityType = Literal["EMAIL", "PHONE", "CARD", "IBAN", "IP", "NATIONAL_ID", "API_KEY"]
-
-
-def _luhn(digits: str) -> bool:
-    nums = [int(d) for d in digits if d.isdigit()]
-    if not 13 <= len(nums) <= 19:
-        return False
-    total = 0
-    for i, n in enumerate(reversed(nums)):
-        if i % 2:
-            n = n * 2 - 9 if n * 2 > 9 else n * 2
-        total += n
-    return total % 10 == 0
-
-
-def _iban(text: str) -> bool:
-    s = text.replace(" ", "").upper()
-    if not 15 <= len(s) <= 34:
-        return False
-    moved = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def _ip(text: str) -> bool:
-    return all(0 <= int(p) <= 255 for p in text.split("."))
-
-
-_DETECTORS: list[tuple[EntityType, re.Pattern[str], Callable[[str], bool] | None]] = [
-    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), None),
-    (
-        "API_KEY",
-        re.compile(
-            r"\b(?:sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}|"
-            r"xox[abp]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{30,})\b"
-        ),
-        None,
-    ),
-    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), _iban),
-    ("CARD", re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), _luhn),
-    ("NATIONAL_ID", re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), None),
-    ("IP", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), _ip),
-    ("PHONE", re.compile(r"(?<![\w+(])[+(]?\d[\d ()-]{7,}\d\b"), None),
+__all__ = [
+    "Detector",
+    "EgressRequest",
+    "Finding",
+    "GuardReport",
+    "Redactor",
+    "detector_for",
+    "find_sensitive",
+    "restore",
 ]
 
-
-_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
-
-
-class Finding(BaseModel):
-    """One sensitive span."""
-
-    type: EntityType
-    start: int
-    end: int
-    text: str = Field(repr=False)
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)>")
+"""A redaction placeholder such as ``<EMAIL_1>``."""
 
 
-def find_sensitive(text: str) -> list[Finding]:
-    """Non-overlapping sensitive spans in ``text``, in order (earlier detectors win overlaps)."""
-    found: list[Finding] = []
-    for kind, pattern, check in _DETECTORS:
-        for m in pattern.finditer(text):
-            if check is not None and not check(m.group()):
-                continue
-            if kind == "PHONE" and (
-                sum(c.isdigit() for c in m.group()) < 8 or _DATE.fullmatch(m.group())
-            ):
-                continue
-            if any(m.start() < f.end and f.start < m.end() for f in found):
-                continue
-            found.append(Finding(type=kind, start=m.start(), end=m.end(), text=m.group()))
-    return sorted(found, key=lambda f: f.start)
+def find_sensitive(text: str, detector: Detector | None = None) -> list[Finding]:
+    """Non-overlapping sensitive spans in ``text``, in order.
+
+    Args:
+        text: Any text (a query, a worker's answer, a retrieved passage).
+        detector: The detector to use (default: the one for default ``[privacy]`` settings).
+    """
+    return (detector or detector_for()).find(text)
 
 
 class GuardReport(BaseModel):
     """What the guard found in a query and what may leave the machine."""
 
-    policy: Literal["redact", "local_only", "allow"] = "redact"
+    policy: Policy = "redact"
     """The egress policy in force for this run."""
     findings: dict[str, int] = Field(default_factory=dict)
     """Count of sensitive spans by type."""
@@ -104,33 +61,89 @@ class GuardReport(BaseModel):
     """Placeholder → original (kept locally, used to restore the answer)."""
     supervisor_where: Literal["local", "remote"] = "local"
     """Where the supervisor chosen for this run runs."""
+    detect_ms: float = 0.0
+    """Milliseconds spent detecting sensitive spans in the query."""
+
+
+class EgressRequest(TypedDict):
+    """The interrupt value under ``policy = "ask"``: exactly what would be sent.
+
+    Resume the graph with ``Command(resume=True)`` to send it, ``Command(resume=False)``
+    to refuse (the run then continues with the local supervisor, nothing is sent).
+    """
+
+    kind: Literal["egress_approval"]
+    """Always ``"egress_approval"`` (tells this interrupt apart from others)."""
+    model: str
+    """The remote model that would receive the payload."""
+    host: str | None
+    """Its endpoint host, when known."""
+    purpose: str
+    """What the call is for: ``plan``, ``synthesize`` or ``answer``."""
+    messages: list[dict[str, str]]
+    """The chat messages, exactly as they would be sent (already redacted)."""
+    bytes: int
+    """Size of the payload in bytes."""
+    redacted: dict[str, int]
+    """Placeholders in the payload, by entity type."""
 
 
 class Redactor:
-    """Replaces sensitive values by stable placeholders, remembering the mapping."""
+    """Replaces sensitive values by stable placeholders, remembering the mapping.
 
-    def __init__(self, mapping: dict[str, str] | None = None) -> None:
+    Values already in the mapping (or :meth:`add` ed, e.g. found in a retrieved passage)
+    are replaced wherever they reappear, even where detection alone would miss them.
+
+    Args:
+        mapping: Placeholder → original, from an earlier redaction of the same run.
+        detector: The detector (default: the one for default settings).
+    """
+
+    def __init__(
+        self, mapping: dict[str, str] | None = None, detector: Detector | None = None
+    ) -> None:
         self.mapping = dict(mapping or {})
+        self.detector = detector
         self._by_value = {v: k for k, v in self.mapping.items()}
+        self.last_counts: dict[str, int] = {}
+
+    def add(self, kind: str, value: str) -> str:
+        """Register ``value`` as sensitive; returns its placeholder."""
+        placeholder = self._by_value.get(value)
+        if placeholder is None:
+            n = 1 + sum(1 for k in self.mapping if k.startswith(f"<{kind}_"))
+            placeholder = f"<{kind}_{n}>"
+            self.mapping[placeholder] = value
+            self._by_value[value] = placeholder
+        return placeholder
 
     def redact(self, text: str) -> str:
+        """``text`` with every detected or known sensitive value replaced by its placeholder."""
+        spans: list[tuple[int, int, str, str]] = [
+            (f.start, f.end, f.type, f.text) for f in find_sensitive(text, self.detector)
+        ]
+        # Known values, longest first, where detection did not already cover them.
+        for value in sorted(self._by_value, key=len, reverse=True):
+            if len(value) < 3:
+                continue
+            for m in re.finditer(re.escape(value), text):
+                if not any(m.start() < e and s < m.end() for s, e, _, _ in spans):
+                    kind = PLACEHOLDER.fullmatch(self._by_value[value])
+                    spans.append((m.start(), m.end(), kind.group(1) if kind else "PII", value))
         out, last = [], 0
-        for f in find_sensitive(text):
-            placeholder = self._by_value.get(f.text)
-            if placeholder is None:
-                n = 1 + sum(1 for k in self.mapping if k.startswith(f"<{f.type}_"))
-                placeholder = f"<{f.type}_{n}>"
-                self.mapping[placeholder] = f.text
-                self._by_value[f.text] = placeholder
-            out.append(text[last : f.start])
-            out.append(placeholder)
-            last = f.end
+        counts: dict[str, int] = {}
+        for start, end, kind, value in sorted(spans):
+            out.append(text[last:start])
+            out.append(self.add(kind, value))
+            counts[kind] = counts.get(kind, 0) + 1
+            last = end
         out.append(text[last:])
+        self.last_counts = counts
         return "".join(out)
 
 
 def restore(text: str, mapping: dict[str, str]) -> str:
     """Put original values back in place of placeholders."""
-    for placeholder, original in mapping.items():
-        text = text.replace(placeholder, original)
-    return text
+    if not mapping:
+        return text
+    return PLACEHOLDER.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)

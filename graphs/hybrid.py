@@ -20,19 +20,21 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from tandem.agents.privacy import GuardReport, Redactor, find_sensitive, restore
+from tandem.agents.privacy import GuardReport, Redactor, restore
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
+from tandem.graphs import _fallback as fallback
+from tandem.graphs import _privacy_nodes as privacy
 from tandem.graphs._stream import answer_sink, emit
 from tandem.graphs.config import TandemConfig
-from tandem.graphs.ledger import build_ledger
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.embedding import run_sync
-from tandem.workers.errors import BackendRejected, RunError, UsageError
+from tandem.workers.errors import RunError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 
 __all__ = ["build_graph"]
@@ -57,23 +59,6 @@ def _token_sink() -> Callable[[str], None] | None:
     return lambda piece: writer({"event": "token", "text": piece})
 
 
-class _NoEgress:
-    """Stands in for a remote supervisor under ``local_only``: refuses every call."""
-
-    where = "local"
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-
-    async def complete(self, messages: Any, **kwargs: Any) -> Any:
-        raise BackendRejected(
-            "the privacy policy is local_only and this supervisor is not on this machine; "
-            "nothing was sent",
-            model=self.model,
-            hint="set [privacy] local_supervisor to a model that runs on this machine",
-        )
-
-
 class _Nodes:
     """The graph's nodes, bound to a :class:`Runtime`."""
 
@@ -81,55 +66,37 @@ class _Nodes:
         self.rt = rt
 
     def _sup(self, state: TandemState) -> Supervisor:
-        policy = state["guard"].policy
-        sup = self.rt.supervisor_for(policy)
-        if policy == "local_only" and sup.llm.where == "remote":
-            # Never send under local_only, whatever the supervisor configuration says.
-            return Supervisor(_NoEgress(sup.llm.model), max_subtasks=sup.max_subtasks)
-        return sup
-
-    def _outgoing(self, state: TandemState, sup: Supervisor) -> Redactor | None:
-        """A redactor when text is about to leave the machine under ``redact``."""
-        guard = state["guard"]
-        if sup.llm.where == "remote" and guard.policy == "redact":
-            return Redactor(guard.mapping)
-        return None
+        # Budgets, redaction, `ask` approval, egress audit: graphs/_privacy_nodes.py.
+        return privacy.guarded_supervisor(self.rt, state)
 
     def _outbound(
         self, state: TandemState, sup: Supervisor
     ) -> tuple[Redactor | None, str, str, list[WorkerResult]]:
         """Query, history and worker results as ``sup`` may see them (redacted if remote)."""
-        redactor = self._outgoing(state, sup)
-        query = state["query"]
         history = _history(state.get("messages") or [])
-        results = list(state.get("results") or [])
-        if redactor:
-            query, history = redactor.redact(query), redactor.redact(history)
-            results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
-        return redactor, query, history, results
+        return privacy.outbound(self.rt, state, sup, state["query"], history)
 
     async def guard(self, state: TandemState) -> dict[str, Any]:
         query = (state.get("query") or "").strip()
         if not query:
             raise UsageError("the query is empty")
-        if len(query) > MAX_QUERY_CHARS:
+        limit = self.rt.config.reliability.max_query_chars
+        if len(query) > limit:
             raise UsageError(
-                f"the query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}",
-                hint="shorten it or ingest long material into a worker's store",
+                f"the query is {len(query)} characters; the limit is {limit}",
+                hint="shorten it or ingest long material into a worker's store "
+                "([reliability] max_query_chars)",
             )
         policy = self.rt.config.privacy.policy
         sup = self.rt.supervisor_for(policy)
-        redactor = Redactor()
-        redacted = redactor.redact(query)
-        counts: dict[str, int] = {}
-        for f in find_sensitive(query):
-            counts[f.type] = counts.get(f.type, 0) + 1
+        redactor, redacted, counts, ms = privacy.timed_detect(self.rt, query)
         report = GuardReport(
             policy=policy,
             findings=counts,
             redacted_query=redacted,
             mapping=redactor.mapping,
             supervisor_where=sup.llm.where,
+            detect_ms=ms,
         )
         return {
             "query": query,
@@ -141,6 +108,8 @@ class _Nodes:
             "draft": "",
             "plan": Plan(),
             "query_vector": None,
+            "deadline": fallback.deadline_at(self.rt),
+            **privacy.NEW_TURN,
         }
 
     async def route(self, state: TandemState) -> dict[str, Any]:
@@ -165,6 +134,7 @@ class _Nodes:
                 "subtask": subtask,
                 "query_vector": state.get("query_vector"),
                 "phase": "direct",
+                "deadline": state.get("deadline"),
             }
             return [Send("worker", payload)]
         return decision.kind
@@ -186,11 +156,17 @@ class _Nodes:
         except RunError as exc:
             notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
         direct = data.get("phase") == "direct"  # a direct answer streams to the user
-        run = await worker.run(
+        # Fallback model/host and the run deadline: graphs/_fallback.py.
+        run, more = await fallback.run_worker(
+            self.rt,
+            worker,
             subtask,
             query_vector=data.get("query_vector"),
             on_token=answer_sink(subtask.worker) if direct else None,
+            deadline=data.get("deadline"),
         )
+        notes.extend(more)
+        privacy.note_passages(self.rt, subtask.worker, run.passages)
         if run.result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
         return {"results": [run.result], "calls": run.calls, "notes": notes}
@@ -225,7 +201,12 @@ class _Nodes:
         redactor, query, history, prior = self._outbound(state, sup)
         specs = list(self.rt.specs.values())
         try:
-            plan, calls, notes = await sup.plan(query, specs, prior=prior, history=history)
+            plan, calls, notes = await fallback.within(
+                state.get("deadline"),
+                sup.plan(query, specs, prior=prior, history=history),
+                "the supervisor's plan",
+                self.rt,
+            )
         except RunError as exc:
             fallback = state["route"].workers or [
                 n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
@@ -265,34 +246,64 @@ class _Nodes:
         subtasks = subtasks_from_plan(state["plan"], state["query"])
         if not subtasks:
             return "synthesize"
+        deadline = state.get("deadline")
         return [
-            Send("worker", {"subtask": st, "query_vector": None, "phase": "planned"})
+            Send(
+                "worker",
+                {"subtask": st, "query_vector": None, "phase": "planned", "deadline": deadline},
+            )
             for st in subtasks
         ]
 
     async def synthesize(self, state: TandemState) -> dict[str, Any]:
         sup = self._sup(state)
-        _, query, history, results = self._outbound(state, sup)
+        deadline = state.get("deadline")
+        history = _history(state.get("messages") or [])
+        # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
+        # guard prepares text for it; a local_only worker's part never leaves the machine.
+        private = set() if sup.llm.where != "remote" else privacy._local_only_workers(self.rt)
+        added, calls, notes, down = await fallback.escalate_failed(
+            self.rt,
+            sup,
+            [r for r in state.get("results") or [] if r.worker not in private],
+            redact=lambda text: privacy.outbound(self.rt, state, sup, text, "")[1],
+            history=privacy.outbound(self.rt, state, sup, "", history)[2],
+            deadline=deadline,
+        )
+        local = [*(state.get("results") or []), *added]
+        update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         try:
-            text, calls = await sup.synthesize(
-                query, results, history=history, on_token=_token_sink()
+            if down is not None:
+                raise down  # the supervisor is unreachable: do not wait for it a second time
+            _, query, history, results = self._outbound({**state, "results": local}, sup)
+            text, more = await fallback.within(
+                deadline,
+                sup.synthesize(query, results, history=history, on_token=_token_sink()),
+                "the synthesis",
+                self.rt,
             )
         except RunError as exc:
-            ok = [r for r in state.get("results") or [] if r.status == "ok"]
-            parts = [f"{r.answer} [{r.worker}]" for r in ok]
-            text = " ".join(parts) or "No specialist could answer this question."
             return {
-                "draft": text,
-                "calls": [sup.failed_record(exc, "synthesize")],
-                "notes": [f"the supervisor could not synthesize ({exc}); joined answers locally"],
+                **update,
+                "draft": fallback.local_synthesis(local),
+                "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
+                "notes": [
+                    *notes,
+                    f"the supervisor could not synthesize ({exc}); joined answers locally",
+                ],
             }
-        return {"draft": text, "calls": calls}
+        return {**update, "draft": text, "calls": [*calls, *more]}
 
     async def supervisor(self, state: TandemState) -> dict[str, Any]:
         sup = self._sup(state)
         _, query, history, _ = self._outbound(state, sup)
         try:
-            text, calls = await sup.answer(query, history=history, on_token=_token_sink())
+            text, calls = await fallback.within(
+                state.get("deadline"),
+                sup.answer(query, history=history, on_token=_token_sink()),
+                "the supervisor's answer",
+                self.rt,
+            )
         except RunError as exc:
             return {
                 "draft": "The supervisor is unavailable and no specialist covers this question.",
@@ -304,7 +315,7 @@ class _Nodes:
     async def finish(self, state: TandemState) -> dict[str, Any]:
         guard = state["guard"]
         results = list(state.get("results") or [])
-        text = restore(state.get("draft") or "", guard.mapping)
+        text = privacy.final_text(self.rt, state)
         citations: list[Citation] = []
         for r in results:
             if r.status == "ok":
@@ -314,19 +325,25 @@ class _Nodes:
             route=state["route"],
             citations=citations,
             worker_results=results,
-            ledger=build_ledger(state.get("calls") or []),
+            ledger=privacy.run_ledger(self.rt, state),
             escalated=bool(state.get("escalated")),
-            notes=list(state.get("notes") or []),
+            notes=list(dict.fromkeys(state.get("notes") or [])),  # a store error only once
             privacy=guard,
         )
+        limit = self.rt.config.reliability.max_thread_messages
+        drop, trimmed = fallback.trim_thread(state.get("messages") or [], limit)
+        if trimmed:
+            answer.notes.append(trimmed)
         return {
             "answer": answer,
-            "messages": [HumanMessage(state["query"]), AIMessage(text)],
+            "messages": [*drop, HumanMessage(state["query"]), AIMessage(text)],
         }
 
 
 def _node(fn: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]) -> RunnableLambda[Any, Any]:
     """A node usable from ``invoke`` (sync) and ``ainvoke``/``astream`` (async)."""
+
+    fn = privacy.collect(fn)
 
     def sync(state: Any, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(fn(state), contextvars.copy_context())
@@ -378,6 +395,11 @@ def build_graph(
     g.add_edge("supervisor", "finish")
     g.add_edge("finish", END)
     compiled = g.compile(checkpointer=checkpointer, name="tandem")
-    graph = compiled.with_config(recursion_limit=rt.config.recursion_limit)
+    graph = compiled.with_config(
+        recursion_limit=rt.config.recursion_limit,
+        # With a checkpointer, every finished step is on disk before the next starts, so a
+        # run killed mid-way resumes without redoing finished model calls.
+        configurable={CONFIG_KEY_DURABILITY: "sync"} if checkpointer is not None else {},
+    )
     graph.runtime = rt  # type: ignore[attr-defined]  # with_config returns a copy
     return graph

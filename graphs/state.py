@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
+from tandem.agents._egress import EgressRecord
 from tandem.agents.privacy import GuardReport
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan
@@ -60,6 +61,16 @@ class TandemState(TypedDict, total=False):
     results: Annotated[list[WorkerResult], accumulate]
     calls: Annotated[list[CallRecord], accumulate]
     notes: Annotated[list[str], accumulate]
+    egress: Annotated[list[EgressRecord], accumulate]
+    """This run's remote calls, as the egress log recorded them."""
+    held: Annotated[list[list[str]], accumulate]
+    """``[entity, value]`` pairs found in retrieved passages (redacted if they reappear)."""
+    egress_denied: bool
+    """The user refused a remote call at an ``ask`` prompt: the rest of the run stays local."""
+    budget_stop: str
+    deadline: float | None
+    """When this run must end (epoch seconds, ``[reliability] deadline``), or ``None``."""
+    """Why a per-run budget stopped escalation (empty when none did)."""
     answer: Answer
 
 
@@ -69,3 +80,5 @@ class WorkerInput(TypedDict):
     subtask: Subtask
     query_vector: list[float] | None
     phase: Literal["direct", "planned"]
+    deadline: NotRequired[float | None]
+    """When the run must end (epoch seconds), see ``TandemState.deadline``."""

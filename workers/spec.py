@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -57,6 +58,9 @@ class WorkerSpec(BaseModel):
     """How many passages to retrieve per subtask."""
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     """Below this self-reported confidence a direct answer escalates to the supervisor."""
+    sensitivity: Literal["normal", "local_only"] = "normal"
+    """``local_only``: passages from this worker's store never leave the machine and its answer
+    is redacted before any remote model sees it, whatever the privacy policy."""
     origin: str = "config"
     """Where the spec came from: ``config``, ``builtin`` or a plugin distribution."""
 
