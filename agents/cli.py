@@ -86,7 +86,10 @@ def _runtime(config: Path | None) -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from tandem.graphs import Runtime, load_config
 
-    return Runtime(load_config(config))
+    rt = Runtime(load_config(config))
+    for problem in rt.plugin_errors:  # a skipped plugin is a warning, never a failure
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    return rt
 
 
 def _prepare_models(rt: Any, quiet: bool = False) -> None:

@@ -8,27 +8,52 @@
 * :class:`ScriptedSupervisor` — a strict in-process supervisor model: it returns
   the scripted replies in order and fails the test on any unexpected call.
 * :func:`hash_embed` — the deterministic embedding the fakes use.
+* :func:`check_worker` — a conformance check for a :class:`WorkerSpec` (plugin authors:
+  call it from your own tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import chromadb
+from chromadb.config import Settings
+from pydantic import BaseModel
+
+from tandem.agents.router import Router, RouterSettings
 from tandem.workers._fakes._http import RecordedRequest
 from tandem.workers._fakes.ollama_server import FakeOllama, grounded_reply, hash_embed
 from tandem.workers._fakes.openai_server import FakeOpenAI, rule_supervisor
+from tandem.workers.backends import BackendSettings, OllamaSettings, make_backend
+from tandem.workers.plugins import register
+from tandem.workers.records import Subtask, WorkerResult
+from tandem.workers.spec import WorkerSpec
+from tandem.workers.store import WorkerStore
+from tandem.workers.worker import Worker, WorkerRun
 
 __all__ = [
     "FakeOllama",
     "FakeOpenAI",
+    "QuestionCheck",
     "RecordedRequest",
     "ScriptedSupervisor",
+    "WorkerCheck",
+    "acheck_worker",
+    "check_worker",
     "grounded_reply",
     "hash_embed",
     "rule_supervisor",
 ]
+
+
+_CHAT = "tandem-check-chat"
+_EMBED = "tandem-check-embed"
+_EMBED_REF = f"ollama:{_EMBED}"
 
 
 class ScriptedSupervisor:
@@ -78,3 +103,197 @@ class ScriptedSupervisor:
     def remaining(self) -> int:
         """Replies not consumed yet."""
         return len(self._replies)
+
+
+class QuestionCheck(BaseModel):
+    """How one question went through retrieval, answer and validation."""
+
+    question: str
+    """The question asked (an example from the spec, unless given)."""
+    passages: list[str]
+    """Sources of the retrieved passages, best first."""
+    answer: str
+    """The worker's validated answer."""
+    citations: list[str]
+    """Sources the answer cites (``file#chunk``)."""
+    routed_to: str | None = None
+    """The best-scoring worker for the question, when competitors were given."""
+
+
+class WorkerCheck(BaseModel):
+    """The report of :func:`check_worker`."""
+
+    worker: str
+    """The worker's name."""
+    model: str
+    """The worker's configured model (the check itself talks to a fake Ollama)."""
+    files: int
+    """Knowledge files ingested."""
+    chunks: int
+    """Chunks in the worker's store after ingestion."""
+    questions: list[QuestionCheck]
+    """One entry per question checked."""
+
+
+def _fail(spec: WorkerSpec, stage: str, message: str) -> AssertionError:
+    return AssertionError(f"check_worker('{spec.name}') failed at {stage}: {message}")
+
+
+async def acheck_worker(
+    spec: WorkerSpec,
+    *,
+    questions: Sequence[str] | None = None,
+    competitors: Sequence[WorkerSpec] = (),
+) -> WorkerCheck:
+    """Async form of :func:`check_worker`."""
+    try:
+        (spec,) = register(spec, origin=spec.origin)
+    except Exception as exc:
+        raise _fail(spec, "registration", str(exc)) from None
+    asked = list(questions or spec.examples)
+    if not asked:
+        raise _fail(spec, "setup", "the spec has no examples; pass questions=[...]")
+    if not spec.knowledge:
+        raise _fail(spec, "setup", "the spec declares no knowledge to retrieve from")
+    tmp = tempfile.mkdtemp(prefix="tandem-check-")
+    try:
+        with FakeOllama(chat_models=(_CHAT,), embed_models=(_EMBED,)) as fake:
+            seen: list[dict[str, Any]] = []
+
+            def respond(request: dict[str, Any]) -> str:
+                seen.append(request)
+                return grounded_reply(request)
+
+            fake.respond_with(_CHAT, respond)
+            settings = BackendSettings(ollama=OllamaSettings(host=fake.url, timeout=30.0))
+            embedder = make_backend(f"ollama:{_EMBED}", settings)
+            client = chromadb.PersistentClient(
+                path=tmp, settings=Settings(anonymized_telemetry=False)
+            )
+            store = WorkerStore(spec.name, client, embedder)
+            ingested = await store.ingest(spec.knowledge)
+            if ingested.errors:
+                raise _fail(spec, "ingestion", "; ".join(ingested.errors))
+            chunks = await store.count()
+            if not ingested.files or not chunks:
+                raise _fail(
+                    spec,
+                    "ingestion",
+                    f"no .md/.txt files found in {list(map(str, spec.knowledge))}",
+                )
+            worker = Worker(
+                spec.model_copy(update={"model": f"ollama:{_CHAT}"}),
+                make_backend(f"ollama:{_CHAT}", settings, worker=spec.name),
+                store,
+                embedder,
+            )
+            router: Router | None = None
+            if competitors:
+                others = [c for c in competitors if c.name != spec.name]
+                router = Router([*others, spec], embedder, RouterSettings(embed_model=_EMBED_REF))
+            report = WorkerCheck(
+                worker=spec.name,
+                model=spec.model,
+                files=ingested.files,
+                chunks=chunks,
+                questions=[],
+            )
+            for question in asked:
+                report.questions.append(await _check_one(spec, question, worker, router, seen))
+            return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _check_one(
+    spec: WorkerSpec,
+    question: str,
+    worker: Worker,
+    router: Router | None,
+    seen: list[dict[str, Any]],
+) -> QuestionCheck:
+    routed_to = None
+    if router is not None:
+        decision, _ = await router.decide(question)
+        routed_to = max(decision.scores, key=lambda n: decision.scores[n])
+        if routed_to != spec.name:
+            raise _fail(
+                spec,
+                "routing",
+                f"{question!r} scores highest for '{routed_to}' "
+                f"({decision.scores}); sharpen the description or examples",
+            )
+    subtask = Subtask(worker=spec.name, instruction=question, query=question)
+    probe = WorkerRun(result=WorkerResult(worker=spec.name, instruction=question, status="failed"))
+    passages, note = await worker.retrieve(subtask, None, probe)
+    if not passages:
+        raise _fail(spec, "retrieval", f"nothing retrieved for {question!r} ({note})")
+    seen.clear()
+    run = await worker.run(subtask)
+    result = run.result
+    if not seen:
+        raise _fail(spec, "answer", f"the model was never called for {question!r}")
+    prompt = seen[-1]["messages"]
+    if spec.system_prompt.strip() and spec.system_prompt.strip() not in prompt[0]["content"]:
+        raise _fail(spec, "answer", "the system prompt did not reach the model")
+    if result.status != "ok":
+        raise _fail(spec, "validation", f"{question!r}: worker failed ({result.reason})")
+    if not result.citations:
+        raise _fail(
+            spec,
+            "validation",
+            f"{question!r}: no retrieved passage shares a content word with the question, so "
+            f"the answer cites nothing (retrieved: "
+            f"{[str(p.metadata.get('source')) for p in run.passages]}); does the corpus cover it?",
+        )
+    sources = {str(p.metadata.get("source")) for p in run.passages}
+    stray = [c.source for c in result.citations if c.source not in sources]
+    if stray:
+        raise _fail(spec, "validation", f"citations {stray} are not among the retrieved passages")
+    return QuestionCheck(
+        question=question,
+        passages=[str(p.metadata.get("source")) for p in run.passages],
+        answer=result.answer,
+        citations=[f"{c.source}#{c.chunk}" for c in result.citations],
+        routed_to=routed_to,
+    )
+
+
+def check_worker(
+    spec: WorkerSpec,
+    *,
+    questions: Sequence[str] | None = None,
+    competitors: Sequence[WorkerSpec] = (),
+) -> WorkerCheck:
+    """Run a worker through registration → ingestion → retrieval → answer → validation.
+
+    Everything runs against a fake Ollama (deterministic :func:`hash_embed` embeddings and a
+    chat model that answers from the passage sharing most words with the question, citing
+    it), in a temporary store, so it is fast and offline. Use it in a plugin's own tests::
+
+        from tandem.workers.testing import check_worker
+        from my_plugin import specs
+
+        def test_conformance():
+            for spec in specs():
+                check_worker(spec)
+
+    Args:
+        spec: The worker to check (its model is not called; a fake stands in).
+        questions: Questions to ask (default: every example in the spec).
+        competitors: Other workers (e.g. tandem's built-ins); when given, each question must
+            score highest for ``spec`` in the router.
+
+    Returns:
+        A :class:`WorkerCheck` with, per question, the retrieved sources, the answer and its
+        citations.
+
+    Raises:
+        AssertionError: Naming the stage that failed (registration, setup, ingestion, routing,
+            retrieval, answer, validation) and why.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(acheck_worker(spec, questions=questions, competitors=competitors))
+    raise RuntimeError("check_worker() cannot run inside an event loop; await acheck_worker()")
