@@ -196,18 +196,14 @@ def test_installed_plugin_is_listed_routed_and_answers_from_its_corpus(
     assert chats and {c["model"] for c in chats} == {PLUGIN_MODEL}
     assert "maritime law specialist" in chats[0]["messages"][0]["content"]
 
-    rows = _list(venv)
-    chunks = rows["maritime"]["chunks"]
-    assert chunks >= len(CORPUS)
     embeds = len(ollama.requests_to("/api/embed"))
     _json(venv.tandem("ask", "--json", QUESTION))
     # First use only: the second run embeds the question, not the corpus again.
     assert len(ollama.requests_to("/api/embed")) == embeds + 1
-    assert _list(venv)["maritime"]["chunks"] == chunks
 
     show = _json(venv.tandem("workers", "show", "maritime", "--json"))
     assert show["origin"] == "tandem-maritime 0.1.0"
-    assert show["chunks"] == chunks
+    assert show["chunks"] >= len(CORPUS)
     assert show["knowledge"][0]["files"] == len(CORPUS)
     assert show["knowledge"][0]["path"].startswith(str(venv.root))  # the installed copy
     assert len(show["examples"]) == 10
@@ -224,23 +220,15 @@ def test_a_broken_plugin_next_to_it_is_one_readable_warning(
     (broken / "tandem_broken" / "__init__.py").write_text(BROKEN_INIT)
     venv.install(broken)
     try:
-        proc = venv.tandem("workers", "list", "--json")
-        assert proc.returncode == 0, proc.stderr
-        assert {row["name"] for row in json.loads(proc.stdout)} == {
-            "tenancy",
-            "finance",
-            "health",
-            "maritime",
-        }
+        proc = venv.tandem("ask", "--json", QUESTION)
+        out = _json(proc)
+        assert out["route"]["workers"] == ["maritime"] and out["citations"]
+        assert sorted(out["route"]["scores"]) == ["finance", "health", "maritime", "tenancy"]
         # Exactly one warning (rich wraps it to the terminal width), nothing else.
         assert " ".join(proc.stderr.split()) == (
             "warning: plugin 'broken' from tandem-broken 0.0.1 skipped: cannot import "
             "tandem_broken:specs: RuntimeError: the plugin lost its configuration file"
         )
-        proc = venv.tandem("ask", "--json", QUESTION)
-        out = _json(proc)
-        assert out["route"]["workers"] == ["maritime"] and out["citations"]
-        assert "tandem-broken" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         venv.pip("uninstall", "-y", "tandem-broken")
 
@@ -269,12 +257,11 @@ def test_uninstalling_the_plugin_removes_the_worker(
 ) -> None:
     ollama, openai = servers
     _config(venv, ollama, openai, tmp_path / "data")
-    assert "maritime" in _list(venv)
     venv.pip("uninstall", "-y", "tandem-maritime")
     try:
-        assert list(_list(venv)) == ["tenancy", "finance", "health"]
         proc = venv.tandem("workers", "show", "maritime")
         assert proc.returncode == 1
-        assert "no worker named 'maritime'" in proc.stderr and "Traceback" not in proc.stderr
+        message = " ".join(proc.stderr.split())
+        assert message == "error: no worker named 'maritime'; known: tenancy, finance, health"
     finally:
         venv.install(EXAMPLE)

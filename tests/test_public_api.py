@@ -54,6 +54,7 @@ PUBLIC = {
         "ModelNotFound",
         "PluginError",
         "PluginReport",
+        "PluginSettings",
         "RetryPolicy",
         "RunError",
         "StoreError",
@@ -69,6 +70,19 @@ PUBLIC = {
         "discover",
         "parse_model_ref",
         "register",
+    ],
+    "tandem.workers.testing": [
+        "FakeOllama",
+        "FakeOpenAI",
+        "QuestionCheck",
+        "RecordedRequest",
+        "ScriptedSupervisor",
+        "WorkerCheck",
+        "acheck_worker",
+        "check_worker",
+        "grounded_reply",
+        "hash_embed",
+        "rule_supervisor",
     ],
 }
 

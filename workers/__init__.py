@@ -17,7 +17,7 @@ from tandem.workers.errors import (
     TandemError,
     UsageError,
 )
-from tandem.workers.plugins import PluginReport, discover, register
+from tandem.workers.plugins import PluginReport, PluginSettings, discover, register
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, WorkerResult
 from tandem.workers.retry import RetryPolicy
 from tandem.workers.spec import WorkerSpec, parse_model_ref
@@ -38,6 +38,7 @@ __all__ = [
     "ModelNotFound",
     "PluginError",
     "PluginReport",
+    "PluginSettings",
     "RetryPolicy",
     "RunError",
     "StoreError",

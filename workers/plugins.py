@@ -104,7 +104,7 @@ def allowed_plugins() -> set[str] | None:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, PluginError):
-        return exc.message
+        return str(exc.message)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

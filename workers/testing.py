@@ -157,12 +157,13 @@ async def acheck_worker(
         raise _fail(spec, "setup", "the spec declares no knowledge to retrieve from")
     tmp = tempfile.mkdtemp(prefix="tandem-check-")
     try:
-        with FakeOllama(chat_models=(_CHAT,), embed_models=(_EMBED,)) as fake:
+        fake = FakeOllama(chat_models=(_CHAT,), embed_models=(_EMBED,))
+        with fake:
             seen: list[dict[str, Any]] = []
 
             def respond(request: dict[str, Any]) -> str:
                 seen.append(request)
-                return grounded_reply(request)
+                return str(grounded_reply(request))
 
             fake.respond_with(_CHAT, respond)
             settings = BackendSettings(ollama=OllamaSettings(host=fake.url, timeout=30.0))
