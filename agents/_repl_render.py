@@ -1,0 +1,98 @@
+"""Rich rendering for the REPL's slash commands (each takes a session, returns renderables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from tandem.agents._render import render_ledger
+
+__all__ = ["render_cost", "render_footer", "render_privacy", "render_route_decision"]
+
+
+def render_footer(answer: Any) -> Text:
+    """One dim line under a streamed answer: route, citations, calls, local share, time."""
+    t = answer.ledger.totals
+    route = answer.route.kind + (" → supervisor" if answer.escalated else "")
+    workers = ",".join(answer.route.workers) or "—"
+    cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations[:4]) or "none"
+    cost = f" · ${t.cost_usd:.4f}" if t.cost_usd else ""
+    line = Text(
+        f"[{route} {workers}] sources: {cites} · {t.calls} calls · {t.local_share:.0%} local · "
+        f"{t.seconds:.1f}s{cost}",
+        style="dim",
+    )
+    for note in answer.notes:
+        line.append(f"\nnote: {note}", style="yellow")
+    return line
+
+
+def render_route_decision(decision: Any) -> Table:
+    """Scores per worker, the kind and the reason (``/route``)."""
+    table = Table(
+        title=f"route: {decision.kind} → {', '.join(decision.workers) or 'supervisor'}",
+        title_justify="left",
+        caption=f"why: {decision.reason}",
+        caption_justify="left",
+        show_edge=False,
+    )
+    table.add_column("worker")
+    table.add_column("score", justify="right")
+    table.add_column("chosen")
+    for name, score in sorted(decision.scores.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{score:.3f}", "✓" if name in decision.workers else "")
+    return table
+
+
+def render_cost(session: Any) -> list[Any]:
+    """The session ledger plus local share and savings (``/cost``)."""
+    ledger = session.ledger()
+    t = ledger.totals
+    out: list[Any] = [render_ledger(ledger, title=f"session ledger · {len(session.answers)} Q")]
+    saved = session.savings()
+    money = f"${saved.usd:.4f}" if saved.usd is not None else "n/a"
+    out.append(
+        Text.assemble(
+            ("calls ", "bold"),
+            f"{t.calls} ({t.local_calls} local, {t.remote_calls} remote) · ",
+            ("tokens ", "bold"),
+            f"{t.tokens_in} in / {t.tokens_out} out · ",
+            ("spent ", "bold"),
+            f"${t.cost_usd:.4f} · ",
+            ("local share ", "bold"),
+            f"{t.local_share:.0%}\n",
+            ("saved ", "bold"),
+            f"{money} on {saved.local_tokens} tokens kept local ({saved.rate_source})",
+        )
+    )
+    return out
+
+
+def render_privacy(info: dict[str, Any]) -> list[Any]:
+    """Policy and what left the machine this session (``/privacy``)."""
+    found = ", ".join(f"{k}×{v}" for k, v in info["sensitive_found"].items()) or "none"
+    out: list[Any] = [
+        Text.assemble(
+            ("policy ", "bold"),
+            f"{info['policy']} · ",
+            ("supervisor ", "bold"),
+            f"{info['supervisor']} ({info['supervisor_where']})\n",
+            ("sensitive spans found ", "bold"),
+            f"{found} in {info['questions']} questions",
+        )
+    ]
+    remote = info["remote_calls"]
+    if not remote:
+        out.append(Text("nothing left this machine this session", style="green"))
+        return out
+    table = Table(title="left the machine", title_justify="left", show_edge=False)
+    for col in ("call", "model", "host", "bytes"):
+        table.add_column(col)
+    for c in remote:
+        table.add_row(f"{c.role}·{c.purpose}", c.model, c.host or "—", str(c.bytes_sent))
+    out.append(table)
+    how = " (sensitive spans as placeholders)" if info["policy"] == "redact" else ""
+    out.append(Text(f"{len(remote)} calls sent {info['bytes_sent']} bytes{how}", style="yellow"))
+    return out

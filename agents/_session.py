@@ -1,0 +1,290 @@
+"""A chat session: one runtime, one persisted thread at a time, and what happened so far.
+
+The REPL (:mod:`tandem.agents.repl`) is a thin loop over this class: every slash command
+reads or changes a :class:`ChatSession`, so each is testable without a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tandem.graphs.checkpoint import DURABILITY, list_threads
+from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.workers.errors import ConfigError, RunError, UsageError
+from tandem.workers.records import CallRecord
+from tandem.workers.spec import parse_model_ref
+from tandem.workers.store import IngestReport
+
+__all__ = ["ChatSession", "NodeTiming", "RunTrace", "Savings", "ThreadInfo"]
+
+EventSink = Callable[[dict[str, Any]], None]
+"""Receives the run's ``custom`` events: ``{"event": "token", "text": …}``, ``reset`` …"""
+
+
+@dataclass
+class NodeTiming:
+    """One graph node of a run: when it started (seconds after the run began) and its length."""
+
+    name: str
+    start: float
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class RunTrace:
+    """The last run: its nodes and model calls with timings."""
+
+    query: str
+    nodes: list[NodeTiming] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+
+@dataclass
+class ThreadInfo:
+    """A conversation stored in the checkpointer."""
+
+    thread_id: str
+    turns: int
+    first_question: str
+
+
+@dataclass
+class Savings:
+    """What the session would have cost with every call sent to the supervisor."""
+
+    local_tokens: int
+    """Tokens (in + out) answered by local models."""
+    usd: float | None
+    """Their price at the supervisor's rate; ``None`` when that rate is unknown."""
+    rate_source: str
+    """Where the rate came from (litellm's price list, this session's calls, or unknown)."""
+
+
+class ChatSession:
+    """One interactive session over a compiled graph with a checkpointer.
+
+    Args:
+        graph: From :func:`~tandem.graphs.build_graph` with a checkpointer.
+        saver: That checkpointer (to list threads).
+        thread_id: Resume this thread; default: a new one.
+    """
+
+    def __init__(self, graph: Any, saver: Any, *, thread_id: str | None = None) -> None:
+        self.graph = graph
+        self.runtime: Any = graph.runtime
+        self.saver = saver
+        self.thread_id = thread_id or new_thread_id()
+        self.calls: list[CallRecord] = []
+        self.answers: list[Any] = []
+        self.last: RunTrace | None = None
+        self.model_overrides: dict[str, tuple[str, str]] = {}
+
+    # -- asking -------------------------------------------------------------------------
+    @property
+    def thread(self) -> dict[str, Any]:
+        """The LangGraph config selecting this session's thread."""
+        return {"configurable": {"thread_id": self.thread_id}}
+
+    async def ask(self, query: str, on_event: EventSink | None = None) -> Any:
+        """Answer ``query`` in the current thread, passing stream events to ``on_event``.
+
+        Cancelling the task stops the run; the trace records that it was cancelled.
+
+        Raises:
+            TandemError: The run failed before producing an answer.
+        """
+        trace = RunTrace(query=query)
+        self.last = trace
+        started = time.perf_counter()
+        open_nodes: dict[str, NodeTiming] = {}
+        final: dict[str, Any] = {}
+        try:
+            async for mode, chunk in self.graph.astream(
+                {"query": query},
+                self.thread,
+                stream_mode=["custom", "values", "tasks"],
+                durability=DURABILITY,
+            ):
+                now = time.perf_counter() - started
+                if mode == "custom":
+                    if on_event is not None and isinstance(chunk, dict):
+                        on_event(chunk)
+                elif mode == "tasks":
+                    _task_event(chunk, now, open_nodes, trace)
+                elif mode == "values":
+                    final = chunk
+        except BaseException:
+            trace.cancelled = True
+            trace.seconds = time.perf_counter() - started
+            raise
+        trace.seconds = time.perf_counter() - started
+        answer = final.get("answer")
+        if answer is None or not any(n.name == "finish" for n in trace.nodes):
+            interrupts = final.get("__interrupt__")
+            why = f"it paused: {interrupts}" if interrupts else "the run ended without an answer"
+            raise RunError(why, hint="see /trace for the nodes that ran")
+        trace.calls = list(answer.ledger.calls)
+        self.calls.extend(answer.ledger.calls)
+        self.answers.append(answer)
+        return answer
+
+    async def route(self, query: str) -> Any:
+        """The routing decision for ``query`` without running anything else."""
+        if not query.strip():
+            raise UsageError("usage: /route QUESTION")
+        decision, _ = await self.runtime.router.decide(query.strip())
+        return decision
+
+    # -- accounting ---------------------------------------------------------------------
+    def ledger(self) -> Ledger:
+        """Every model call of this session and their totals."""
+        return build_ledger(self.calls)
+
+    def savings(self) -> Savings:
+        """Estimate what the local calls would have cost at the supervisor's price."""
+        local = [c for c in self.calls if c.where == "local" and c.role == "worker"]
+        tokens = sum(c.tokens_in + c.tokens_out for c in local)
+        sup = self.runtime.supervisor.llm
+        if sup.where == "local":
+            return Savings(tokens, None, "the supervisor is local too (no price)")
+        try:
+            import litellm
+
+            usd = sum(
+                sum(litellm.cost_per_token(sup.model, c.tokens_in, c.tokens_out)) for c in local
+            )
+            return Savings(tokens, usd, f"litellm price of {sup.model}")
+        except Exception:  # the model has no published price (a custom endpoint)
+            pass
+        paid = [c for c in self.calls if c.role == "supervisor" and c.cost_usd > 0]
+        spent_tokens = sum(c.tokens_in + c.tokens_out for c in paid)
+        if spent_tokens:
+            rate = sum(c.cost_usd for c in paid) / spent_tokens
+            return Savings(tokens, tokens * rate, "this session's supervisor calls")
+        return Savings(tokens, None, f"no known price for {sup.model}")
+
+    def privacy(self) -> dict[str, Any]:
+        """The egress policy and what left the machine this session."""
+        rt = self.runtime
+        remote = [c for c in self.calls if c.where == "remote"]
+        findings: dict[str, int] = {}
+        for answer in self.answers:
+            for kind, n in answer.privacy.findings.items():
+                findings[kind] = findings.get(kind, 0) + n
+        return {
+            "policy": rt.config.privacy.policy,
+            "supervisor": rt.supervisor.llm.model,
+            "supervisor_where": rt.supervisor.llm.where,
+            "remote_calls": remote,
+            "bytes_sent": sum(c.bytes_sent for c in remote),
+            "sensitive_found": findings,
+            "questions": len(self.answers),
+        }
+
+    # -- threads -------------------------------------------------------------------------
+    async def threads(self, limit: int = 20) -> list[ThreadInfo]:
+        """Threads in the checkpointer, most recent first."""
+        out = []
+        for tid in await list_threads(self.saver, limit):
+            out.append(await self.thread_info(tid))
+        return out
+
+    async def thread_info(self, thread_id: str) -> ThreadInfo:
+        """Turns and first question of a thread (0 turns if it does not exist)."""
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        messages = list((state.values or {}).get("messages") or [])
+        first = " ".join(str(messages[0].content).split()) if messages else ""
+        return ThreadInfo(thread_id, len(messages) // 2, first)
+
+    def new_thread(self) -> str:
+        """Start a fresh conversation."""
+        self.thread_id = new_thread_id()
+        return self.thread_id
+
+    async def switch(self, thread_id: str) -> ThreadInfo:
+        """Continue an existing thread (a unique prefix of its id is enough).
+
+        Raises:
+            UsageError: No thread (or more than one) matches.
+        """
+        known = await list_threads(self.saver, 1000)
+        matches = [t for t in known if t == thread_id] or [
+            t for t in known if t.startswith(thread_id)
+        ]
+        if len(matches) != 1:
+            what = "no thread" if not matches else f"{len(matches)} threads"
+            raise UsageError(f"{what} matching '{thread_id}'", hint="see /thread list")
+        self.thread_id = matches[0]
+        return await self.thread_info(matches[0])
+
+    # -- workers ---------------------------------------------------------------------------
+    def set_model(self, worker: str, model: str) -> str:
+        """Swap ``worker``'s model for this session; returns the previous model.
+
+        Raises:
+            UsageError: Unknown worker or not a model reference.
+        """
+        from tandem.workers.backends import make_backend
+
+        rt = self.runtime
+        if worker not in rt.workers:
+            raise UsageError(f"no worker named '{worker}'; known: {', '.join(rt.workers)}")
+        try:
+            parse_model_ref(model)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            backend = make_backend(model, rt.backend_settings, worker=worker)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        previous = str(rt.specs[worker].model)
+        rt.workers[worker].backend = backend
+        rt.specs[worker] = rt.specs[worker].model_copy(update={"model": model})
+        rt.workers[worker].spec = rt.specs[worker]
+        self.model_overrides[worker] = (previous, model)
+        return previous
+
+    async def ingest(
+        self,
+        worker: str,
+        paths: Sequence[Path],
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> IngestReport:
+        """Add files to ``worker``'s store.
+
+        Raises:
+            UsageError: Unknown worker.
+        """
+        stores = self.runtime.stores
+        if worker not in stores:
+            raise UsageError(f"no worker named '{worker}'; known: {', '.join(stores)}")
+        report: IngestReport = await stores[worker].ingest(paths, progress=progress)
+        return report
+
+
+def new_thread_id() -> str:
+    """A short, unique, copyable thread id."""
+    return uuid.uuid4().hex[:12]
+
+
+def _task_event(chunk: Any, now: float, open_nodes: dict[str, NodeTiming], trace: RunTrace) -> None:
+    if not isinstance(chunk, dict) or "name" not in chunk:
+        return
+    key = str(chunk.get("id", chunk["name"]))
+    if "input" in chunk and "result" not in chunk:
+        timing = NodeTiming(name=str(chunk["name"]), start=now)
+        open_nodes[key] = timing
+        trace.nodes.append(timing)
+        return
+    timing = open_nodes.pop(key) if key in open_nodes else NodeTiming(str(chunk["name"]), now)
+    timing.seconds = now - timing.start
+    if chunk.get("error"):
+        timing.error = str(chunk["error"])

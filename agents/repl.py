@@ -1,0 +1,440 @@
+"""The interactive REPL behind ``tandem chat``.
+
+:func:`run_repl` is a plain function: give it a configuration (or a prepared runtime) and,
+for tests, a prompt_toolkit input/output pair (``create_pipe_input()`` + ``DummyOutput()``)
+and a rich console writing to a buffer. Answers stream token by token; Ctrl-C cancels the
+answer being produced (not the session); Ctrl-D or ``/exit`` quits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tandem.agents._render import render_ledger
+from tandem.agents._repl_render import (
+    render_cost,
+    render_footer,
+    render_privacy,
+    render_route_decision,
+)
+from tandem.agents._session import ChatSession
+from tandem.workers.errors import TandemError, UsageError
+
+__all__ = ["HELP", "Repl", "redact_config", "run_repl"]
+
+HELP = """\
+Ask a question and press Enter; the answer streams as it is written.
+Multi-line input: end a line with \\ to continue it, or press Esc then Enter for a newline.
+Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit quits.
+
+/help                    this help
+/workers                 the specialists, their models and store sizes
+/route QUESTION          how QUESTION would be routed (scores, kind, reason), without running
+/cost                    this session's ledger: calls, tokens, $, local share, savings
+/trace                   the last run: each node and model call with timings
+/privacy                 the egress policy and what left this machine this session
+/thread [new|list|ID]    show, start, list or resume a conversation (threads persist)
+/ingest WORKER PATH…     add .md/.txt files or folders to a worker's store
+/model WORKER MODEL      use another model for a worker this session (ollama:… / embedded:…)
+/config                  the effective configuration (secrets masked)
+/exit                    quit (also Ctrl-D)"""
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def redact_config(data: Any) -> Any:
+    """A configuration dump with credential-looking values masked."""
+    if isinstance(data, dict):
+        return {
+            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v else redact_config(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_config(v) for v in data]
+    return data
+
+
+class Repl:
+    """The read–answer loop over a :class:`ChatSession`.
+
+    Args:
+        session: The chat session.
+        console: Where output goes.
+        read: ``await read(prompt)`` returns a line, or ``None`` at end of input;
+            raises ``KeyboardInterrupt`` for Ctrl-C at the prompt.
+    """
+
+    def __init__(
+        self,
+        session: ChatSession,
+        console: Console,
+        read: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        self.session = session
+        self.console = console
+        self.read = read
+        self.current: asyncio.Task[Any] | None = None
+        self._streamed = ""
+        self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
+            "help": self._help,
+            "workers": self._workers,
+            "route": self._route,
+            "cost": self._cost,
+            "trace": self._trace,
+            "privacy": self._privacy,
+            "thread": self._thread,
+            "ingest": self._ingest,
+            "model": self._model,
+            "config": self._config,
+        }
+
+    async def run(self) -> None:
+        """Read and answer until ``/exit`` or end of input."""
+        while True:
+            try:
+                line = await self._read_input()
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt clears the line
+            if line is None:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line in ("/exit", "/quit", "exit", "quit"):
+                break
+            if line.startswith("/"):
+                await self._command(line)
+            else:
+                await self.answer(line)
+        self.console.print("bye", style="dim")
+
+    def interrupt(self) -> None:
+        """Cancel the answer being produced (what Ctrl-C does)."""
+        if self.current is not None and not self.current.done():
+            self.current.cancel()
+
+    async def _read_input(self) -> str | None:
+        lines: list[str] = []
+        prompt = f"{self.session.thread_id[:6]}> "
+        while True:
+            line = await self.read(prompt if not lines else "... ")
+            if line is None:
+                return "\n".join(lines) if lines else None
+            if line.endswith("\\"):
+                lines.append(line[:-1])
+                continue
+            lines.append(line)
+            return "\n".join(lines)
+
+    # -- answering ---------------------------------------------------------------------
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "token":
+            text = str(event.get("text", ""))
+            self._streamed += text
+            self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+            self.console.file.flush()
+        elif kind == "reset":
+            if self._streamed:
+                self.console.print()
+            reason = escape(str(event.get("reason", "")))
+            self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
+            self._streamed = ""
+
+    async def answer(self, query: str) -> Any:
+        """Answer ``query``, streaming; returns the answer or ``None`` if cancelled/failed."""
+        self._streamed = ""
+        self.current = asyncio.create_task(self.session.ask(query, self._on_event))
+        # Ctrl-C while an answer is written cancels it (the prompt has its own handling).
+        loop = asyncio.get_running_loop()
+        restore = _install_sigint(loop, self.interrupt)
+        try:
+            answer = await self.current
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the REPL itself is being stopped
+            self.console.print("\n[yellow]⏹ cancelled[/] (the session goes on)")
+            return None
+        except TandemError as exc:
+            self.console.print(f"\n[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            return None
+        finally:
+            self.current = None
+            if restore is not None:
+                restore()
+        if self._streamed.strip() != answer.text.strip():
+            if self._streamed:
+                self.console.print()
+            self.console.print(answer.text or "(no answer)", markup=False, highlight=False)
+        elif self._streamed:
+            self.console.print()
+        self.console.print(render_footer(answer))
+        return answer
+
+    # -- commands -----------------------------------------------------------------------
+    async def _command(self, line: str) -> None:
+        name, _, arg = line[1:].partition(" ")
+        handler = self.commands.get(name.lower())
+        if handler is None:
+            self.console.print(f"[red]unknown command /{escape(name)}[/]; try /help")
+            return
+        try:
+            await handler(arg.strip())
+        except TandemError as exc:
+            self.console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+
+    async def _help(self, arg: str) -> None:
+        self.console.print(HELP, markup=False, highlight=False)
+
+    async def _workers(self, arg: str) -> None:
+        rt = self.session.runtime
+        table = Table(show_edge=False)
+        for col in ("worker", "model", "where", "chunks", "description"):
+            table.add_column(col)
+        for name, worker in rt.workers.items():
+            count = await rt.stores[name].count()
+            model = str(rt.specs[name].model)
+            if name in self.session.model_overrides:
+                model += " (this session)"
+            desc = rt.specs[name].description
+            table.add_row(
+                name, model, worker.backend.where, str(count), desc[:50] + "…" * (len(desc) > 50)
+            )
+        self.console.print(table)
+
+    async def _route(self, arg: str) -> None:
+        self.console.print(render_route_decision(await self.session.route(arg)))
+
+    async def _cost(self, arg: str) -> None:
+        for item in render_cost(self.session):
+            self.console.print(item)
+
+    async def _trace(self, arg: str) -> None:
+        trace = self.session.last
+        if trace is None:
+            self.console.print("no run yet in this session")
+            return
+        state = " (cancelled)" if trace.cancelled else ""
+        table = Table(
+            title=f"last run{state}: {trace.query[:60]} · {trace.seconds:.2f}s",
+            title_justify="left",
+            show_edge=False,
+        )
+        for col in ("node", "start s", "took s", ""):
+            table.add_column(col, justify="right" if col.endswith("s") else "left")
+        for n in trace.nodes:
+            table.add_row(n.name, f"{n.start:.2f}", f"{n.seconds:.2f}", n.error[:40])
+        self.console.print(table)
+        from tandem.graphs.ledger import build_ledger
+
+        self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
+
+    async def _privacy(self, arg: str) -> None:
+        for item in render_privacy(self.session.privacy()):
+            self.console.print(item)
+
+    async def _thread(self, arg: str) -> None:
+        s = self.session
+        if arg == "new":
+            self.console.print(f"new thread [bold]{s.new_thread()}[/]")
+        elif arg == "list":
+            threads = await s.threads()
+            if not threads:
+                self.console.print("no saved threads yet")
+                return
+            table = Table(show_edge=False)
+            for col in ("", "thread", "turns", "first question"):
+                table.add_column(col)
+            for t in threads:
+                mark = "▶" if t.thread_id == s.thread_id else ""
+                table.add_row(mark, t.thread_id, str(t.turns), t.first_question[:60])
+            self.console.print(table)
+        elif arg:
+            info = await s.switch(arg)
+            self.console.print(
+                f"resumed thread [bold]{info.thread_id}[/] ({info.turns} turns): "
+                f"{escape(info.first_question[:60])}"
+            )
+        else:
+            info = await s.thread_info(s.thread_id)
+            self.console.print(f"thread [bold]{s.thread_id}[/] · {info.turns} turns")
+
+    async def _ingest(self, arg: str) -> None:
+        parts = shlex.split(arg)
+        if len(parts) < 2:
+            raise UsageError("usage: /ingest WORKER PATH…")
+        worker, paths = parts[0], _paths(parts[1:])
+        report = await self.session.ingest(worker, paths)
+        self.console.print(
+            f"{worker}: {report.files} files · {report.added} chunks added · "
+            f"{report.skipped} unchanged · {report.removed} removed"
+        )
+        for problem in report.errors:
+            self.console.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False)
+
+    async def _model(self, arg: str) -> None:
+        parts = arg.split()
+        if len(parts) != 2:
+            raise UsageError("usage: /model WORKER MODEL (e.g. /model health ollama:qwen2.5:3b)")
+        previous = self.session.set_model(parts[0], parts[1])
+        self.console.print(
+            f"{parts[0]}: {escape(previous)} → [bold]{escape(parts[1])}[/] for this session"
+        )
+
+    async def _config(self, arg: str) -> None:
+        cfg = self.session.runtime.config
+        data = redact_config(json.loads(cfg.model_dump_json()))
+        self.console.print_json(json.dumps(data))
+        self.console.print(f"source: {cfg.source or 'defaults (no tandem.toml)'}", style="dim")
+
+
+def _paths(args: list[str]) -> list[Path]:
+    return [Path(a).expanduser() for a in args]
+
+
+def _install_sigint(
+    loop: asyncio.AbstractEventLoop, handler: Callable[[], None]
+) -> Callable[[], None] | None:
+    """Route SIGINT to ``handler``; returns the function that restores the previous one."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / Windows
+        return None
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
+
+
+def _prompt_reader(
+    history: Path | None, pt_input: Any = None, pt_output: Any = None
+) -> Callable[[str], Awaitable[str | None]]:
+    """Read lines with prompt_toolkit (history file, Esc+Enter for a newline)."""
+    if pt_input is None and not sys.stdin.isatty():
+        return _plain_reader()
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    if history is not None:
+        history.parent.mkdir(parents=True, exist_ok=True)
+    prompt: PromptSession[str] = PromptSession(
+        history=FileHistory(str(history)) if history else InMemoryHistory(),
+        key_bindings=bindings,
+        input=pt_input,
+        output=pt_output,
+    )
+
+    async def read(message: str) -> str | None:
+        try:
+            return await prompt.prompt_async(message)
+        except EOFError:
+            return None
+
+    return read
+
+
+def _plain_reader() -> Callable[[str], Awaitable[str | None]]:
+    """Lines from a non-interactive stdin (``echo … | tandem chat``)."""
+
+    async def read(message: str) -> str | None:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line.rstrip("\n") if line else None
+
+    return read
+
+
+async def arun_repl(
+    runtime: Any,
+    *,
+    thread_id: str | None = None,
+    console: Console | None = None,
+    read: Callable[[str], Awaitable[str | None]] | None = None,
+    pt_input: Any = None,
+    pt_output: Any = None,
+) -> ChatSession:
+    """Async core of :func:`run_repl`; returns the finished session."""
+    from tandem.graphs import build_graph, open_checkpointer
+
+    console = console or Console()
+    config = runtime.config
+    async with open_checkpointer(config) as saver:
+        graph = build_graph(runtime=runtime, checkpointer=saver)
+        session = ChatSession(graph, saver)
+        if thread_id:
+            try:
+                info = await session.switch(thread_id)
+                console.print(f"resumed thread [bold]{info.thread_id}[/] ({info.turns} turns)")
+            except UsageError:
+                session.thread_id = thread_id
+                console.print(f"new thread [bold]{escape(thread_id)}[/]")
+        console.print(
+            f"[bold]tandem chat[/] · supervisor {escape(runtime.supervisor.model)} "
+            f"({runtime.supervisor.llm.where}) · workers: {', '.join(runtime.workers)} · "
+            f"thread {session.thread_id} · /help for commands, Ctrl-D to quit",
+            highlight=False,
+        )
+        reader = read or _prompt_reader(config.data_dir / "history", pt_input, pt_output)
+        await Repl(session, console, reader).run()
+        return session
+
+
+def run_repl(
+    config: Any = None,
+    *,
+    runtime: Any = None,
+    thread_id: str | None = None,
+    console: Console | None = None,
+    read: Callable[[str], Awaitable[str | None]] | None = None,
+    pt_input: Any = None,
+    pt_output: Any = None,
+) -> ChatSession:
+    """Run the REPL until ``/exit`` or Ctrl-D.
+
+    Args:
+        config: A :class:`~tandem.graphs.TandemConfig` (default: :func:`load_config`).
+        runtime: A prepared :class:`~tandem.graphs.Runtime` (wins over ``config``).
+        thread_id: Resume (or start) this conversation thread.
+        console: Where output goes (default: stdout).
+        read: An injectable line reader (``await read(prompt)`` → line or ``None``).
+        pt_input: A prompt_toolkit input (tests: ``create_pipe_input()``).
+        pt_output: A prompt_toolkit output (tests: ``DummyOutput()``).
+
+    Returns:
+        The session (its ledger, answers and last trace).
+    """
+    if runtime is None:
+        from tandem.graphs import Runtime
+
+        runtime = Runtime(config)
+    return asyncio.run(
+        arun_repl(
+            runtime,
+            thread_id=thread_id,
+            console=console,
+            read=read,
+            pt_input=pt_input,
+            pt_output=pt_output,
+        )
+    )
