@@ -28,6 +28,8 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+from tandem.graphs._postgres import SCHEMES as POSTGRES_SCHEMES
+from tandem.graphs._postgres import open_postgres, open_postgres_sync
 from tandem.graphs.config import TandemConfig
 from tandem.workers.errors import ConfigError
 
@@ -42,14 +44,14 @@ __all__ = [
 DURABILITY: Literal["sync"] = "sync"
 """Pass as ``durability=`` to ``invoke``/``astream``: each step is written before the next."""
 
-_SCHEMES = '"sqlite", "sqlite:///abs/path.sqlite" or "memory"'
+_SCHEMES = '"sqlite", "sqlite:///abs/path.sqlite", "memory" or "postgresql://user@host/db"'
 
 AsyncOpener = Callable[[TandemConfig, str], AbstractAsyncContextManager[BaseCheckpointSaver[Any]]]
 SyncOpener = Callable[[TandemConfig, str], AbstractContextManager[BaseCheckpointSaver[Any]]]
 
-ASYNC_OPENERS: dict[str, AsyncOpener] = {}
+ASYNC_OPENERS: dict[str, AsyncOpener] = dict.fromkeys(POSTGRES_SCHEMES, open_postgres)
 """Extra schemes (``"postgresql"`` …) → async opener; extensions register here."""
-SYNC_OPENERS: dict[str, SyncOpener] = {}
+SYNC_OPENERS: dict[str, SyncOpener] = dict.fromkeys(POSTGRES_SCHEMES, open_postgres_sync)
 """Extra schemes → sync opener."""
 
 

@@ -162,7 +162,8 @@ class TandemConfig(BaseSettings):
     """Where stores and checkpoints live (default: the user data dir, or ``TANDEM_HOME``)."""
     checkpointer: str = "sqlite"
     """Where conversation threads persist: ``sqlite`` (``<data_dir>/threads.sqlite``),
-    ``sqlite:///abs/path.sqlite``, or ``memory`` (lost on exit)."""
+    ``sqlite:///abs/path.sqlite``, ``memory`` (lost on exit), or ``postgresql://user:pass@host/db``
+    (shared by every process that uses it)."""
     max_subtasks: int = Field(default=4, ge=1, le=16)
     """Upper bound on subtasks in one plan."""
     recursion_limit: int = Field(default=25, ge=5, le=200)
