@@ -32,6 +32,13 @@ typecheck: $(STAMP)
 	for p in agents workers graphs; do ln -sfn ../../$$p .typecheck/tandem/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p tandem.agents -p tandem.workers -p tandem.graphs
 
+# Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
+# BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
+BENCH ?= economy,overhead,router,retrieval,concurrency,eval
+bench: $(STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(if $(BENCH_EVAL_LIMIT),BENCH_EVAL_LIMIT=$(BENCH_EVAL_LIMIT)) \
+		$(BIN)/python benchmarks/run.py --only $(BENCH)
+
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev -o requirements.lock --python-version 3.11

@@ -49,6 +49,7 @@ models_app = typer.Typer(help="Prepare the models tandem uses.", no_args_is_help
 app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.command("eval")(__import__("tandem.agents._cli_eval", fromlist=["_"]).eval_command)
 
 console = Console()
 err = Console(stderr=True)

@@ -10,6 +10,7 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
 from tandem.graphs.checkpoint import open_checkpointer, open_checkpointer_sync
 from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
+from tandem.graphs.evaluate import EvalCase, EvalReport, EvalRow, evaluate, load_dataset
 from tandem.graphs.hybrid import build_graph
 from tandem.graphs.ledger import Ledger, LedgerTotals, build_ledger
 from tandem.graphs.runtime import Runtime
@@ -17,6 +18,9 @@ from tandem.graphs.state import Answer, TandemState
 
 __all__ = [
     "Answer",
+    "EvalCase",
+    "EvalReport",
+    "EvalRow",
     "Ledger",
     "LedgerTotals",
     "PrivacySettings",
@@ -26,7 +30,9 @@ __all__ = [
     "TandemState",
     "build_graph",
     "build_ledger",
+    "evaluate",
     "load_config",
+    "load_dataset",
     "open_checkpointer",
     "open_checkpointer_sync",
 ]

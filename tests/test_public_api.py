@@ -9,6 +9,9 @@ import pytest
 PUBLIC = {
     "tandem.graphs": [
         "Answer",
+        "EvalCase",
+        "EvalReport",
+        "EvalRow",
         "Ledger",
         "LedgerTotals",
         "PrivacySettings",
@@ -18,7 +21,9 @@ PUBLIC = {
         "TandemState",
         "build_graph",
         "build_ledger",
+        "evaluate",
         "load_config",
+        "load_dataset",
         "open_checkpointer",
         "open_checkpointer_sync",
     ],

@@ -68,10 +68,12 @@ class FakeOpenAI(FakeHTTPServer):
         self,
         *,
         latency: float = 0.0,
-        responder: Callable[[dict[str, Any]], str] | None = None,
+        responder: Callable[[dict[str, Any]], str | dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(latency=latency)
         self.responder = responder or rule_supervisor
+        self.usages: list[dict[str, int]] = []
+        """The ``usage`` object of every completion answered, in order."""
         self._script: collections.deque[str] = collections.deque()
         self._lock2 = threading.Lock()
         self.routes[("POST", "/v1/chat/completions")] = self._completions
@@ -97,16 +99,39 @@ class FakeOpenAI(FakeHTTPServer):
     def _completions(self, path: str, body: dict[str, Any]) -> Reply:
         with self._lock2:
             content = self._script.popleft() if self._script else None
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if content is None:
-            content = self.responder(body)
+            # A responder may answer with a message dict carrying OpenAI ``tool_calls``.
+            reply = self.responder(body)
+            message = {"role": "assistant", "content": reply} if isinstance(reply, str) else reply
+            content = str(message.get("content") or "")
         model = body.get("model", "fake-large")
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
+        # Tool schemas and earlier tool calls are prompt text too (tandem never sends them).
+        prompt_tokens += len(json.dumps(body["tools"]).split()) if body.get("tools") else 0
+        for m in body["messages"]:
+            prompt_tokens += len(json.dumps(m["tool_calls"]).split()) if m.get("tool_calls") else 0
+        calls = message.get("tool_calls") or []
+        completion = len(content.split()) + (len(json.dumps(calls).split()) if calls else 0)
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": max(1, len(content.split())),
-            "total_tokens": prompt_tokens + max(1, len(content.split())),
+            "completion_tokens": max(1, completion),
+            "total_tokens": prompt_tokens + max(1, completion),
         }
+        with self._lock2:
+            self.usages.append(usage)
         ident, created = f"chatcmpl-{len(self.requests)}", int(time.time())
+        if calls and not body.get("stream"):
+            return Reply(
+                body={
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                    "usage": usage,
+                }
+            )
         if not body.get("stream"):
             return Reply(
                 body={

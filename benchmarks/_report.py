@@ -1,0 +1,162 @@
+"""Tables on the terminal, RESULTS.md and PNG charts for the benchmark runner."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from _common import BenchResult
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+PACKAGES = ("langgraph", "langgraph-supervisor", "litellm", "chromadb", "llama_cpp_python")
+
+
+def print_result(r: BenchResult) -> None:
+    table = Table(title=r.title, title_justify="left")
+    for h in r.headers:
+        table.add_column(h)
+    for row in r.rows:
+        table.add_row(*row)
+    console.print(table)
+    for title, headers, rows in r.extra_tables:
+        t = Table(title=title, title_justify="left")
+        for h in headers:
+            t.add_column(h)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+    for f in r.figures:
+        mark = "" if f.passed is None else (" [green]PASS[/]" if f.passed else " [red]FAIL[/]")
+        console.print(f"  {f.label}: [bold]{f.shown()}[/] target {f.target}{mark}")
+
+
+def machine() -> list[str]:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln), "?"
+        )
+    except (OSError, subprocess.SubprocessError):
+        model = platform.processor() or "?"
+    try:
+        import psutil
+
+        ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (ImportError, OSError):
+        ram, load = "?", "?"
+    versions = []
+    for pkg in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+    return [
+        f"CPU: {model}, {os.cpu_count()} logical cores (shared with other jobs; load average "
+        f"at the end of the run: {load})",
+        f"RAM: {ram}",
+        f"OS: {platform.platform()}",
+        f"Python {platform.python_version()}; " + ", ".join(versions),
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+    ]
+
+
+def charts(results: list[BenchResult], folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for r in results:
+        path = folder / f"{r.key}.png"
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        if r.key == "economy":
+            names = [row[0] for row in r.rows]
+            ax.bar(names, [float(row[2]) for row in r.rows], color=["#2a9d8f", "#e76f51"])
+            ax.set_ylabel("large-model tokens / query")
+        elif r.key == "overhead":
+            _, _headers, rows = r.extra_tables[0]
+            ks = [int(row[0]) for row in rows]
+            ax.plot(ks, [float(row[1]) for row in rows], "o-", label="worker phase / L")
+            ax.plot(ks, [float(row[2]) for row in rows], "s--", label="whole run / L")
+            ax.axhline(1.2, color="grey", ls=":", label="target 1.2 at k=4")
+            ax.set_xlabel("subtasks k")
+            ax.set_xscale("log", base=2)
+            ax.legend()
+        elif r.key == "router":
+            ax.bar([row[0] for row in r.rows], [float(row[1].rstrip("%")) for row in r.rows])
+            ax.set_ylabel("accuracy %")
+        elif r.key == "retrieval":
+            ax.bar([row[0] for row in r.rows], [float(row[3].split()[0]) for row in r.rows])
+            ax.set_xlabel("chunks in store")
+            ax.set_ylabel("query p95 (ms)")
+        elif r.key == "concurrency":
+            ax.plot([int(row[0]) for row in r.rows], [float(row[1]) for row in r.rows], "o-")
+            ax.set_xlabel("concurrent runs")
+            ax.set_ylabel("runs / s")
+        else:
+            plt.close(fig)
+            continue
+        ax.set_title(r.title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path.name)
+    return made
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out
+
+
+def write_results(
+    path: Path,
+    results: list[BenchResult],
+    machine_lines: list[str],
+    commands: list[str],
+    timings: dict[str, float],
+    chart_files: list[str],
+) -> None:
+    lines = [
+        "# tandem benchmark results",
+        "",
+        "Produced on a fresh clone (after `make setup`) by:",
+        "",
+        "```\n" + "\n".join(commands) + "\n```",
+        "",
+        "Everything below comes from that run; figures compare things side by side in the "
+        "same process. Absolute times describe this machine only.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {m}" for m in machine_lines],
+        "",
+        "## Summary",
+        "",
+    ]
+    summary = []
+    for r in results:
+        for f in r.figures:
+            verdict = "—" if f.passed is None else ("PASS" if f.passed else "FAIL")
+            summary.append([r.title.split(".")[0], f.label, f.shown(), f.target, verdict])
+    lines += _md_table(["#", "figure", "value", "target", "result"], summary)
+    for r in results:
+        lines += ["", f"## {r.title}", "", r.method, ""]
+        lines += _md_table(r.headers, r.rows)
+        for title, headers, rows in r.extra_tables:
+            lines += ["", f"**{title}**", "", *_md_table(headers, rows)]
+        if r.notes:
+            lines += [""] + [f"- {n}" for n in r.notes]
+        if f"{r.key}.png" in chart_files:
+            lines += ["", f"![{r.title}](charts/{r.key}.png)"]
+        lines += ["", f"_({timings.get(r.key, 0):.0f} s)_"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

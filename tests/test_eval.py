@@ -1,0 +1,140 @@
+"""``tandem eval``: the evaluation library and command, against the loopback fakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.graphs.evaluate import EvalCase, evaluate, load_dataset
+from tandem.workers.builtin import specs
+from tandem.workers.errors import ConfigError
+from tandem.workers.testing import FakeOllama, FakeOpenAI
+
+DEPOSIT = "How long does Brightwater Lettings take to return a tenant's deposit?"
+TANDEM = str(Path(sys.executable).parent / "tandem")
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_load_dataset_accepts_both_spellings_and_names_bad_lines(tmp_path: Path) -> None:
+    good = _write(
+        tmp_path / "a.jsonl",
+        [
+            {"question": "q one?", "expected_workers": ["finance"], "facts": ["18%"]},
+            {"query": "q two?", "expected": []},
+        ],
+    )
+    cases = load_dataset(good)
+    assert [(c.question, c.expected_workers, c.facts) for c in cases] == [
+        ("q one?", ["finance"], ["18%"]),
+        ("q two?", [], []),
+    ]
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"question": "fine?"}\n\n{"facts": ["no question"]}\n')
+    with pytest.raises(ConfigError, match=r"b\.jsonl:3"):
+        load_dataset(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_dataset(tmp_path / "missing.jsonl")
+
+
+async def test_evaluate_scores_route_facts_and_latency(
+    make_graph: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    graph = make_graph()
+    probe = (await graph.ainvoke({"query": DEPOSIT}))["answer"]
+    assert probe.route.kind == "direct" and probe.route.workers == ["tenancy"]
+    word = max(probe.text.split(), key=len).strip(".,")  # something the answer really says
+    cases = [
+        EvalCase(question=DEPOSIT, expected_workers=["tenancy"], facts=[word.upper()]),
+        EvalCase(question=DEPOSIT, expected_workers=["finance"], facts=[word, "zebra-unicorn"]),
+        EvalCase(question="ignored because of the limit", expected_workers=[]),
+    ]
+    seen: list[int] = []
+    fake_openai.reset()
+    report = await evaluate(graph, cases, limit=2, on_row=lambda i, row: seen.append(i))
+    assert seen == [0, 1] and report.questions == 2
+    first, second = report.rows
+    assert (first.route, first.workers, first.route_ok) == ("direct", ["tenancy"], True)
+    assert first.facts_found == [word.upper()] and first.facts_missing == []
+    assert second.route_ok is False
+    assert (second.facts_found, second.facts_missing) == ([word], ["zebra-unicorn"])
+    assert report.route_accuracy == 0.5 and report.answered == 0.5
+    assert report.fact_recall == pytest.approx(2 / 3, abs=1e-3)
+    # A confident direct answer never reaches the large model: all calls stayed local.
+    assert report.supervisor_calls == 0 and fake_openai.completions() == []
+    assert report.local_share == 1.0 and report.cost_usd == 0.0
+    assert 0 < report.p50_seconds <= report.p95_seconds == max(r.seconds for r in report.rows)
+
+
+def _toml(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
+    lines = [
+        f'data_dir = "{data_dir}"',
+        "[supervisor]",
+        'model = "openai/fake-large"',
+        f'api_base = "{openai.api_base}"',
+        'extra = { api_key = "test-key" }',
+        "[ollama]",
+        f'host = "{ollama.url}"',
+        "[router]",
+        'embed_model = "ollama:nomic-embed-text"',
+        "min_score = 0.12",
+    ]
+    for spec in specs():
+        lines += [
+            "[[workers]]",
+            f'name = "{spec.name}"',
+            f"description = {json.dumps(spec.description)}",
+            f"examples = {json.dumps(list(spec.examples))}",
+            'model = "ollama:qwen2.5:1.5b"',
+            f'knowledge = ["{spec.knowledge[0]}"]',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _tandem(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env.update(TANDEM_PLUGINS="", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.run(
+        [TANDEM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_eval_json_limit_and_errors(tmp_path: Path) -> None:
+    with (
+        FakeOllama(chat_models=("qwen2.5:1.5b",), embed_models=("nomic-embed-text",)) as ol,
+        FakeOpenAI() as oa,
+    ):
+        (tmp_path / "tandem.toml").write_text(_toml(ol, oa, tmp_path / "data"))
+        data = _write(
+            tmp_path / "set.jsonl",
+            [
+                {"question": DEPOSIT, "expected_workers": ["tenancy"], "facts": ["zz-absent"]},
+                {"question": "never asked", "expected_workers": []},
+            ],
+        )
+        out = _tandem(["eval", str(data), "--json", "--limit", "1"], tmp_path)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["questions"] == 1 and len(report["rows"]) == 1
+        row = report["rows"][0]
+        assert row["route"] == "direct" and row["route_ok"] is True
+        assert row["facts_missing"] == ["zz-absent"] and report["answered"] == 0.0
+        assert len(ol.chat_requests()) >= 1  # it really asked the worker model
+
+        table = _tandem(["eval", str(data), "--limit", "1"], tmp_path)
+        assert table.returncode == 0, table.stderr
+        assert "route accuracy" in table.stdout and "100.0%" in table.stdout
+
+        missing = _tandem(["eval", str(tmp_path / "nope.jsonl")], tmp_path)
+        assert missing.returncode == 1 and "cannot read the dataset" in missing.stderr
+        assert "Traceback" not in missing.stderr
