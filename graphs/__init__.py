@@ -12,7 +12,7 @@ from tandem.graphs.checkpoint import open_checkpointer, open_checkpointer_sync
 from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.evaluate import EvalCase, EvalReport, EvalRow, evaluate, load_dataset
 from tandem.graphs.hybrid import build_graph
-from tandem.graphs.ledger import Ledger, LedgerTotals, build_ledger
+from tandem.graphs.ledger import Ledger, LedgerTotals, SessionLedger, build_ledger
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 
@@ -25,6 +25,7 @@ __all__ = [
     "LedgerTotals",
     "PrivacySettings",
     "Runtime",
+    "SessionLedger",
     "SupervisorSettings",
     "TandemConfig",
     "TandemState",

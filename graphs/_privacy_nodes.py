@@ -37,7 +37,7 @@ from tandem.agents._hygiene import neutralize_links
 from tandem.agents._llm import LLMReply
 from tandem.agents.privacy import PLACEHOLDER, EgressRequest, Redactor, detector_for, restore
 from tandem.agents.supervisor import Supervisor
-from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.graphs.ledger import BUDGET_STOP, Ledger, build_ledger
 from tandem.graphs.runtime import Runtime
 from tandem.workers.backends import ChatMessage, TokenCallback
 from tandem.workers.errors import BackendRejected, RunError
@@ -246,7 +246,11 @@ class GuardedLLM:
     def _check_budget(self, payload_bytes: int) -> None:
         cost = self.rt.config.cost
         box = _box()
-        calls = [c for c in self.state.get("calls") or [] if c.role == "supervisor"]
+        calls = [
+            c
+            for c in self.state.get("calls") or []
+            if c.role == "supervisor" and BUDGET_STOP not in c.error
+        ]
         made = len(calls) + box.calls_made
         limit = cost.max_supervisor_calls_per_run
         reason = ""
@@ -269,7 +273,7 @@ class GuardedLLM:
         if reason:
             box.budget_stop = box.budget_stop or reason
             raise BudgetExceeded(
-                f"the run's budget stopped escalation: {reason}; nothing was sent",
+                f"{BUDGET_STOP}: {reason}; nothing was sent",
                 model=self.model,
                 hint="raise the budget in [cost] to let the large model help",
             )

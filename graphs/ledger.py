@@ -18,7 +18,17 @@ from tandem.agents._egress import EgressRecord, EgressSummary, summarize_egress
 from tandem.agents._privacy_config import ModelPrice
 from tandem.workers.records import CallRecord
 
-__all__ = ["EgressSummary", "Ledger", "LedgerTotals", "SessionLedger", "build_ledger"]
+BUDGET_STOP = "the run's budget stopped escalation"
+"""Marks the ledger row of a call a budget stopped (it was never made)."""
+
+__all__ = [
+    "BUDGET_STOP",
+    "EgressSummary",
+    "Ledger",
+    "LedgerTotals",
+    "SessionLedger",
+    "build_ledger",
+]
 
 
 class LedgerTotals(BaseModel):
@@ -36,6 +46,8 @@ class LedgerTotals(BaseModel):
     """Calls to specialist small models."""
     failed_calls: int = 0
     """Calls that ended in an error."""
+    budget_stops: int = 0
+    """Large-model calls a per-run budget stopped (never made, not counted as calls)."""
     tokens_in: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
@@ -62,6 +74,7 @@ class LedgerTotals(BaseModel):
             "supervisor_calls",
             "worker_calls",
             "failed_calls",
+            "budget_stops",
             "tokens_in",
             "tokens_out",
             "bytes_sent_remote",
@@ -113,6 +126,9 @@ def build_ledger(
     t = LedgerTotals()
     chat_in = chat_out = 0
     for c in rows:
+        if BUDGET_STOP in c.error:
+            t.budget_stops += 1
+            continue
         t.calls += 1
         t.local_calls += c.where == "local"
         t.remote_calls += c.where == "remote"

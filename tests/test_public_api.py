@@ -16,6 +16,7 @@ PUBLIC = {
         "LedgerTotals",
         "PrivacySettings",
         "Runtime",
+        "SessionLedger",
         "SupervisorSettings",
         "TandemConfig",
         "TandemState",
@@ -29,6 +30,9 @@ PUBLIC = {
     ],
     "tandem.agents": [
         "BackendLLM",
+        "Detector",
+        "EgressRecord",
+        "EgressRequest",
         "Finding",
         "GuardReport",
         "LLMReply",
@@ -43,6 +47,8 @@ PUBLIC = {
         "Supervisor",
         "SupervisorLLM",
         "find_sensitive",
+        "neutralize_links",
+        "read_egress_log",
         "restore",
     ],
     "tandem.workers": [
