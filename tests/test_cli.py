@@ -157,5 +157,88 @@ def test_unreachable_ollama_is_reported_with_the_host_not_a_traceback(
 def test_help_explains_every_command() -> None:
     proc = subprocess.run([TANDEM, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
-    for command in ("ask", "demo", "ingest", "workers", "config", "models"):
+    for command in ("ask", "chat", "demo", "ingest", "workers", "config", "models", "doctor"):
         assert command in proc.stdout
+    for sub in (["models", "pull"], ["chat"], ["doctor"], ["ingest"]):
+        out = subprocess.run([TANDEM, *sub, "--help"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "--config" in out.stdout, sub
+
+
+def test_ask_streams_by_default_and_prints_the_answer_once(servers: Any, tmp_path: Path) -> None:
+    ollama, openai = servers
+    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    proc = _run(["ask", "How quickly does Brightwater Lettings return deposits?"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first_line = proc.stdout.lstrip().splitlines()[0]
+    assert "14 days" in first_line  # the streamed answer comes first, without a panel
+    assert proc.stdout.count(first_line) == 1
+    assert "route direct" in proc.stdout and "nothing left this machine" in proc.stdout
+
+
+def test_ingest_counts_and_clear_errors_then_is_idempotent(servers: Any, tmp_path: Path) -> None:
+    ollama, openai = servers
+    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pets.md").write_text("# Pets\nOne cat is allowed in Brightwater flats.\n")
+    (docs / "photo.png").write_bytes(b"\x89PNG")
+    (docs / "bad.txt").write_bytes(b"\xff\xfe\x00broken")
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Not yours\nprivate\n")
+    (docs / "escape.md").symlink_to(secret)
+    proc = _run(["ingest", "tenancy", str(docs), str(tmp_path / "nope.md")], cwd=tmp_path)
+    assert proc.returncode == 1  # something could not be ingested
+    assert "Traceback" not in proc.stderr
+    assert "tenancy: 1 files · 1 chunks added · 0 unchanged" in proc.stdout
+    assert "escape.md: links outside" in proc.stderr
+    assert "bad.txt: cannot read" in proc.stderr
+    assert "nope.md: no such file or directory" in proc.stderr
+    assert "ignored 1 files of other types" in proc.stderr
+    again = _run(["ingest", "tenancy", str(docs / "pets.md")], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 files · 0 chunks added · 1 unchanged" in again.stdout
+    unknown = _run(["ingest", "nobody", str(docs)], cwd=tmp_path)
+    assert unknown.returncode == 1 and "no worker named 'nobody'" in unknown.stderr
+
+
+def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
+    ollama, openai = servers
+    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    doctor = _run(["doctor"], cwd=tmp_path)
+    assert doctor.returncode == 1, doctor.stdout  # the stores are still empty
+    assert "✓ Ollama reachable at " + ollama.url in doctor.stdout
+    workers = "worker tenancy, worker finance, worker health"
+    assert f"✓ {workers}: ollama:qwen2.5:1.5b pulled" in doctor.stdout
+    assert "✓ embeddings: ollama:nomic-embed-text pulled" in doctor.stdout
+    assert f"✓ supervisor endpoint {openai.api_base} reachable" in doctor.stdout
+    assert "✗ store tenancy: 0 chunks  → fix: tandem ingest tenancy " in doctor.stdout
+    assert "Traceback" not in doctor.stderr
+
+    ollama.chat_models.discard("qwen2.5:1.5b")
+    listing = _run(["models", "list"], cwd=tmp_path, COLUMNS="200")
+    assert listing.returncode == 0, listing.stderr
+    assert "✗ missing (tandem models pull qwen2.5:1.5b)" in listing.stdout
+    pull = _run(["models", "pull"], cwd=tmp_path)
+    assert pull.returncode == 0, pull.stderr
+    assert "pull qwen2.5:1.5b ✓" in pull.stderr and "success" in pull.stderr
+    assert [r.body["model"] for r in ollama.requests_to("/api/pull")] == ["qwen2.5:1.5b"]
+    listing = _run(["models", "list"], cwd=tmp_path, COLUMNS="200")
+    assert listing.stdout.count("✓ pulled") == 2  # the chat model and the embedding model
+
+    for name in ("tenancy", "finance", "health"):
+        spec = next(s for s in specs() if s.name == name)
+        assert _run(["ingest", name, str(spec.knowledge[0])], cwd=tmp_path).returncode == 0
+    healthy = _run(["doctor"], cwd=tmp_path)
+    assert healthy.returncode == 0, healthy.stdout
+    assert "✗" not in healthy.stdout and "0 to fix" in healthy.stdout
+
+
+def test_config_show_masks_credentials(servers: Any, tmp_path: Path) -> None:
+    ollama, openai = servers
+    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    proc = _run(["config", "show"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["supervisor"]["extra"]["api_key"] == "***"
+    assert "test-key" not in proc.stdout
+    assert shown["checkpointer"] == "sqlite"

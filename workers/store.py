@@ -127,8 +127,12 @@ def _files(paths: Sequence[Path], errors: list[str]) -> list[tuple[Path, str]]:
         if not root.exists():
             errors.append(f"{root}: no such file or directory")
         elif root.is_dir():
+            base = root.resolve()
             for f in sorted(root.rglob("*")):
                 if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
+                    if not f.resolve().is_relative_to(base):  # a symlink out of the folder
+                        errors.append(f"{f}: links outside {root}; not ingested")
+                        continue
                     found.append((f, f.relative_to(root).as_posix()))
         elif root.suffix.lower() not in SUPPORTED_SUFFIXES:
             errors.append(

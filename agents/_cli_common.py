@@ -1,0 +1,130 @@
+"""Shared pieces of the ``tandem`` commands: consoles, the ``--config`` option, running a
+coroutine with one-line errors, building a runtime, and model/ingestion progress bars."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from tandem.workers.errors import TandemError
+
+__all__ = [
+    "ConfigOpt",
+    "console",
+    "err",
+    "ingest_missing",
+    "prepare_models",
+    "run",
+    "runtime",
+]
+
+T = TypeVar("T")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Path to tandem.toml (default: $TANDEM_CONFIG, ./tandem.toml)."
+    ),
+]
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning tandem errors into a one-line message and exit code 1."""
+    try:
+        return asyncio.run(coro_fn())
+    except TandemError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def runtime(config: Path | None) -> Any:
+    """Build a :class:`~tandem.graphs.Runtime`; skipped plugins are warnings on stderr."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from tandem.graphs import Runtime, load_config
+
+    rt = Runtime(load_config(config))
+    for problem in rt.plugin_errors:  # a skipped plugin is a warning, never a failure
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    return rt
+
+
+def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
+    """Assemble/verify the bundled models the runtime needs, with a progress bar."""
+    from tandem.graphs.runtime import embedded_models
+
+    names = embedded_models(rt)
+    if not names:
+        return []
+    from tandem.workers.backends._bundled import ensure_model
+
+    cache = rt.config.embedded.cache_dir
+    paths = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        for name in names:
+            task = progress.add_task(f"model {name}", total=None)
+
+            def cb(done: int, total: int, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            path = ensure_model(name, cache, cb)
+            size = path.stat().st_size
+            progress.update(task, description=f"model {name} ✓", total=size, completed=size)
+            paths.append(path)
+    return paths
+
+
+async def ingest_missing(rt: Any, quiet: bool = False) -> None:
+    """Ingest each worker's declared knowledge into empty stores, with progress bars."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}", style="dim"),
+        console=err,
+        disable=quiet,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def cb(worker: str, done: int, total: int, current: str) -> None:
+            if worker not in tasks:
+                tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
+            progress.update(tasks[worker], completed=done, total=total, current=current)
+
+        reports = await rt.ensure_ingested(progress=cb)
+    for name, report in reports.items():
+        if not quiet:
+            err.print(
+                f"  {name}: {report.files} files, {report.added} chunks added, "
+                f"{report.skipped} unchanged"
+            )
+        for problem in report.errors:
+            err.print(f"  [yellow]{name}: {escape(problem)}[/]", highlight=False)

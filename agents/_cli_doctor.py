@@ -1,0 +1,185 @@
+"""``tandem doctor``: is everything this configuration needs in place? One ✓/✗ line per
+check, each ✗ with the fix; exit code 1 when anything is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import typer
+from rich.markup import escape
+
+from tandem.agents._cli_common import ConfigOpt, console, run, runtime
+from tandem.agents._cli_models import _present, ollama_models, used_models
+from tandem.workers.errors import RunError, TandemError
+
+__all__ = ["Check", "diagnose", "doctor"]
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    ok: bool
+    what: str
+    fix: str = ""
+
+
+async def _reachable(url: str, wait: float = 3.0) -> str:
+    """Empty when a TCP connection to ``url``'s host and port succeeds, else the reason."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.hostname or "localhost", port), wait
+        )
+    except (OSError, TimeoutError) as exc:
+        return str(exc) or type(exc).__name__
+    writer.close()
+    return ""
+
+
+def _supervisor_keys(model: str, extra: dict[str, Any]) -> list[str]:
+    """Environment variables the provider needs that are not set (litellm's own list)."""
+    if any("key" in k.lower() for k in extra):
+        return []
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception:  # an unknown provider: litellm cannot say
+        return []
+    return [str(k) for k in found.get("missing_keys", [])]
+
+
+async def _supervisor(rt: Any) -> list[Check]:
+    sup = rt.config.supervisor
+    model = rt.supervisor.llm.model
+    if model.startswith("embedded:"):
+        return [Check(True, f"supervisor {sup.model}: embedded, runs in-process")]
+    checks = []
+    if sup.api_base or model.startswith(("ollama/", "ollama_chat/")):
+        base = sup.api_base or rt.config.ollama.host
+        why = await _reachable(base)
+        checks.append(
+            Check(
+                not why,
+                f"supervisor endpoint {base} "
+                + ("reachable" if not why else f"unreachable ({why})"),
+                "start the server or fix [supervisor] api_base",
+            )
+        )
+    missing = await asyncio.to_thread(_supervisor_keys, model, sup.extra)
+    checks.append(
+        Check(
+            not missing,
+            f"supervisor {model} credentials "
+            + ("set" if not missing else f"missing: {', '.join(missing)}"),
+            f"export {missing[0]}=… (or set [supervisor] extra = {{ api_key = … }})"
+            if missing
+            else "",
+        )
+    )
+    return checks
+
+
+async def diagnose(rt: Any) -> list[Check]:
+    """Run every check for the runtime's configuration."""
+    from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir
+
+    checks: list[Check] = []
+    uses = used_models(rt)
+    host = rt.config.ollama.host
+    available: set[str] | None = None
+    if any(m.startswith("ollama:") for m in uses):
+        try:
+            listed = await ollama_models(host, wait=rt.config.ollama.connect_timeout)
+            available = {str(m["model"]) for m in listed}
+            checks.append(Check(True, f"Ollama reachable at {host} ({len(available)} models)"))
+        except RunError as exc:
+            checks.append(
+                Check(
+                    False,
+                    f"Ollama not reachable at {host} ({exc})",
+                    "start `ollama serve` or set [ollama] host / OLLAMA_HOST",
+                )
+            )
+    engine = importlib.util.find_spec("llama_cpp") is not None
+    cache = (rt.config.embedded.cache_dir or default_cache_dir()).expanduser()
+    for ref, users in sorted(uses.items()):
+        kind, _, name = ref.partition(":")
+        label = f"{', '.join(users)}: {ref}"
+        if kind == "ollama":
+            if available is not None:
+                ok = _present(name, available)
+                checks.append(
+                    Check(
+                        ok,
+                        f"{label} " + ("pulled" if ok else "not pulled"),
+                        f"tandem models pull {name}",
+                    )
+                )
+        elif kind == "embedded":
+            asset = BUNDLED_MODELS.get(name)
+            ready = asset is not None and (cache / asset.filename()).exists()
+            checks.append(
+                Check(
+                    asset is not None,
+                    f"{label} "
+                    + (
+                        "prepared"
+                        if ready
+                        else "bundled (assembled on first use)"
+                        if asset
+                        else "is not a bundled model"
+                    ),
+                    f"use one of {', '.join(sorted(BUNDLED_MODELS))}",
+                )
+            )
+    checks.extend(await _supervisor(rt))
+    for name, store in rt.stores.items():
+        try:
+            count = await store.count()
+        except TandemError as exc:
+            checks.append(Check(False, f"store {name}: {exc}", "see the hint above"))
+            continue
+        knowledge = " ".join(str(p) for p in rt.specs[name].knowledge) or "PATH"
+        checks.append(
+            Check(count > 0, f"store {name}: {count} chunks", f"tandem ingest {name} {knowledge}")
+        )
+    needs_engine = any(u.startswith("embedded:") for u in uses)
+    checks.append(
+        Check(
+            engine or not needs_engine,
+            "embedded engine (llama-cpp-python) " + ("installed" if engine else "not installed"),
+            "pip install llama-cpp-python (see requirements.lock)",
+        )
+    )
+    return checks
+
+
+def doctor(config: ConfigOpt = None) -> None:
+    """Check that everything this configuration needs is in place (exit 1 if not).
+
+    Ollama reachable, each worker's model present, the supervisor's endpoint and
+    credentials, stores non-empty, the embedded engine installed: one ✓/✗ line each,
+    with the fix.
+    """
+
+    async def go() -> int:
+        checks = await diagnose(runtime(config))
+        for c in checks:
+            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            fix = f"  [dim]→ fix: {escape(c.fix)}[/]" if not c.ok and c.fix else ""
+            console.print(f"{mark} {escape(c.what)}{fix}", highlight=False, soft_wrap=True)
+        bad = sum(not c.ok for c in checks)
+        console.print(f"{len(checks) - bad} ok, {bad} to fix", style="bold" if bad else "green")
+        return bad
+
+    if run(go):
+        raise typer.Exit(1)
