@@ -362,3 +362,36 @@ def test_check_worker_names_the_stage_that_failed(tmp_path: Path) -> None:
     (corpus / "tides.md").unlink()
     with pytest.raises(AssertionError, match=r"failed at ingestion: no \.md/\.txt files"):
         check_worker(ocean_spec)
+
+
+def test_every_cli_command_warns_about_a_skipped_plugin_and_carries_on(
+    site: Path, monkeypatch: pytest.MonkeyPatch, fake_ollama: Any, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tandem.agents.cli import app
+
+    ocean(site, module="plug_ocean_g")
+    make_dist(
+        site,
+        "tandem-broken",
+        eps={"broken": "plug_broken_g:specs"},
+        files={"plug_broken_g/__init__.py": "def specs():\n    raise OSError('corpus index')\n"},
+    )
+    monkeypatch.setenv("TANDEM_PLUGINS", "ocean,broken")
+    config = tmp_path / "tandem.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[ollama]\nhost = "{fake_ollama.url}"\n'
+        '[router]\nembed_model = "ollama:nomic-embed-text"\n'
+        # A remote supervisor that is never called: no bundled model gets prepared.
+        '[supervisor]\nmodel = "openai/fake-large"\napi_base = "http://127.0.0.1:9/v1"\n'
+    )
+    doc = tmp_path / "currents.md"
+    doc.write_text("# Currents\nThe Saltmere current runs north at 2 knots.\n")
+    result = CliRunner().invoke(app, ["ingest", "ocean", str(doc), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "1 files · 1 chunks added" in result.stdout
+    assert " ".join(result.stderr.split()).startswith(
+        "warning: plugin 'broken' from tandem-broken 1.0.0 skipped: the factory raised "
+        "OSError: corpus index"
+    )
