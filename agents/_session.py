@@ -154,7 +154,7 @@ class ChatSession:
         tokens = sum(c.tokens_in + c.tokens_out for c in local)
         sup = self.runtime.supervisor.llm
         if sup.where == "local":
-            return Savings(tokens, None, "the supervisor is local too (no price)")
+            return Savings(tokens, None, "no price: the supervisor is local too")
         try:
             import litellm
 
