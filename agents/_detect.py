@@ -75,9 +75,12 @@ def _entropy(text: str) -> float:
 
 def _looks_like_secret(text: str) -> bool:
     """Long, mixed letters and digits, high character entropy (like detect-secrets)."""
-    has_digit = any(c.isdigit() for c in text)
-    has_alpha = sum(c.isalpha() for c in text) >= 4
-    return has_digit and has_alpha and _entropy(text) >= 3.5
+    if sum(c.isdigit() for c in text) < 2 or sum(c.isalpha() for c in text) < 4:
+        return False
+    parts = [p for p in re.split(r"[-_.]", text) if p]
+    if all(p.isdigit() or (p.isalpha() and (p.islower() or p.isupper())) for p in parts):
+        return False  # words and numbers joined up: a file name or slug, not a credential
+    return _entropy(text) >= 3.5
 
 
 def _offline_tld() -> Any:
