@@ -50,7 +50,6 @@ app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(__import__("tandem.agents._cli_privacy", fromlist=["_"]).privacy_app, name="privacy")
-app.add_typer(__import__("tandem.agents._cli_privacy", fromlist=["_"]).privacy_app, name="privacy")
 app.command("eval")(__import__("tandem.agents._cli_eval", fromlist=["_"]).eval_command)
 
 DEMO_QUESTIONS = (
