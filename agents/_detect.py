@@ -106,7 +106,7 @@ def _build_engine(settings_json: str) -> Any:
     settings = PrivacySettings.model_validate_json(settings_json)
     tld = _offline_tld()
 
-    class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+    class OfflineEmailRecognizer(EmailRecognizer):
         """Presidio's email recognizer, its domain check against the bundled suffix list."""
 
         def validate_result(self, pattern_text: str) -> bool:
@@ -114,13 +114,13 @@ def _build_engine(settings_json: str) -> Any:
             # Unknown suffixes (corp.internal) still count: a missed address is a leak.
             return bool(tld(domain).fqdn) or bool(re.search(r"\.[A-Za-z]{2,}$", domain))
 
-    class SecretRecognizer(PatternRecognizer):  # type: ignore[misc]
+    class SecretRecognizer(PatternRecognizer):
         """High-entropy tokens (credentials, canaries) not covered by a known key format."""
 
         def invalidate_result(self, pattern_text: str) -> bool:
             return not _looks_like_secret(pattern_text)
 
-    class LoosePhoneRecognizer(PatternRecognizer):  # type: ignore[misc]
+    class LoosePhoneRecognizer(PatternRecognizer):
         """Digit runs written like phone numbers that ``phonenumbers`` cannot place."""
 
         def invalidate_result(self, pattern_text: str) -> bool:

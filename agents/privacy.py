@@ -128,8 +128,8 @@ class Redactor:
                 continue
             for m in re.finditer(re.escape(value), text):
                 if not any(m.start() < e and s < m.end() for s, e, _, _ in spans):
-                    kind = PLACEHOLDER.fullmatch(self._by_value[value])
-                    spans.append((m.start(), m.end(), kind.group(1) if kind else "PII", value))
+                    known = PLACEHOLDER.fullmatch(self._by_value[value])
+                    spans.append((m.start(), m.end(), known.group(1) if known else "PII", value))
         out, last = [], 0
         counts: dict[str, int] = {}
         for start, end, kind, value in sorted(spans):

@@ -304,7 +304,7 @@ class GuardedLLM:
                 "model": self.model,
                 "host": getattr(self.inner, "host", None),
                 "purpose": schema_name,
-                "messages": [dict(m) for m in messages],
+                "messages": [{k: str(v) for k, v in m.items()} for m in messages],
                 "bytes": len(data),
                 "redacted": _placeholders(messages),
             }
@@ -354,7 +354,8 @@ class GuardedLLM:
         on_token: TokenCallback | None,
     ) -> LLMReply:
         guard = self.state["guard"]
-        mapping = {**guard.mapping, **(_box().redactor.mapping if _box().redactor else {})}
+        redactor = _box().redactor
+        mapping = {**guard.mapping, **(redactor.mapping if redactor else {})}
         local = [{**m, "content": restore(m["content"], mapping)} for m in messages]
         _box().calls_made += 1
         reply: LLMReply = await _local_llm(self.rt).complete(
