@@ -230,3 +230,19 @@ def test_privacy_log_without_records(tmp_path: Path) -> None:
     (tmp_path / "tandem.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n')
     proc = _tandem(["privacy", "log"], tmp_path)
     assert proc.returncode == 0 and "No remote calls recorded" in proc.stdout
+
+
+def test_privacy_config_errors_name_the_key(tmp_path: Path) -> None:
+    from tandem.graphs import load_config
+    from tandem.workers import ConfigError
+
+    bad = tmp_path / "tandem.toml"
+    bad.write_text('[privacy]\npolicy = "ask"\n[[privacy.patterns]]\nentity = "x"\nregex = "("\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    message = str(info.value)
+    assert "privacy.patterns[0].entity" in message and "UPPER_CASE" in message
+    assert "privacy.patterns[0].regex: not a valid regular expression" in message
+    bad.write_text("[cost]\nmax_remote_usd_per_run = -1\n")
+    with pytest.raises(ConfigError, match=r"cost\.max_remote_usd_per_run"):
+        load_config(bad)
