@@ -29,6 +29,7 @@ from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
 from tandem.graphs import _fallback as fallback
 from tandem.graphs import _privacy_nodes as privacy
+from tandem.graphs._followup import context_query, route_follow_up
 from tandem.graphs._stream import answer_sink, emit
 from tandem.graphs.config import TandemConfig
 from tandem.graphs.runtime import Runtime
@@ -116,6 +117,9 @@ class _Nodes:
         calls: list[CallRecord] = []
         try:
             decision, vector = await self.rt.router.decide(state["query"], calls)
+            decision, vector = await route_follow_up(
+                self.rt.router, state["query"], state.get("messages") or [], decision, vector, calls
+            )
         except RunError as exc:
             return {
                 "route": RouteDecision(kind="plan", reason=f"router unavailable: {exc}"),
@@ -128,7 +132,7 @@ class _Nodes:
         decision = state["route"]
         if decision.kind == "direct":
             subtask = Subtask(
-                worker=decision.workers[0], instruction=state["query"], query=state["query"]
+                worker=decision.workers[0], instruction=state["query"], query=context_query(state)
             )
             payload: WorkerInput = {
                 "subtask": subtask,
@@ -243,7 +247,7 @@ class _Nodes:
         return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
 
     def after_plan(self, state: TandemState) -> Any:
-        subtasks = subtasks_from_plan(state["plan"], state["query"])
+        subtasks = subtasks_from_plan(state["plan"], context_query(state))
         if not subtasks:
             return "synthesize"
         deadline = state.get("deadline")

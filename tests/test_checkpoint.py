@@ -53,3 +53,26 @@ async def test_memory_and_unsupported_schemes(tmp_path: Path) -> None:
     bad = TandemConfig(checkpointer="sqlite://rel.db")
     with pytest.raises(ConfigError, match="absolute path"), open_checkpointer_sync(bad):
         pass
+
+
+async def test_follow_up_is_routed_with_the_previous_question(
+    make_graph: Any, fake_ollama: Any
+) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = make_graph(checkpointer=InMemorySaver())
+    follow_up = "And what if I refuse?"
+    alone = await graph.ainvoke({"query": follow_up}, {"configurable": {"thread_id": "f-0"}})
+    assert alone["answer"].route.kind == "supervisor"  # on its own it matches no specialist
+    thread = {"configurable": {"thread_id": "f-1"}}
+    await graph.ainvoke({"query": DIRECT_Q}, thread)
+    out = await graph.ainvoke({"query": follow_up}, thread)
+    route = out["answer"].route
+    assert route.kind == "direct" and route.workers == ["tenancy"]
+    assert route.reason.startswith("follow-up: ")
+    result = out["answer"].worker_results[0]
+    assert result.instruction == follow_up
+    prompts = [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()[1:]]
+    assert prompts and all(
+        f"Context, the user's full question: {DIRECT_Q}\n{follow_up}" in p for p in prompts
+    )
