@@ -102,12 +102,14 @@ def workers_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                     r["name"],
                     escape(r["origin"]),
                     escape(r["model"]),
-                    str(r["chunks"]) if r["chunks"] else "0 (ingested on first use)",
+                    str(r["chunks"])
+                    if r["chunks"] or not rt.specs[r["name"]].knowledge
+                    else "0 (ingested on first use)",
                     escape(r["description"][:60]),
                 )
             _out.print(table)
             for name in rt.plugin_report.disabled:
-                _err.print(f"[dim]{name}: disabled by [plugins] in the configuration[/]")
+                _err.print(f"[dim]{name}: disabled by \\[plugins] in the configuration[/]")
         _warn(rt)
 
     _run(go)
@@ -156,7 +158,7 @@ def workers_show(
             grid.add_row(
                 "store",
                 f"{chunks} chunks, top {spec.top_k} per question"
-                if chunks
+                if chunks or not spec.knowledge
                 else "empty (ingested on first use)",
             )
             for example in spec.examples:

@@ -395,3 +395,42 @@ def test_every_cli_command_warns_about_a_skipped_plugin_and_carries_on(
         "warning: plugin 'broken' from tandem-broken 1.0.0 skipped: the factory raised "
         "OSError: corpus index"
     )
+
+
+def test_workers_list_and_show_describe_a_plugin_worker(
+    site: Path, monkeypatch: pytest.MonkeyPatch, fake_ollama: Any, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tandem.agents.cli import app
+
+    ocean(site, module="plug_ocean_h")
+    monkeypatch.setenv("TANDEM_PLUGINS", "builtin,ocean")
+    config = tmp_path / "tandem.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[ollama]\nhost = "{fake_ollama.url}"\n'
+        '[router]\nembed_model = "ollama:nomic-embed-text"\n'
+        '[supervisor]\nmodel = "openai/fake-large"\napi_base = "http://127.0.0.1:9/v1"\n'
+        '[plugins]\ndisabled = ["health"]\n'
+    )
+    runner = CliRunner(env={"COLUMNS": "200"})
+    listed = runner.invoke(app, ["workers", "list", "--config", str(config)])
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
+    assert set(rows) == {"tenancy", "finance", "ocean"}  # health disabled by config
+    assert "tandem-ocean 1.2.0" in rows["ocean"] and "ollama:qwen2.5:0.5b" in rows["ocean"]
+    assert "0 (ingested on first use)" in rows["ocean"]
+    assert "builtin" in rows["tenancy"]
+    assert "health: disabled by [plugins]" in listed.stderr
+
+    shown = runner.invoke(app, ["workers", "show", "ocean", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    assert "origin tandem-ocean 1.2.0" in text
+    assert f"knowledge {(site / 'plug_ocean_h' / 'corpus').resolve()} (1 files)" in text
+    assert "store empty (ingested on first use)" in text
+    assert "routes When is high tide at Saltmere?" in text
+
+    missing = runner.invoke(app, ["workers", "show", "reef", "--config", str(config)])
+    assert missing.exit_code == 1
+    assert "error: no worker named 'reef'; known: tenancy, finance, ocean" in missing.stderr
