@@ -29,7 +29,6 @@ from openai import OpenAI
 
 from tandem.graphs import Runtime
 from tandem.workers._fakes.ollama_server import words
-from tandem.workers.testing import hash_embed
 
 __all__ = ["OpenAIChat", "build_baseline", "scripted_responder"]
 
@@ -132,8 +131,9 @@ def scripted_responder(gold: dict[str, list[str]]) -> Any:
 def _searcher(collection: Any) -> Any:
     def search(query: str) -> str:
         """Search this specialist's documents."""
-        # The same vectors tandem's store holds (the fake embedder is ``hash_embed``).
-        res = collection.query(query_embeddings=[hash_embed(query)], n_results=4)
+        # The collection embeds the query with tandem's own embedding function, so the
+        # baseline retrieves exactly what tandem's worker would.
+        res = collection.query(query_texts=[query], n_results=4)
         return "\n\n".join(res["documents"][0])
 
     return search

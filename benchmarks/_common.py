@@ -93,9 +93,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fake_config(
-    ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path, /, **over: Any
-) -> TandemConfig:
+def fake_config(ollama: Any, openai: Any, data_dir: Path, /, **over: Any) -> TandemConfig:
     """A config wired to the fakes (the same settings the fast test suite uses)."""
     base: dict[str, Any] = {
         "ollama": {"host": ollama.url, "timeout": 30.0},

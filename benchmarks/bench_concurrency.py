@@ -2,7 +2,8 @@
 
 One graph (one runtime) serves every run; each run is a direct single-domain
 question whose worker call waits a fixed ``L`` at the fake Ollama (parallel
-requests allowed). Memory is this process's RSS before and after.
+requests allowed; the fakes run in a separate process). Memory is this
+process's RSS before and after.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import time
 
 import psutil
-from _common import BenchResult, Figure, allow_parallel, fake_config, fakes, seeded_data_dir
+from _common import BenchResult, Figure, allow_parallel, fake_config, seeded_data_dir
+from _fakehost import remote_fakes
 
 from tandem.graphs import build_graph
 
@@ -21,7 +23,7 @@ QUERY = "How long does Brightwater Lettings take to return a tenant's deposit?"
 def run(latency: float = 0.05, levels: tuple[int, ...] = (1, 4, 16, 32)) -> BenchResult:
     proc = psutil.Process()
     rows, rates = [], {}
-    with fakes(chat_latency=latency) as (ollama, openai):
+    with remote_fakes(latency, 0.0) as (ollama, openai):
         graph = build_graph(fake_config(ollama, openai, seeded_data_dir(), **allow_parallel({})))
 
         async def level(c: int) -> tuple[float, int]:

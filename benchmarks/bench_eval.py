@@ -4,7 +4,8 @@ Zero-config tandem (bundled 1.5B supervisor and 0.5B specialists, in-process,
 no network) on ``benchmarks/data/demo_eval.jsonl`` — the same library the
 ``tandem eval`` command uses. On a 2-core CPU a direct answer takes tens of
 seconds and a planned one minutes, so ``BENCH_EVAL_LIMIT`` chooses the subset:
-the first N questions (default 4), ``all`` for every question, ``0`` to skip.
+the first N questions (default 3: one per specialist; the 4th is cross-domain),
+``all`` for every question, ``0`` to skip.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tandem.graphs import TandemConfig, build_graph
 from tandem.graphs.evaluate import evaluate, load_dataset
 from tandem.workers.builtin import specs as builtin_specs
 
-DEFAULT_LIMIT = 4
+DEFAULT_LIMIT = 3
 
 
 def _limit(total: int) -> int:
@@ -34,7 +35,9 @@ def _data_dir() -> Path:
     target = scratch("tandem-bench-eval-")
     existing = TandemConfig(workers=builtin_specs(), builtin_workers=False).data_dir / "stores"
     if (existing / "chroma.sqlite3").exists():
-        shutil.copytree(existing, target / "stores", ignore=shutil.ignore_patterns("tandem-bench*"))
+        shutil.copytree(existing, target / "stores")
+        if (existing.parent / "cache").is_dir():  # router profile vectors (same embedder)
+            shutil.copytree(existing.parent / "cache", target / "cache")
     return target
 
 

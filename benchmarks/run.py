@@ -2,7 +2,7 @@
 
 Usage::
 
-    make bench                          # everything (real-model eval: first 4 questions)
+    make bench                          # everything (real-model eval: first 3 questions)
     make bench BENCH_EVAL_LIMIT=0       # skip the real-model eval
     make bench BENCH_EVAL_LIMIT=all     # full real-model eval (slow on CPU)
     make bench BENCH=economy,overhead   # some benchmarks only
