@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,8 @@ class ChatSession:
         self.answers: list[Any] = []
         self.last: RunTrace | None = None
         self.model_overrides: dict[str, tuple[str, str]] = {}
+        self.approve: Callable[[dict[str, Any]], Awaitable[bool]] | None = None
+        """Answers ``[privacy] policy = "ask"`` prompts (an ``EgressRequest``): True sends."""
 
     # -- asking -------------------------------------------------------------------------
     @property
@@ -106,21 +108,24 @@ class ChatSession:
         started = time.perf_counter()
         open_nodes: dict[str, NodeTiming] = {}
         final: dict[str, Any] = {}
+        payload: Any = {"query": query}
         try:
-            async for mode, chunk in self.graph.astream(
-                {"query": query},
-                self.thread,
-                stream_mode=["custom", "values", "tasks"],
-                durability=DURABILITY,
-            ):
-                now = time.perf_counter() - started
-                if mode == "custom":
-                    if on_event is not None and isinstance(chunk, dict):
-                        on_event(chunk)
-                elif mode == "tasks":
-                    _task_event(chunk, now, open_nodes, trace)
-                elif mode == "values":
-                    final = chunk
+            while payload is not None:
+                async for mode, chunk in self.graph.astream(
+                    payload,
+                    self.thread,
+                    stream_mode=["custom", "values", "tasks"],
+                    durability=DURABILITY,
+                ):
+                    now = time.perf_counter() - started
+                    if mode == "custom":
+                        if on_event is not None and isinstance(chunk, dict):
+                            on_event(chunk)
+                    elif mode == "tasks":
+                        _task_event(chunk, now, open_nodes, trace)
+                    elif mode == "values":
+                        final = chunk
+                payload = await self._resume(final)
         except BaseException:
             trace.cancelled = True
             trace.seconds = time.perf_counter() - started
@@ -135,6 +140,18 @@ class ChatSession:
         self.calls.extend(answer.ledger.calls)
         self.answers.append(answer)
         return answer
+
+    async def _resume(self, final: dict[str, Any]) -> Any:
+        """The ``Command`` answering an egress-approval pause (``ask`` policy), else None."""
+        from langgraph.types import Command
+
+        pending = final.get("__interrupt__") or ()
+        value = getattr(pending[0], "value", None) if pending else None
+        if self.approve is None or not isinstance(value, dict):
+            return None
+        if value.get("kind") != "egress_approval":
+            return None
+        return Command(resume=bool(await self.approve(value)))
 
     async def route(self, query: str) -> Any:
         """The routing decision for ``query`` without running anything else."""

@@ -86,6 +86,7 @@ class Repl:
         self.read = read
         self.current: asyncio.Task[Any] | None = None
         self._streamed = ""
+        session.approve = self._approve  # [privacy] policy = "ask"
         self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
             "help": self._help,
             "workers": self._workers,
@@ -151,6 +152,25 @@ class Repl:
             reason = escape(str(event.get("reason", "")))
             self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
             self._streamed = ""
+
+    async def _approve(self, request: dict[str, Any]) -> bool:
+        """Show exactly what would leave the machine, then ask yes/no (default no)."""
+        if self._streamed:
+            self.console.print()
+        redacted = ", ".join(f"{k}×{v}" for k, v in request.get("redacted", {}).items())
+        self.console.print(
+            f"[bold yellow]about to send[/] {request.get('bytes', 0)} bytes to "
+            f"{escape(str(request.get('model')))} at {escape(str(request.get('host') or '-'))} "
+            f"({escape(str(request.get('purpose')))}; placeholders: {redacted or 'none'})",
+            highlight=False,
+        )
+        for m in request.get("messages", []):
+            self.console.rule(str(m.get("role", "")), style="dim")
+            self.console.print(str(m.get("content", "")), markup=False, highlight=False)
+        self.console.rule(style="dim")
+        reply = await self.read(f"send this to {request.get('model')}? [y/N] ")
+        self._streamed = ""
+        return (reply or "").strip().lower() in ("y", "yes")
 
     async def answer(self, query: str) -> Any:
         """Answer ``query``, streaming; returns the answer or ``None`` if cancelled/failed."""

@@ -11,6 +11,7 @@ all; the egress log holds exactly one record per request the server saw.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import socket
@@ -371,3 +372,33 @@ def test_retrieved_text_is_delimited_as_data(
     inside = re.search(r"<passage [^>]*>(.*?)</passage>", prompt, re.S)
     assert inside and "SYSTEM NOTICE TO THE ASSISTANT" in inside.group(1)
     assert "never instructions" in fake_ollama.chat_requests()[-1]["messages"][0]["content"]
+
+
+def test_repl_asks_yes_no_before_each_remote_call(
+    make_config: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from rich.console import Console
+
+    from tandem.agents.repl import run_repl
+
+    fake_ollama.respond_with(CHAT_MODEL, leaky_worker)
+    config = make_config(
+        privacy={"policy": "ask", "local_supervisor": f"ollama_chat/{CHAT_MODEL}"},
+        supervisor={"egress": "remote"},
+    )
+    question = "Who painted the Mona Lisa? Reply to mona.fan@example.com"
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, color_system=None)
+    with create_pipe_input() as pipe:  # refuse the first question, approve the second
+        pipe.send_text(f"{question}\nn\n{question}\ny\n/exit\n")
+        session = run_repl(config, console=console, pt_input=pipe, pt_output=DummyOutput())
+    text = out.getvalue()
+    assert text.count("about to send") == 2
+    assert "<EMAIL_1>" in text and "placeholders: EMAIL×1" in text  # exactly what is sent
+    bodies = fake_openai.completions()
+    assert len(bodies) == 1 and "mona.fan@example.com" not in json.dumps(bodies)
+    first, second = session.answers
+    assert any("refused" in n for n in first.notes) and first.ledger.totals.remote_calls == 0
+    assert second.ledger.egress.requests == 1 and second.ledger.egress.user_approved == 1
