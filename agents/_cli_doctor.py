@@ -146,11 +146,15 @@ async def diagnose(rt: Any) -> list[Check]:
         try:
             count = await store.count()
         except TandemError as exc:
-            checks.append(Check(False, f"store {name}: {exc}", "see the hint above"))
+            checks.append(Check(False, f"store {name}: {exc}"))
             continue
-        knowledge = " ".join(str(p) for p in rt.specs[name].knowledge) or "PATH"
+        declared = rt.specs[name].knowledge
+        if count == 0 and declared:  # ingested on first use: ready, but say so
+            what = f"store {name}: empty; its knowledge is ingested on first use"
+            checks.append(Check(True, what))
+            continue
         checks.append(
-            Check(count > 0, f"store {name}: {count} chunks", f"tandem ingest {name} {knowledge}")
+            Check(count > 0, f"store {name}: {count} chunks", f"tandem ingest {name} PATH…")
         )
     needs_engine = any(u.startswith("embedded:") for u in uses)
     checks.append(

@@ -204,17 +204,25 @@ def test_ingest_counts_and_clear_errors_then_is_idempotent(servers: Any, tmp_pat
 def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
     ollama, openai = servers
     (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
-    doctor = _run(["doctor"], cwd=tmp_path)
-    assert doctor.returncode == 1, doctor.stdout  # the stores are still empty
-    assert "✓ Ollama reachable at " + ollama.url in doctor.stdout
     workers = "worker tenancy, worker finance, worker health"
+    doctor = _run(["doctor"], cwd=tmp_path, COLUMNS="200")
+    assert doctor.returncode == 0, doctor.stdout
+    assert "✓ Ollama reachable at " + ollama.url in doctor.stdout
     assert f"✓ {workers}: ollama:qwen2.5:1.5b pulled" in doctor.stdout
     assert "✓ embeddings: ollama:nomic-embed-text pulled" in doctor.stdout
     assert f"✓ supervisor endpoint {openai.api_base} reachable" in doctor.stdout
-    assert "✗ store tenancy: 0 chunks  → fix: tandem ingest tenancy " in doctor.stdout
-    assert "Traceback" not in doctor.stderr
+    assert "✓ supervisor openai/fake-large credentials set" in doctor.stdout
+    assert "✓ store tenancy: empty; its knowledge is ingested on first use" in doctor.stdout
+    assert "✗" not in doctor.stdout and "0 to fix" in doctor.stdout
 
     ollama.chat_models.discard("qwen2.5:1.5b")
+    sick = _run(["doctor"], cwd=tmp_path, COLUMNS="200")
+    assert sick.returncode == 1
+    assert (
+        f"✗ {workers}: ollama:qwen2.5:1.5b not pulled  → fix: tandem models pull qwen2.5:1.5b"
+        in sick.stdout
+    )
+    assert "Traceback" not in sick.stderr
     listing = _run(["models", "list"], cwd=tmp_path, COLUMNS="200")
     assert listing.returncode == 0, listing.stderr
     assert "✗ missing (tandem models pull qwen2.5:1.5b)" in listing.stdout
@@ -225,12 +233,14 @@ def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
     listing = _run(["models", "list"], cwd=tmp_path, COLUMNS="200")
     assert listing.stdout.count("✓ pulled") == 2  # the chat model and the embedding model
 
-    for name in ("tenancy", "finance", "health"):
-        spec = next(s for s in specs() if s.name == name)
-        assert _run(["ingest", name, str(spec.knowledge[0])], cwd=tmp_path).returncode == 0
-    healthy = _run(["doctor"], cwd=tmp_path)
-    assert healthy.returncode == 0, healthy.stdout
-    assert "✗" not in healthy.stdout and "0 to fix" in healthy.stdout
+    unreachable = tmp_path / "dead.toml"
+    unreachable.write_text(
+        (tmp_path / "tandem.toml").read_text().replace(ollama.url, "http://127.0.0.1:9")
+    )
+    dead = _run(["doctor", "-c", str(unreachable)], cwd=tmp_path, COLUMNS="200")
+    assert dead.returncode == 1 and "Traceback" not in dead.stderr
+    assert "✗ Ollama not reachable at http://127.0.0.1:9" in dead.stdout
+    assert "→ fix: start `ollama serve`" in dead.stdout
 
 
 def test_config_show_masks_credentials(servers: Any, tmp_path: Path) -> None:
