@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -29,21 +30,18 @@ def render_footer(answer: Any) -> Text:
     return line
 
 
-def render_route_decision(decision: Any) -> Table:
+def render_route_decision(decision: Any) -> Group:
     """Scores per worker, the kind and the reason (``/route``)."""
-    table = Table(
-        title=f"route: {decision.kind} → {', '.join(decision.workers) or 'supervisor'}",
-        title_justify="left",
-        caption=f"why: {decision.reason}",
-        caption_justify="left",
-        show_edge=False,
+    head = Text.assemble(
+        ("route: ", "bold"), f"{decision.kind} → {', '.join(decision.workers) or 'supervisor'}"
     )
+    table = Table(show_edge=False)
     table.add_column("worker")
     table.add_column("score", justify="right")
     table.add_column("chosen")
     for name, score in sorted(decision.scores.items(), key=lambda kv: -kv[1]):
         table.add_row(name, f"{score:.3f}", "✓" if name in decision.workers else "")
-    return table
+    return Group(head, table, Text(f"why: {decision.reason}", style="dim"))
 
 
 def render_cost(session: Any) -> list[Any]:

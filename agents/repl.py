@@ -247,11 +247,9 @@ class Repl:
             self.console.print("no run yet in this session")
             return
         state = " (cancelled)" if trace.cancelled else ""
-        table = Table(
-            title=f"last run{state}: {trace.query[:60]} · {trace.seconds:.2f}s",
-            title_justify="left",
-            show_edge=False,
-        )
+        head = f"last run{state}: {trace.query[:60]} · {trace.seconds:.2f}s"
+        self.console.print(head, markup=False, highlight=False, soft_wrap=True)
+        table = Table(show_edge=False)
         for col in ("node", "start s", "took s", ""):
             table.add_column(col, justify="right" if col.endswith("s") else "left")
         for n in trace.nodes:
