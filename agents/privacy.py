@@ -117,11 +117,18 @@ class Redactor:
             self._by_value[value] = placeholder
         return placeholder
 
-    def redact(self, text: str) -> str:
-        """``text`` with every detected or known sensitive value replaced by its placeholder."""
-        spans: list[tuple[int, int, str, str]] = [
-            (f.start, f.end, f.type, f.text) for f in find_sensitive(text, self.detector)
-        ]
+    def redact(self, text: str, *, detect: bool = True) -> str:
+        """``text`` with every detected or known sensitive value replaced by its placeholder.
+
+        Args:
+            text: The text to redact.
+            detect: False replaces only values already known (mapping / :meth:`add`).
+        """
+        spans: list[tuple[int, int, str, str]] = (
+            [(f.start, f.end, f.type, f.text) for f in find_sensitive(text, self.detector)]
+            if detect
+            else []
+        )
         # Known values, longest first, where detection did not already cover them.
         for value in sorted(self._by_value, key=len, reverse=True):
             if len(value) < 3:

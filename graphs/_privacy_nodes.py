@@ -61,8 +61,9 @@ BUDGET_NOTE = (
 )
 
 
-NEW_TURN: dict[str, Any] = {"egress": None, "held": None, "egress_denied": False, "budget_stop": ""}
-"""State a new turn resets (the guard node returns it)."""
+NEW_TURN: dict[str, Any] = {"egress": None, "egress_denied": False, "budget_stop": ""}
+"""State a new turn resets (the guard node returns it). ``held`` stays for the thread: a later
+turn's history may quote values found in an earlier turn's passages."""
 
 
 class BudgetExceeded(RunError):
@@ -76,7 +77,7 @@ class _Box:
     """What the helpers decided during one node execution (merged into its update)."""
 
     egress: list[EgressRecord] = field(default_factory=list)
-    held: list[tuple[str, str]] = field(default_factory=list)
+    held: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     denied: bool = False
     budget_stop: str = ""
@@ -156,9 +157,11 @@ def run_redactor(rt: Runtime, state: Any) -> Redactor:
     if box.redactor is None:
         guard = state.get("guard")
         redactor = Redactor(guard.mapping if guard else {}, detector_for(rt.config.privacy))
+        private = _local_only_workers(rt)
+        allow = guard is not None and guard.policy == "allow"
         for item in state.get("held") or []:
-            kind, value = item
-            redactor.add(kind, value)
+            if not allow or (len(item) > 2 and item[2] in private):
+                redactor.add(item[0], item[1])
         box.redactor = redactor
     return box.redactor
 
@@ -173,8 +176,8 @@ def note_passages(rt: Runtime, worker: str, passages: Sequence[Document]) -> Non
     box = _box()
     for doc in passages:
         for f in detector.find(doc.page_content):
-            if (f.type, f.text) not in box.held:
-                box.held.append((f.type, f.text))
+            if (f.type, f.text, worker) not in box.held:
+                box.held.append((f.type, f.text, worker))
 
 
 def _local_only_workers(rt: Runtime) -> set[str]:
@@ -204,6 +207,9 @@ def outbound(
         results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
         return redactor, query, history, results
     private = _local_only_workers(rt)
+    # allow: only what came from a local_only worker's store is held back, in this turn's
+    # results and in the history (an earlier answer may quote it).
+    history = redactor.redact(history, detect=False)
     results = [
         r.model_copy(update={"answer": redactor.redact(r.answer)}) if r.worker in private else r
         for r in results

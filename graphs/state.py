@@ -64,7 +64,7 @@ class TandemState(TypedDict, total=False):
     egress: Annotated[list[EgressRecord], accumulate]
     """This run's remote calls, as the egress log recorded them."""
     held: Annotated[list[list[str]], accumulate]
-    """``[entity, value]`` pairs found in retrieved passages (redacted if they reappear)."""
+    """``[entity, value, worker]`` found in retrieved passages (redacted if they reappear)."""
     egress_denied: bool
     """The user refused a remote call at an ``ask`` prompt: the rest of the run stays local."""
     budget_stop: str

@@ -402,3 +402,17 @@ def test_repl_asks_yes_no_before_each_remote_call(
     first, second = session.answers
     assert any("refused" in n for n in first.notes) and first.ledger.totals.remote_calls == 0
     assert second.ledger.egress.requests == 1 and second.ledger.egress.user_approved == 1
+
+
+async def test_allow_keeps_a_local_only_value_out_of_later_turns_history(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, vault_specs: list[WorkerSpec]
+) -> None:
+    fake_ollama.respond_with(CHAT_MODEL, leaky_worker)
+    graph = _graph(make_graph, vault_specs, "allow", checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "t-allow"}}
+    first = await graph.ainvoke({"query": "What is the vault master recovery token?"}, cfg)
+    assert CANARY in first["answer"].text  # restored on this machine
+    await graph.ainvoke({"query": "And how long does a landlord have to return a deposit?"}, cfg)
+    second = fake_openai.completions()[-1]["messages"][-1]["content"]
+    assert "<history>" in second and "recovery token" in second
+    assert CANARY not in _bodies(fake_openai)
