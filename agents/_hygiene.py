@@ -30,7 +30,10 @@ def _allowed(url: str, allowed: Sequence[str]) -> bool:
     url = url.strip()
     if not url or url.startswith("#"):
         return True  # an in-page anchor goes nowhere
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # e.g. "http://127.0.0.1:8080]" (a bracket glued to it): not a link
+        return False
     if not parsed.scheme and not parsed.netloc:
         return not url.startswith("//")  # a relative path stays on the rendering site
     if parsed.scheme.lower() not in ("http", "https"):

@@ -353,6 +353,7 @@ def test_user_patterns_thresholds_and_secrets() -> None:
         ("[x](javascript:alert(1))", "x [link removed]"),
         (f"[ref]\n\n[ref]: {EVIL}", "[ref]\n\n[ref]: [link removed]"),
         ("plain text, no links", "plain text, no links"),
+        ("at http://127.0.0.1:8080] now", "at [link removed] now"),  # urlparse ValueError
     ],
 )
 def test_neutralize_links(text: str, expected: str) -> None:
