@@ -93,4 +93,10 @@ def render_privacy(info: dict[str, Any]) -> list[Any]:
     out.append(table)
     how = " (sensitive spans as placeholders)" if info["policy"] == "redact" else ""
     out.append(Text(f"{len(remote)} calls sent {info['bytes_sent']} bytes{how}", style="yellow"))
+    sent = info.get("redacted_sent") or {}
+    if sent:
+        kinds = ", ".join(f"{k}×{v}" for k, v in sorted(sent.items()))
+        out.append(Text(f"placeholders sent instead of values: {kinds}", style="yellow"))
+    if info.get("egress_log"):
+        out.append(Text(f"audit log: {info['egress_log']} (tandem privacy log)", style="dim"))
     return out

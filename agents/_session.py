@@ -193,9 +193,12 @@ class ChatSession:
         rt = self.runtime
         remote = [c for c in self.calls if c.where == "remote"]
         findings: dict[str, int] = {}
+        redacted: dict[str, int] = {}
         for answer in self.answers:
             for kind, n in answer.privacy.findings.items():
                 findings[kind] = findings.get(kind, 0) + n
+            for kind, n in answer.ledger.egress.redacted.items():
+                redacted[kind] = redacted.get(kind, 0) + n
         return {
             "policy": rt.config.privacy.policy,
             "supervisor": rt.supervisor.llm.model,
@@ -203,6 +206,8 @@ class ChatSession:
             "remote_calls": remote,
             "bytes_sent": sum(c.bytes_sent for c in remote),
             "sensitive_found": findings,
+            "redacted_sent": redacted,
+            "egress_log": str(rt.config.data_dir / "egress.jsonl"),
             "questions": len(self.answers),
         }
 

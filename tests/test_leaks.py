@@ -393,7 +393,7 @@ def test_repl_asks_yes_no_before_each_remote_call(
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False, color_system=None)
     with create_pipe_input() as pipe:  # refuse the first question, approve the second
-        pipe.send_text(f"{question}\nn\n{question}\ny\n/exit\n")
+        pipe.send_text(f"{question}\nn\n{question}\ny\n/privacy\n/exit\n")
         session = run_repl(config, console=console, pt_input=pipe, pt_output=DummyOutput())
     text = out.getvalue()
     assert text.count("about to send") == 2
@@ -403,6 +403,8 @@ def test_repl_asks_yes_no_before_each_remote_call(
     first, second = session.answers
     assert any("refused" in n for n in first.notes) and first.ledger.totals.remote_calls == 0
     assert second.ledger.egress.requests == 1 and second.ledger.egress.user_approved == 1
+    assert "placeholders sent instead of values: EMAIL×1" in text  # /privacy
+    assert "egress.jsonl (tandem privacy log)" in text
 
 
 async def test_allow_keeps_a_local_only_value_out_of_later_turns_history(
