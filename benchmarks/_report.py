@@ -112,6 +112,17 @@ def charts(results: list[BenchResult], folder: Path) -> list[str]:
     return made
 
 
+PROFILE_NOTES = [
+    "A cProfile of 10 direct runs on the fakes (servers in another process; 2026-11-22 "
+    "23:28 UTC, same loaded machine) put tandem's own CPU at ~108 ms per run under the "
+    "profiler, of which ~37 % was the privacy scan of retrieved passages "
+    "(`graphs/_privacy_nodes.note_passages` → Presidio's phone recognizer / `phonenumbers`), "
+    "~23 % the Ollama client calls (a new httpx client per call), ~8 % routing. That per-run "
+    "CPU, not waiting, is what keeps wall/ideal above 1.05 at L = 50 ms; the ratio falls as "
+    "L grows (see L = 200 ms).",
+]
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -133,8 +144,12 @@ def write_results(
         "",
         "```\n" + "\n".join(commands) + "\n```",
         "",
-        "Everything below comes from that run; figures compare things side by side in the "
-        "same process. Absolute times describe this machine only.",
+        "Everything below comes from those runs; figures compare things side by side in the "
+        "same process. Absolute times describe this machine only: it has 2 cores and was "
+        "shared with other CPU-heavy jobs during the run (see the load average), so "
+        "latencies and throughput are pessimistic while ratios of side-by-side runs hold. "
+        "No figure is copied from elsewhere: each benchmark stores its result in "
+        "`benchmarks/results/<name>.json` and this file is rebuilt from those.",
         "",
         "## Machine",
         "",
@@ -159,4 +174,7 @@ def write_results(
         if f"{r.key}.png" in chart_files:
             lines += ["", f"![{r.title}](charts/{r.key}.png)"]
         lines += ["", f"_({timings.get(r.key, 0):.0f} s)_"]
+    if any(r.key == "overhead" for r in results):
+        lines += ["", "## Notes from profiling (by hand, not regenerated)", ""]
+        lines += [f"- {n}" for n in PROFILE_NOTES]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
