@@ -27,6 +27,7 @@ from tandem.workers.errors import (
     BackendUnavailable,
     ModelNotFound,
     RunError,
+    parse_retry_after,
 )
 
 __all__ = [
@@ -97,11 +98,30 @@ def _connection_failed(exc: BaseException) -> bool:
     return False
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    """The ``Retry-After`` a rate-limited/busy provider sent with ``exc``, in seconds."""
+    sources: list[Any] = [
+        getattr(exc, "headers", None),
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ]
+    for headers in sources:
+        if not headers:
+            continue
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+        except AttributeError:
+            continue
+        if value:
+            return parse_retry_after(str(value))
+    return None
+
+
 def translate_litellm_error(exc: BaseException, *, model: str, host: str | None) -> RunError:
     """Map a litellm (OpenAI-style) exception to tandem's error tree."""
     import litellm.exceptions as litellm
 
-    common: dict[str, Any] = {"model": model, "host": host}
+    common: dict[str, Any] = {"model": model, "host": host, "retry_after": _retry_after(exc)}
     text = str(getattr(exc, "message", None) or exc).strip()[:300]
     if isinstance(exc, litellm.Timeout):
         return BackendTimeout(

@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from tandem.agents._privacy_config import CostSettings, PrivacySettings
 from tandem.agents.router import RouterSettings
+from tandem.graphs._reliability import ReliabilitySettings
 from tandem.workers.backends import OllamaSettings
 from tandem.workers.errors import ConfigError
 from tandem.workers.plugins import PluginSettings
@@ -150,6 +151,8 @@ class TandemConfig(BaseSettings):
     """Custom model prices and per-run budgets (remote dollars, supervisor calls)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """The single retry layer for model calls."""
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
+    """Run deadline, per-worker fallbacks, escalation of failed subtasks and input bounds."""
     stores: StoreSettings = Field(default_factory=StoreSettings)
     """Where the worker stores live: a local Chroma directory, or a Chroma server (``url``)."""
     workers: list[WorkerSpec] = Field(default_factory=list)

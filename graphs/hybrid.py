@@ -19,15 +19,15 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langgraph.config import get_stream_writer
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from tandem.agents.privacy import GuardReport, Redactor, restore
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
-from tandem.graphs import _fallback as fallback
+from tandem.graphs import _fallback as reliability
 from tandem.graphs import _privacy_nodes as privacy
 from tandem.graphs._followup import context_query, route_follow_up
 from tandem.graphs._stream import answer_sink, emit
@@ -35,7 +35,7 @@ from tandem.graphs.config import TandemConfig
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.embedding import run_sync
-from tandem.workers.errors import RunError, UsageError
+from tandem.workers.errors import RunError, StoreError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 
 __all__ = ["build_graph"]
@@ -109,7 +109,7 @@ class _Nodes:
             "draft": "",
             "plan": Plan(),
             "query_vector": None,
-            "deadline": fallback.deadline_at(self.rt),
+            "deadline": reliability.deadline_at(self.rt),
             **privacy.NEW_TURN,
         }
 
@@ -158,10 +158,11 @@ class _Nodes:
         try:
             await self.rt.ensure_ingested([subtask.worker])
         except RunError as exc:
-            notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
+            if not isinstance(exc, StoreError):  # a failing store is reported once, below
+                notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
         direct = data.get("phase") == "direct"  # a direct answer streams to the user
         # Fallback model/host and the run deadline: graphs/_fallback.py.
-        run, more = await fallback.run_worker(
+        run, more = await reliability.run_worker(
             self.rt,
             worker,
             subtask,
@@ -205,7 +206,7 @@ class _Nodes:
         redactor, query, history, prior = self._outbound(state, sup)
         specs = list(self.rt.specs.values())
         try:
-            plan, calls, notes = await fallback.within(
+            plan, calls, notes = await reliability.within(
                 state.get("deadline"),
                 sup.plan(query, specs, prior=prior, history=history),
                 "the supervisor's plan",
@@ -266,7 +267,7 @@ class _Nodes:
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
         private = set() if sup.llm.where != "remote" else privacy._local_only_workers(self.rt)
-        added, calls, notes, down = await fallback.escalate_failed(
+        added, calls, notes, down = await reliability.escalate_failed(
             self.rt,
             sup,
             [r for r in state.get("results") or [] if r.worker not in private],
@@ -280,7 +281,7 @@ class _Nodes:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
             _, query, history, results = self._outbound({**state, "results": local}, sup)
-            text, more = await fallback.within(
+            text, more = await reliability.within(
                 deadline,
                 sup.synthesize(query, results, history=history, on_token=_token_sink()),
                 "the synthesis",
@@ -289,7 +290,7 @@ class _Nodes:
         except RunError as exc:
             return {
                 **update,
-                "draft": fallback.local_synthesis(local),
+                "draft": reliability.local_synthesis(local),
                 "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
                 "notes": [
                     *notes,
@@ -302,7 +303,7 @@ class _Nodes:
         sup = self._sup(state)
         _, query, history, _ = self._outbound(state, sup)
         try:
-            text, calls = await fallback.within(
+            text, calls = await reliability.within(
                 state.get("deadline"),
                 sup.answer(query, history=history, on_token=_token_sink()),
                 "the supervisor's answer",
@@ -335,7 +336,7 @@ class _Nodes:
             privacy=guard,
         )
         limit = self.rt.config.reliability.max_thread_messages
-        drop, trimmed = fallback.trim_thread(state.get("messages") or [], limit)
+        drop, trimmed = reliability.trim_thread(state.get("messages") or [], limit)
         if trimmed:
             answer.notes.append(trimmed)
         return {

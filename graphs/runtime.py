@@ -19,7 +19,7 @@ from tandem.workers.backends import Backend, BackendSettings, make_backend
 from tandem.workers.errors import ConfigError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
-from tandem.workers.store import IngestReport, WorkerStore, open_client
+from tandem.workers.store import IngestReport, WorkerStore, knowledge_fingerprint, open_client
 from tandem.workers.worker import Worker
 
 __all__ = ["Runtime", "embedded_models", "make_supervisor_llm"]
@@ -101,7 +101,10 @@ class Runtime:
         self.specs = {s.name: s for s in specs}
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
-        self.stores = {n: WorkerStore(n, client, self.embedder) for n in self.specs}
+        timeout = cfg.reliability.store_timeout
+        self.stores = {
+            n: WorkerStore(n, client, self.embedder, timeout=timeout) for n in self.specs
+        }
         self.workers = {
             n: Worker(
                 s,
@@ -172,13 +175,18 @@ class Runtime:
                 spec, store = self.specs[name], self.stores[name]
                 if name in self._ingested or not spec.knowledge:
                     continue
-                if await store.count() == 0:
+                # Only a complete ingestion is recorded: an interrupted one runs again on the
+                # next start and skips the chunks already stored (no duplicates).
+                fingerprint = knowledge_fingerprint(spec.knowledge)
+                if await store.ingested() != fingerprint:
 
                     def cb(done: int, total: int, current: str, name: str = name) -> None:
                         if progress:
                             progress(name, done, total, current)
 
                     reports[name] = await store.ingest(spec.knowledge, progress=cb)
+                    if not reports[name].errors:
+                        await store.mark_ingested(fingerprint)
                 self._ingested.add(name)
         finally:
             self._ingest_lock.release()

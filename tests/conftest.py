@@ -23,6 +23,8 @@ _CONFIG_FIELDS = (
     "PRIVACY",
     "COST",
     "RETRY",
+    "RELIABILITY",
+    "STORES",
     "WORKERS",
     "BUILTIN_WORKERS",
     "DATA_DIR",

@@ -143,8 +143,13 @@ async def test_ollama_down_still_returns_an_answer_naming_the_host(
     answer = out["answer"]
 
     assert any("routing failed" in n and host in n for n in answer.notes)
-    assert answer.worker_results and all(r.status == "failed" for r in answer.worker_results)
-    assert all(host in r.reason for r in answer.worker_results)
+    local = [r for r in answer.worker_results if r.model.startswith("ollama:")]
+    assert local and all(r.status == "failed" for r in local)
+    assert all(host in r.reason for r in local)
+    # Each failed part was escalated to the (reachable) supervisor, marked ungrounded.
+    escalated = [r for r in answer.worker_results if r.model == "openai/fake-large"]
+    assert {r.worker for r in escalated} == {r.worker for r in local}
+    assert all(r.status == "ok" and not r.grounded for r in escalated)
     assert answer.text.strip()
     failed = [c for c in answer.ledger.calls if c.error]
     assert failed and all(c.attempts == 3 for c in failed if c.role != "supervisor")

@@ -48,7 +48,8 @@ async def test_single_domain_question_is_answered_locally_without_the_supervisor
 async def test_cross_domain_question_plans_runs_workers_in_parallel_then_synthesizes_once(
     make_graph: Any, ingest: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
-    graph = make_graph()
+    # The server runs 4 requests per model in parallel (tandem's default queue allows 1).
+    graph = make_graph(ollama={"max_parallel": 4})
     await ingest(graph)
     fake_ollama.reset()
     fake_ollama.latency = 0.3  # every request now takes 0.3 s: parallel calls must overlap

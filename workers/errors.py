@@ -19,14 +19,27 @@ Hierarchy::
         ├── ModelNotFound           the model is not present on that server (HTTP 404)
         ├── BackendRejected         any other refusal (400, 401, 500 …) — message from the server
         ├── BadModelOutput          output that does not parse/validate, even after repair
-        └── StoreError              the retrieval store (Chroma) failed
+        ├── StoreError              the retrieval store (Chroma) failed: locked, corrupt …
+        └── DeadlineExceeded        the run's deadline passed before this step finished
 
 Every :class:`RunError` carries ``worker``, ``model``, ``host``, ``attempts``
 and ``retryable`` so callers (and the single retry layer) can decide what to
-do without parsing messages.
+do without parsing messages; a busy server's ``Retry-After`` travels as
+``retry_after`` (seconds) and the retry layer waits at least that long.
+
+Where each failure ends up (see ``tandem.graphs`` for the fallbacks)::
+
+    worker model call fails  → the worker's fallback model/host → the supervisor answers the
+                               subtask (if egress allows) → a degraded answer naming the part
+    supervisor unreachable   → worker results are joined locally, with a note
+    store locked / corrupt   → the worker answers without retrieval (``grounded=False``) and
+                               the error is reported once, with the fix
+    run deadline reached     → whatever finished is returned, with a note on what did not
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BackendBusy",
@@ -35,6 +48,7 @@ __all__ = [
     "BackendUnavailable",
     "BadModelOutput",
     "ConfigError",
+    "DeadlineExceeded",
     "ModelAssetError",
     "ModelNotFound",
     "PluginError",
@@ -42,6 +56,7 @@ __all__ = [
     "StoreError",
     "TandemError",
     "UsageError",
+    "parse_retry_after",
 ]
 
 
@@ -100,6 +115,7 @@ class RunError(TandemError):
         host: The server that was called, when there is one.
         attempts: How many attempts were made before giving up.
         retryable: Whether trying again later may succeed.
+        retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
     """
 
     retryable_default = False
@@ -114,12 +130,14 @@ class RunError(TandemError):
         host: str | None = None,
         attempts: int = 1,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.worker = worker
         self.model = model
         self.host = host
         self.attempts = attempts
         self.retryable = self.retryable_default if retryable is None else retryable
+        self.retry_after = retry_after
         super().__init__(message, hint=hint)
 
     def __str__(self) -> str:
@@ -134,6 +152,30 @@ class RunError(TandemError):
         tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
         text = f"{prefix}{self.message}{tries}"
         return f"{text}: {self.hint}" if self.hint else text
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    Returns ``None`` when the header is absent or unreadable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class BackendUnavailable(RunError):
@@ -167,4 +209,17 @@ class BadModelOutput(RunError):
 
 
 class StoreError(RunError):
-    """The retrieval store failed."""
+    """The retrieval store failed.
+
+    Attributes:
+        problem: ``locked`` (another process holds it; retryable later), ``corrupt`` (rebuild
+            it), ``unreachable`` (a Chroma server) or ``other``.
+    """
+
+    def __init__(self, message: str, *, problem: str = "other", **kwargs: Any) -> None:
+        self.problem = problem
+        super().__init__(message, **kwargs)
+
+
+class DeadlineExceeded(RunError):
+    """The run reached its deadline (``[reliability] deadline``) before this step finished."""

@@ -1,4 +1,12 @@
-"""The one retry layer: exponential backoff with jitter for retryable run errors."""
+"""The one retry layer: exponential backoff with jitter for retryable run errors.
+
+Only errors marked ``retryable`` are retried (connection refused/reset,
+timeouts, busy servers, 5xx); a missing model, a bad request or bad output
+never is. When a busy server says how long to wait (``Retry-After`` on an HTTP
+429/503, carried as :attr:`RunError.retry_after`), the next attempt waits at
+least that long; a server asking for more than ``max_retry_after`` seconds is
+not waited for at all: the error is raised at once so the run can fall back.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.workers.errors import RunError
 
-__all__ = ["RetryPolicy", "with_retry"]
+__all__ = ["RetryPolicy", "retry_delay", "with_retry"]
 
 T = TypeVar("T")
 
@@ -33,6 +41,27 @@ class RetryPolicy(BaseModel):
     """Upper bound for one backoff delay."""
     jitter: float = Field(default=0.25, ge=0, le=1)
     """Random spread added to each delay, as a fraction of it."""
+    max_retry_after: float = Field(default=30.0, ge=0)
+    """Longest ``Retry-After`` (seconds) worth waiting for; a longer one fails the call at once."""
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: RunError) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up now.
+
+    Args:
+        policy: The retry policy.
+        attempt: The attempt that just failed (1-based).
+        error: What it failed with.
+    """
+    if not error.retryable or attempt >= policy.max_attempts:
+        return None
+    backoff = min(policy.initial_delay * 2 ** (attempt - 1), policy.max_delay)
+    backoff *= 1 + random.random() * policy.jitter
+    if error.retry_after is None:
+        return backoff
+    if error.retry_after > policy.max_retry_after:
+        return None
+    return max(backoff, error.retry_after)
 
 
 async def with_retry(call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
@@ -41,14 +70,14 @@ async def with_retry(call: Callable[[], Awaitable[T]], policy: RetryPolicy | Non
     The error that finally escapes carries the number of attempts made.
     """
     policy = policy or RetryPolicy()
-    delay = policy.initial_delay
-    for attempt in range(1, policy.max_attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await call()
         except RunError as exc:
             exc.attempts = attempt
-            if not exc.retryable or attempt == policy.max_attempts:
+            delay = retry_delay(policy, attempt, exc)
+            if delay is None:
                 raise
-        await asyncio.sleep(min(delay, policy.max_delay) * (1 + random.random() * policy.jitter))
-        delay *= 2
-    raise AssertionError("unreachable")  # pragma: no cover
+        await asyncio.sleep(delay)

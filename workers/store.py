@@ -8,7 +8,6 @@ never blocks.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import re
@@ -16,13 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import chromadb
 from chromadb.api import ClientAPI
-from chromadb.config import Settings
 from langchain_core.documents import Document
 from pydantic import BaseModel, Field
 
 from tandem.workers._chroma_http import LazyHttpClient, StoreSettings, translate_chroma_error
+from tandem.workers._local_store import (
+    DEFAULT_STORE_TIMEOUT,
+    LazyPersistentClient,
+    bounded_call,
+    store_error,
+)
 from tandem.workers.backends import Backend
 from tandem.workers.embedding import TandemEmbeddingFunction
 from tandem.workers.errors import RunError, StoreError
@@ -33,6 +36,7 @@ __all__ = [
     "StoreSettings",
     "WorkerStore",
     "chunk_text",
+    "knowledge_fingerprint",
     "open_client",
 ]
 
@@ -51,17 +55,32 @@ def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
         return LazyHttpClient(settings)  # type: ignore[return-value]
     key = str(path.resolve())
     if key not in _CLIENTS:
-        path.mkdir(parents=True, exist_ok=True)
         try:
-            _CLIENTS[key] = chromadb.PersistentClient(
-                path=key, settings=Settings(anonymized_telemetry=False)
-            )
-        except Exception as exc:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise StoreError(
-                f"cannot open the Chroma store at {key}: {exc}",
-                hint="check the directory is writable and not used by another process",
+                f"cannot create the store directory {key}: {exc}",
+                hint="check the directory is writable, or set data_dir",
             ) from exc
+        # Opened on first use, inside a bounded store call: a store locked by another
+        # process degrades the run instead of blocking it (see _local_store).
+        _CLIENTS[key] = LazyPersistentClient(key)  # type: ignore[assignment]
     return _CLIENTS[key]
+
+
+_MARKER = "tandem_ingested"
+
+
+def knowledge_fingerprint(paths: Iterable[Path | str]) -> str:
+    """A digest of the knowledge files (path, size, mtime): it changes when they do."""
+    digest = hashlib.sha256()
+    for path, source in _files([Path(p) for p in paths], []):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{source}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 class IngestReport(BaseModel):
@@ -155,11 +174,18 @@ class WorkerStore:
     """
 
     def __init__(
-        self, worker: str, client: ClientAPI, embedder: Backend, *, chunk_size: int = 900
+        self,
+        worker: str,
+        client: ClientAPI,
+        embedder: Backend,
+        *,
+        chunk_size: int = 900,
+        timeout: float = DEFAULT_STORE_TIMEOUT,
     ) -> None:
         self.worker = worker
         self.embedder = embedder
         self.chunk_size = chunk_size
+        self.timeout = timeout
         self.collection_name = f"tandem-{worker}"
         self._client = client
         self._collection: Any = None
@@ -188,24 +214,49 @@ class WorkerStore:
             )
             error.worker, error.model = self.worker, self.embedder.ref
             return error
-        return StoreError(
-            f"{what} '{self.collection_name}': {exc}",
+        path = getattr(self._client, "path", None) or "the store directory"
+        return store_error(
+            f"{what} '{self.collection_name}'",
+            exc,
+            path=str(path),
             worker=self.worker,
             model=self.embedder.ref,
-            hint="if the embedding model changed, delete the store directory and re-ingest",
         )
 
     async def _call(self, fn: Callable[[], Any], what: str) -> Any:
         try:
-            return await asyncio.to_thread(fn)
+            return await bounded_call(fn, self.timeout)
         except RunError:
             raise
+        except TimeoutError as exc:
+            late = TimeoutError(f"no answer within {self.timeout:g} s")
+            raise self._error(what, late) from exc
         except Exception as exc:
             raise self._error(what, exc) from exc
 
     async def count(self) -> int:
         """Number of chunks stored."""
         return int(await self._call(lambda: self._coll().count(), "cannot count"))
+
+    async def ingested(self) -> str | None:
+        """The fingerprint recorded by the last *complete* ingestion, if any.
+
+        An ingestion that was interrupted (killed, failed half-way) records nothing, so
+        the next one runs again; unchanged chunks are skipped, so it adds no duplicates.
+        """
+        meta = await self._call(lambda: self._coll().metadata, "cannot read")
+        value = (meta or {}).get(_MARKER)
+        return str(value) if value is not None else None
+
+    async def mark_ingested(self, fingerprint: str) -> None:
+        """Record that ingesting ``fingerprint`` (see :func:`knowledge_fingerprint`) finished."""
+
+        def write() -> None:
+            coll = self._coll()
+            keep = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
+            coll.modify(metadata={**keep, _MARKER: fingerprint})
+
+        await self._call(write, "cannot write to")
 
     async def ingest(
         self,

@@ -93,6 +93,8 @@ class WorkerRun:
     result: WorkerResult
     calls: list[CallRecord] = field(default_factory=list)
     passages: list[Document] = field(default_factory=list)
+    store_error: StoreError | None = None
+    """Why retrieval was skipped, when the store failed (locked, corrupt …)."""
 
 
 class Worker:
@@ -135,7 +137,7 @@ class Worker:
             tokens_out=res.tokens_out if res else 0,
             seconds=time.perf_counter() - started,
             worker=self.spec.name,
-            host=self.backend.host,
+            host=(res.host if res and res.host else self.backend.host),  # who really answered
             purpose=purpose,
             **kw,
         )
@@ -166,6 +168,8 @@ class Worker:
                 )
             docs = await self.store.search(query_vector, self.spec.top_k)
         except (StoreError, RunError) as exc:
+            if isinstance(exc, StoreError):
+                run.store_error = exc
             return [], f"answered without retrieval: {exc}"
         if not docs:
             return [], "the knowledge store is empty"

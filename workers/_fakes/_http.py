@@ -37,6 +37,8 @@ class Fault:
     times: int
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    delay: float = 0.0
+    """Seconds to stall before acting (with ``status == 0``: then answer normally)."""
 
     def matches(self, path: str, body: dict[str, Any]) -> bool:
         return (self.path is None or self.path == path) and (
@@ -81,6 +83,10 @@ class FakeHTTPServer:
         self.faults: list[Fault] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_by_model: dict[str, int] = {}
+        """Requests being handled right now, per ``model`` field of the request body."""
+        self.max_in_flight_by_model: dict[str, int] = {}
+        """The most requests for one model handled at the same moment."""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -92,9 +98,10 @@ class FakeHTTPServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> FakeHTTPServer:
+    def start(self, port: int = 0) -> FakeHTTPServer:
+        """Listen on 127.0.0.1 (``port`` 0: a free one; pass the old port to restart)."""
         handler = _make_handler(self)
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.02,), daemon=True
@@ -131,6 +138,17 @@ class FakeHTTPServer:
             Fault(path, model, status, {"error": message}, times, headers or {}, drop)
         )
 
+    def stall(
+        self,
+        seconds: float,
+        *,
+        path: str | None = None,
+        model: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Delay the next ``times`` matching requests by ``seconds``, then answer normally."""
+        self.faults.append(Fault(path, model, 0, {}, times, delay=seconds))
+
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """Recorded requests for one path, in arrival order."""
         return [r for r in self.requests if r.path == path]
@@ -140,6 +158,7 @@ class FakeHTTPServer:
         with self._lock:
             self.requests.clear()
             self.max_in_flight = self.in_flight
+            self.max_in_flight_by_model = dict(self.in_flight_by_model)
 
     # -- internals ---------------------------------------------------------------
     def _take_fault(self, path: str, body: dict[str, Any]) -> Fault | None:
@@ -155,10 +174,15 @@ class FakeHTTPServer:
             self.requests.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            model = str(record.body.get("model") or "")
+            now = self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 0) + 1
+            self.max_in_flight_by_model[model] = max(self.max_in_flight_by_model.get(model, 0), now)
 
     def _leave(self, record: RecordedRequest, status: int) -> None:
         with self._lock:
             self.in_flight -= 1
+            model = str(record.body.get("model") or "")
+            self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 1) - 1
             record.ended = time.monotonic()
             record.status = status
 
@@ -186,6 +210,10 @@ def _make_handler(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
                 if server.latency:
                     time.sleep(server.latency)
                 fault = server._take_fault(path, body)
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status == 0 and not fault.drop:
+                    fault = None  # a stall: answer normally
                 if fault is not None and fault.drop:
                     status = 0
                     self.close_connection = True

@@ -130,6 +130,7 @@ class FakeOllama(FakeHTTPServer):
         )
         self._responders: dict[str, ChatResponder] = {}
         self._script_lock = threading.Lock()
+        self._stream_errors: collections.deque[tuple[str, str, int]] = collections.deque()
         self.routes.update(
             {
                 ("POST", "/api/chat"): self._chat,
@@ -153,6 +154,23 @@ class FakeOllama(FakeHTTPServer):
     def respond_with(self, model: str, responder: ChatResponder) -> None:
         """Answer chats to ``model`` with ``responder(request_json) -> content``."""
         self._responders[model] = responder
+
+    def fail_mid_stream(
+        self, model: str, message: str = "unexpected EOF", *, after: int = 2, times: int = 1
+    ) -> None:
+        """The next ``times`` streamed chats to ``model`` send ``after`` chunks, then an error
+        line (HTTP 200 + ``{"error": …}``), as Ollama does when a runner dies mid-generation."""
+        with self._script_lock:
+            for _ in range(times):
+                self._stream_errors.append((model, message, after))
+
+    def _take_stream_error(self, model: str) -> tuple[str, int] | None:
+        with self._script_lock:
+            for item in self._stream_errors:
+                if item[0] == model:
+                    self._stream_errors.remove(item)
+                    return item[1], item[2]
+        return None
 
     def chat_requests(self, model: str | None = None) -> list[dict[str, Any]]:
         """Bodies of recorded ``/api/chat`` requests (optionally for one model)."""
@@ -209,8 +227,13 @@ class FakeOllama(FakeHTTPServer):
                 }
             )
 
+        broken = self._take_stream_error(model)
+
         def chunks() -> Iterator[dict[str, Any]]:
-            for piece in re.findall(r"\S+\s*|\s+", content):
+            for n, piece in enumerate(re.findall(r"\S+\s*|\s+", content)):
+                if broken is not None and n == broken[1]:
+                    yield {"error": broken[0]}
+                    return
                 yield {
                     "model": model,
                     "created_at": _now(),

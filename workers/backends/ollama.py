@@ -1,7 +1,10 @@
 """Ollama engine: the official ``ollama.AsyncClient`` with explicit timeouts.
 
 Every client/HTTP failure is translated here into tandem's error tree, naming
-host and model and saying what to do.
+host and model and saying what to do. Chat and embed calls queue for a slot of
+the per-(host, model) limiter (``[ollama] max_parallel``, default 1 like
+Ollama's own ``OLLAMA_NUM_PARALLEL``), and a 429/503 ``Retry-After`` header is
+passed on to the retry layer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import ollama
 from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
+from tandem.workers.backends._limits import HostLimiter, limiter
 from tandem.workers.errors import (
     BackendBusy,
     BackendRejected,
@@ -27,6 +31,7 @@ from tandem.workers.errors import (
     BackendUnavailable,
     ModelNotFound,
     RunError,
+    parse_retry_after,
 )
 
 __all__ = ["OllamaBackend", "OllamaSettings", "default_ollama_host", "translate_ollama_error"]
@@ -55,6 +60,9 @@ class OllamaSettings(BaseModel):
     """How long Ollama keeps a model loaded after a call (Go duration or seconds; -1 = forever)."""
     num_ctx: int | None = None
     """Context window to request (``options.num_ctx``); ``None`` keeps the model's default."""
+    max_parallel: int = Field(default=1, ge=1, le=64)
+    """Requests in flight at once per model on this host; more wait in tandem's queue. Match
+    the server's ``OLLAMA_NUM_PARALLEL`` (default 1)."""
 
 
 def translate_ollama_error(
@@ -88,7 +96,11 @@ def translate_ollama_error(
                 **common,
             )
         if status == -1:
-            return BackendRejected(f"error in the middle of a stream: {text}", **common)
+            return BackendRejected(
+                f"error in the middle of a stream: {text}",
+                hint="the server failed while generating; check its log and the model's memory",
+                **common,
+            )
         retryable = status >= 500
         return BackendRejected(
             f"Ollama answered {status}: {text}",
@@ -137,18 +149,39 @@ class OllamaBackend:
         self.ref = f"ollama:{model}"
         self.worker = worker
 
+    @property
+    def limiter(self) -> HostLimiter:
+        """The queue this backend's chat/embed calls wait in (shared per host and model)."""
+        return limiter(self.settings.host, self.model, self.settings.max_parallel)
+
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[ollama.AsyncClient]:
         timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
-        client = ollama.AsyncClient(host=self.settings.host, timeout=timeout, verify=_ssl_context())
+        retry_after: list[float] = []
+
+        async def on_response(response: httpx.Response) -> None:
+            if response.status_code in (429, 503):
+                wait = parse_retry_after(response.headers.get("retry-after"))
+                if wait is not None:
+                    retry_after.append(wait)
+
+        client = ollama.AsyncClient(
+            host=self.settings.host,
+            timeout=timeout,
+            verify=_ssl_context(),
+            event_hooks={"response": [on_response]},
+        )
         try:
             yield client
         except RunError:
             raise
         except Exception as exc:
-            raise translate_ollama_error(
+            error = translate_ollama_error(
                 exc, model=self.model, host=self.settings.host, worker=self.worker
-            ) from exc
+            )
+            if retry_after and isinstance(error, BackendBusy):
+                error.retry_after = retry_after[-1]
+            raise error from exc
         finally:
             await client.close()  # type: ignore[no-untyped-call]
 
@@ -179,7 +212,7 @@ class OllamaBackend:
         }
         if schema is not None:
             kwargs["format"] = schema
-        async with self._client() as client:
+        async with self.limiter.slot(), self._client() as client:
             if on_token is None:
                 response = await client.chat(**kwargs, stream=False)
                 content = response.message.content or ""
@@ -208,7 +241,7 @@ class OllamaBackend:
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed through ``/api/embed``."""
         started = time.perf_counter()
-        async with self._client() as client:
+        async with self.limiter.slot(), self._client() as client:
             response = await client.embed(
                 model=self.model, input=list(texts), keep_alive=self.settings.keep_alive
             )
