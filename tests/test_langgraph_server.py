@@ -186,3 +186,32 @@ async def test_langgraph_dev_serves_tandem_and_the_sdk_gets_an_answer(
         await client.runs.wait(thread["thread_id"], "tandem", input={"query": DIRECT_Q})
         saved = await client.threads.get_state(thread["thread_id"])
         assert "14 days" in saved["values"]["answer"]["text"]
+
+
+def test_the_deploy_example_config_and_compose_file_agree() -> None:
+    import yaml
+
+    from tandem.graphs import load_config
+    from tandem.workers.backends import BackendSettings, make_backend
+    from tandem.workers.backends._hosts import OllamaPool
+
+    deploy = LANGGRAPH_JSON.parent
+    config = load_config(deploy / "tandem.toml")
+    compose = yaml.safe_load((deploy / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"ollama-1", "ollama-2", "chroma", "postgres", "tandem"} <= set(services)
+    # Every server the config names is a service of the stack.
+    named = [h.url for h in config.ollama.hosts] + [config.stores.url or "", config.checkpointer]
+    for url in named:
+        assert any(f"{name}:" in url for name in services), url
+    assert services["tandem"]["environment"]["TANDEM_CONFIG"] == "/etc/tandem/tandem.toml"
+    # Model placement: the 7B worker model only on the big box, embeddings on both.
+    settings = BackendSettings(ollama=config.ollama)
+    big = make_backend("ollama:qwen2.5:7b", settings)
+    embed = make_backend(config.router.embed_model, settings)
+    assert isinstance(big, OllamaPool) and [h.url for h in big.hosts] == ["http://ollama-1:11434"]
+    assert isinstance(embed, OllamaPool) and len(embed.hosts) == 2
+    # max_parallel of each host matches that server's OLLAMA_NUM_PARALLEL.
+    for host in config.ollama.hosts:
+        service = services[host.url.split("//")[1].split(":")[0]]
+        assert str(host.max_parallel) == service["environment"]["OLLAMA_NUM_PARALLEL"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import Backend
+from tandem.workers.backends._hosts import OllamaPool
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 from tandem.workers.spec import parse_model_ref
 
@@ -49,6 +50,8 @@ def make_backend(
     settings = settings or BackendSettings()
     engine, model = parse_model_ref(ref)
     if engine == "ollama":
+        if any(h.serves(model) for h in settings.ollama.hosts):
+            return OllamaPool(model, settings.ollama, worker=worker)
         return OllamaBackend(model, settings.ollama, worker=worker)
     from tandem.workers.backends.embedded import EmbeddedBackend
 

@@ -23,6 +23,7 @@ import ollama
 from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
+from tandem.workers.backends._hosts import OllamaHost
 from tandem.workers.backends._limits import HostLimiter, limiter
 from tandem.workers.errors import (
     BackendBusy,
@@ -60,6 +61,13 @@ class OllamaSettings(BaseModel):
     """How long Ollama keeps a model loaded after a call (Go duration or seconds; -1 = forever)."""
     num_ctx: int | None = None
     """Context window to request (``options.num_ctx``); ``None`` keeps the model's default."""
+    hosts: list[OllamaHost] = Field(default_factory=list)
+    """Several Ollama servers (``[[ollama.hosts]]``: ``url``, ``weight``, ``models``,
+    ``max_parallel``): each call goes to the least-loaded healthy one that serves the model,
+    with failover; empty: only ``host``."""
+    host_cooldown: float = Field(default=30.0, gt=0)
+    """Seconds a host that refused connections gets no traffic (then it is probed with
+    ``/api/version``; each further failure doubles the wait, up to 8x)."""
     max_parallel: int = Field(default=1, ge=1, le=64)
     """Requests in flight at once per model on this host; more wait in tandem's queue. Match
     the server's ``OLLAMA_NUM_PARALLEL`` (default 1)."""
