@@ -64,9 +64,11 @@ def servers() -> Any:
         yield ol, oa
 
 
-def _ask(servers: Any, tmp_path: Path, question: str) -> dict[str, Any]:
+def _ask(servers: Any, tmp_path: Path, question: str, *, parallel: int = 1) -> dict[str, Any]:
     ollama, openai = servers
-    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    toml = _toml(ollama, openai, tmp_path / "data")
+    toml = toml.replace("[ollama]\n", f"[ollama]\nmax_parallel = {parallel}\n")
+    (tmp_path / "tandem.toml").write_text(toml)
     proc = _run(["ask", "--json", question], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -103,6 +105,7 @@ def test_ask_json_cross_domain_plans_runs_workers_concurrently_and_synthesizes(
         tmp_path,
         "My landlord says my rent is going up by 8% — is that allowed? And how much of my "
         "rent can I claim back through the Renters' Tax Credit?",
+        parallel=2,  # the default queues calls to one model on one host one at a time
     )
     assert out["route"]["kind"] == "plan"
     purposes = [c["messages"][0]["content"][:40] for c in openai.completions()]
