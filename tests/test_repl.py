@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +137,25 @@ def test_multiline_model_swap_ingest_history_and_errors(
 
 def test_ctrl_c_cancels_the_answer_not_the_session(config: Any, fake_ollama: FakeOllama) -> None:
     fake_ollama.latency = 3.0
-    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def press_ctrl_c_while_the_worker_answers() -> None:
+        # Only once the answer is being produced: SIGINT anywhere else would hit pytest.
+        while not stop.is_set():
+            if fake_ollama.in_flight_by_model.get("qwen2.5:1.5b"):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    presser = threading.Thread(target=press_ctrl_c_while_the_worker_answers, daemon=True)
+    presser.start()
     try:
         session, text, _ = _repl(config, f"{DIRECT_Q}\n/trace\n/exit\n")
     finally:
-        timer.cancel()
+        stop.set()
+        presser.join(5)
     assert "cancelled" in text and "(the session goes on)" in text
     assert session.answers == [] and session.last is not None and session.last.cancelled
     assert "last run (cancelled)" in text
+    assert "worker" in text.split("last run (cancelled)")[1]  # the nodes that ran
     assert "bye" in text
