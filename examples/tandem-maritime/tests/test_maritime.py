@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import PackageNotFoundError, distribution
 
 import pytest
+import tandem_maritime
+from tandem_maritime import CORPUS, specs
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from tandem.workers import register  # noqa: E402
-from tandem.workers.builtin import specs as builtin_specs  # noqa: E402
-from tandem.workers.testing import check_worker  # noqa: E402
-
-import tandem_maritime  # noqa: E402
-from tandem_maritime import CORPUS, specs  # noqa: E402
+from tandem.workers import register
+from tandem.workers.builtin import specs as builtin_specs
+from tandem.workers.testing import check_worker
 
 
 def test_every_example_is_retrieved_answered_cited_and_routed_here() -> None:
