@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import chromadb
@@ -45,6 +47,7 @@ class LazyPersistentClient:
     def _open(self) -> ClientAPI:
         with self._lock:
             if self._client is None:
+                _probe(Path(self.path) / "chroma.sqlite3")
                 self._client = chromadb.PersistentClient(
                     path=self.path, settings=Settings(anonymized_telemetry=False)
                 )
@@ -52,6 +55,22 @@ class LazyPersistentClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._open(), name)
+
+
+def _probe(db: Path, seconds: float = 5.0) -> None:
+    """Fail fast if another process holds the store's SQLite write lock, or it is damaged.
+
+    Chroma's own open waits on that lock without releasing Python's GIL, freezing the
+    whole process; Python's ``sqlite3`` waits politely and then says "database is locked".
+    """
+    if not db.exists():
+        return
+    con = sqlite3.connect(db, timeout=seconds)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
 
 
 def store_error(
