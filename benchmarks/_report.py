@@ -57,8 +57,8 @@ def machine() -> list[str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{pkg} {metadata.version(pkg)}")
     return [
-        f"CPU: {model}, {os.cpu_count()} logical cores (shared with other jobs; load average "
-        f"at the end of the run: {load})",
+        f"CPU: {model}, {os.cpu_count()} logical cores, shared with other jobs (load "
+        f"average when this file was written: {load}; each section gives its own)",
         f"RAM: {ram}",
         f"OS: {platform.platform()}",
         f"Python {platform.python_version()}; " + ", ".join(versions),
@@ -134,13 +134,15 @@ def write_results(
     results: list[BenchResult],
     machine_lines: list[str],
     commands: list[str],
-    timings: dict[str, float],
+    timings: dict[str, str],
     chart_files: list[str],
 ) -> None:
     lines = [
         "# tandem benchmark results",
         "",
-        "Produced on a fresh clone (after `make setup`) by:",
+        "Reproduce everything on a fresh clone (after `make setup`) with `make bench`. "
+        "The figures below were produced in this repository by these commands (one "
+        "benchmark or group at a time; each section names its command):",
         "",
         "```\n" + "\n".join(commands) + "\n```",
         "",
@@ -173,7 +175,7 @@ def write_results(
             lines += [""] + [f"- {n}" for n in r.notes]
         if f"{r.key}.png" in chart_files:
             lines += ["", f"![{r.title}](charts/{r.key}.png)"]
-        lines += ["", f"_({timings.get(r.key, 0):.0f} s)_"]
+        lines += ["", f"_Produced by {timings.get(r.key, '?')}._"]
     if any(r.key == "overhead" for r in results):
         lines += ["", "## Notes from profiling (by hand, not regenerated)", ""]
         lines += [f"- {n}" for n in PROFILE_NOTES]

@@ -18,6 +18,7 @@ absolute times describe this machine only.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -65,11 +66,17 @@ def _run_one(key: str) -> BenchResult:
 
 def _save(result: BenchResult, seconds: float, command: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    data = {"result": asdict(result), "seconds": seconds, "command": command}
+    data = {
+        "result": asdict(result),
+        "seconds": seconds,
+        "command": command,
+        "finished": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        "load": os.getloadavg()[0],
+    }
     (RESULTS / f"{result.key}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
 
 
-def _load_all() -> tuple[list[BenchResult], dict[str, float], list[str]]:
+def _load_all() -> tuple[list[BenchResult], dict[str, str], list[str]]:
     results, timings, commands = [], {}, []
     for key in ALL:
         path = RESULTS / f"{key}.json"
@@ -80,7 +87,11 @@ def _load_all() -> tuple[list[BenchResult], dict[str, float], list[str]]:
         raw["figures"] = [Figure(**f) for f in raw["figures"]]
         raw["extra_tables"] = [tuple(t) for t in raw["extra_tables"]]
         results.append(BenchResult(**raw))
-        timings[key] = data["seconds"]
+        timings[key] = f"`{data['command']}`: {data['seconds']:.0f} s" + (
+            f", finished {data['finished']}, 1-min load average {data['load']:.1f}"
+            if "finished" in data
+            else ""
+        )
         if data["command"] not in commands:
             commands.append(data["command"])
     return results, timings, commands
