@@ -384,7 +384,9 @@ def build_graph(
     g: StateGraph[Any] = StateGraph(TandemState)
     g.add_node("guard", _node(n.guard))
     g.add_node("route", _node(n.route))
-    g.add_node("worker", _node(n.worker))
+    # input_schema: checkpoints of pending Sends (WorkerInput → Subtask) must deserialize
+    # under strict msgpack, or a run killed mid fan-out could not resume.
+    g.add_node("worker", _node(n.worker), input_schema=WorkerInput)
     g.add_node("check", _node(n.check))
     g.add_node("plan", _node(n.plan))
     g.add_node("synthesize", _node(n.synthesize))
