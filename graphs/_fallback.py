@@ -110,7 +110,7 @@ def _fallback_worker(rt: Runtime, name: str) -> Worker | None:
 
 def _where(worker: Worker) -> str:
     host = worker.backend.host
-    return worker.backend.ref + (f" on {host}" if host else "")
+    return str(worker.backend.ref) + (f" on {host}" if host else "")
 
 
 def store_note(error: StoreError) -> str:

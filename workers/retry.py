@@ -55,13 +55,14 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: RunError) -> float | N
     """
     if not error.retryable or attempt >= policy.max_attempts:
         return None
-    backoff = min(policy.initial_delay * 2 ** (attempt - 1), policy.max_delay)
+    backoff = float(min(policy.initial_delay * 2 ** (attempt - 1), policy.max_delay))
     backoff *= 1 + random.random() * policy.jitter
-    if error.retry_after is None:
+    wait = error.retry_after
+    if wait is None:
         return backoff
-    if error.retry_after > policy.max_retry_after:
+    if wait > policy.max_retry_after:
         return None
-    return max(backoff, error.retry_after)
+    return max(backoff, float(wait))
 
 
 async def with_retry(call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
