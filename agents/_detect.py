@@ -21,7 +21,7 @@ import json
 import math
 import re
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +30,9 @@ from pydantic import BaseModel, Field
 from tandem.agents._privacy_config import PrivacySettings
 
 __all__ = ["Detector", "Finding", "detector_for"]
+
+_MEMO_ENTRIES = 4096
+_MEMO_MAX_CHARS = 20_000
 
 _ENTITY_NAMES = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -195,11 +198,28 @@ class Detector:
         self.settings = settings or PrivacySettings()
         key = self.settings.model_dump_json(include={"patterns", "deny_lists"})
         self._engine = _engine(key)
+        # Retrieved passages recur across queries: remember what a text held (bounded LRU).
+        self._memo: OrderedDict[str, tuple[Finding, ...]] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def find(self, text: str) -> list[Finding]:
         """Non-overlapping sensitive spans in ``text``, in order (higher scores win overlaps)."""
         if not text or not text.strip():
             return []
+        with self._memo_lock:
+            hit = self._memo.get(text)
+            if hit is not None:
+                self._memo.move_to_end(text)
+                return [f.model_copy() for f in hit]
+        found = self._analyze(text)
+        if len(text) <= _MEMO_MAX_CHARS:
+            with self._memo_lock:
+                self._memo[text] = tuple(f.model_copy() for f in found)
+                while len(self._memo) > _MEMO_ENTRIES:
+                    self._memo.popitem(last=False)
+        return found
+
+    def _analyze(self, text: str) -> list[Finding]:
         results = self._engine.analyze(text=text, language="en")
         candidates: list[Finding] = []
         for r in results:
