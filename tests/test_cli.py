@@ -14,36 +14,10 @@ import pytest
 
 from tandem.workers.builtin import specs
 from tandem.workers.store import chunk_text
-from tandem.workers.testing import FakeOllama, FakeOpenAI
+from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
 TANDEM = str(Path(sys.executable).parent / "tandem")
 JSON_KEYS = {"text", "route", "citations", "ledger"}
-
-
-def _toml(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
-    lines = [
-        f'data_dir = "{data_dir}"',
-        "[supervisor]",
-        'model = "openai/fake-large"',
-        f'api_base = "{openai.api_base}"',
-        'extra = { api_key = "test-key" }',
-        "[ollama]",
-        f'host = "{ollama.url}"',
-        "[router]",
-        'embed_model = "ollama:nomic-embed-text"',
-    ]
-    for spec in specs():
-        examples = ", ".join(json.dumps(e) for e in spec.examples)
-        lines += [
-            "[[workers]]",
-            f'name = "{spec.name}"',
-            f"description = {json.dumps(spec.description)}",
-            f"examples = [{examples}]",
-            'model = "ollama:qwen2.5:1.5b"',
-            f"system_prompt = {json.dumps(spec.system_prompt)}",
-            f'knowledge = ["{spec.knowledge[0]}"]',
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +40,7 @@ def servers() -> Any:
 
 def _ask(servers: Any, tmp_path: Path, question: str, *, parallel: int = 1) -> dict[str, Any]:
     ollama, openai = servers
-    toml = _toml(ollama, openai, tmp_path / "data")
+    toml = fake_config_toml(ollama, openai, tmp_path / "data", router={})
     toml = toml.replace("[ollama]\n", f"[ollama]\nmax_parallel = {parallel}\n")
     (tmp_path / "tandem.toml").write_text(toml)
     proc = _run(["ask", "--json", question], cwd=tmp_path)
@@ -149,7 +123,7 @@ def test_unreachable_ollama_is_reported_with_the_host_not_a_traceback(
     with FakeOpenAI() as openai:
         with FakeOllama() as dead:
             url = dead.url
-            body = _toml(dead, openai, tmp_path / "data")
+            body = fake_config_toml(dead, openai, tmp_path / "data", router={})
         (tmp_path / "tandem.toml").write_text(body)  # the Ollama server is gone now
         proc = _run(["ask", "--json", "How much notice must my landlord give?"], cwd=tmp_path)
     assert proc.returncode == 1
@@ -169,7 +143,9 @@ def test_help_explains_every_command() -> None:
 
 def test_ask_streams_by_default_and_prints_the_answer_once(servers: Any, tmp_path: Path) -> None:
     ollama, openai = servers
-    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    (tmp_path / "tandem.toml").write_text(
+        fake_config_toml(ollama, openai, tmp_path / "data", router={})
+    )
     proc = _run(["ask", "How quickly does Brightwater Lettings return deposits?"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     first_line = proc.stdout.lstrip().splitlines()[0]
@@ -180,7 +156,9 @@ def test_ask_streams_by_default_and_prints_the_answer_once(servers: Any, tmp_pat
 
 def test_ingest_counts_and_clear_errors_then_is_idempotent(servers: Any, tmp_path: Path) -> None:
     ollama, openai = servers
-    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    (tmp_path / "tandem.toml").write_text(
+        fake_config_toml(ollama, openai, tmp_path / "data", router={})
+    )
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "pets.md").write_text("# Pets\nOne cat is allowed in Brightwater flats.\n")
@@ -206,7 +184,9 @@ def test_ingest_counts_and_clear_errors_then_is_idempotent(servers: Any, tmp_pat
 
 def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
     ollama, openai = servers
-    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    (tmp_path / "tandem.toml").write_text(
+        fake_config_toml(ollama, openai, tmp_path / "data", router={})
+    )
     workers = "worker tenancy, worker finance, worker health"
     doctor = _run(["doctor"], cwd=tmp_path, COLUMNS="200")
     assert doctor.returncode == 0, doctor.stdout
@@ -248,7 +228,9 @@ def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
 
 def test_config_show_masks_credentials(servers: Any, tmp_path: Path) -> None:
     ollama, openai = servers
-    (tmp_path / "tandem.toml").write_text(_toml(ollama, openai, tmp_path / "data"))
+    (tmp_path / "tandem.toml").write_text(
+        fake_config_toml(ollama, openai, tmp_path / "data", router={})
+    )
     proc = _run(["config", "show"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)

@@ -15,9 +15,8 @@ from rich.console import Console
 
 from tandem.agents._cli_eval import render_report
 from tandem.graphs.evaluate import EvalCase, evaluate, load_dataset
-from tandem.workers.builtin import specs
 from tandem.workers.errors import ConfigError
-from tandem.workers.testing import FakeOllama, FakeOpenAI
+from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
 DEPOSIT = "How long does Brightwater Lettings take to return a tenant's deposit?"
 TANDEM = str(Path(sys.executable).parent / "tandem")
@@ -83,31 +82,6 @@ async def test_evaluate_scores_route_facts_and_latency(
     assert "route accuracy" in shown and "50.0%" in shown and "66.7%" in shown  # recall
 
 
-def _toml(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
-    lines = [
-        f'data_dir = "{data_dir}"',
-        "[supervisor]",
-        'model = "openai/fake-large"',
-        f'api_base = "{openai.api_base}"',
-        'extra = { api_key = "test-key" }',
-        "[ollama]",
-        f'host = "{ollama.url}"',
-        "[router]",
-        'embed_model = "ollama:nomic-embed-text"',
-        "min_score = 0.12",
-    ]
-    for spec in specs():
-        lines += [
-            "[[workers]]",
-            f'name = "{spec.name}"',
-            f"description = {json.dumps(spec.description)}",
-            f"examples = {json.dumps(list(spec.examples))}",
-            'model = "ollama:qwen2.5:1.5b"',
-            f'knowledge = ["{spec.knowledge[0]}"]',
-        ]
-    return "\n".join(lines) + "\n"
-
-
 def _tandem(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
     env.update(TANDEM_PLUGINS="", LITELLM_LOCAL_MODEL_COST_MAP="True")
@@ -121,7 +95,9 @@ def test_cli_eval_json_limit_and_errors(tmp_path: Path) -> None:
         FakeOllama(chat_models=("qwen2.5:1.5b",), embed_models=("nomic-embed-text",)) as ol,
         FakeOpenAI() as oa,
     ):
-        (tmp_path / "tandem.toml").write_text(_toml(ol, oa, tmp_path / "data"))
+        (tmp_path / "tandem.toml").write_text(
+            fake_config_toml(ol, oa, tmp_path / "data", router={"min_score": 0.12})
+        )
         data = _write(
             tmp_path / "set.jsonl",
             [

@@ -91,6 +91,7 @@ PUBLIC = {
         "WorkerCheck",
         "acheck_worker",
         "check_worker",
+        "fake_config_toml",
         "grounded_reply",
         "hash_embed",
         "rule_supervisor",

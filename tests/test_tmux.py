@@ -3,7 +3,6 @@ read the screen (capture-pane)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,39 +14,10 @@ from typing import Any
 
 import pytest
 
-from tandem.workers.builtin import specs
-from tandem.workers.testing import FakeOllama, FakeOpenAI
+from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
 TANDEM = str(Path(sys.executable).parent / "tandem")
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-def _toml(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
-    lines = [
-        f'data_dir = "{data_dir}"',
-        "[supervisor]",
-        'model = "openai/fake-large"',
-        f'api_base = "{openai.api_base}"',
-        'extra = { api_key = "test-key" }',
-        "[ollama]",
-        f'host = "{ollama.url}"',
-        "[router]",
-        'embed_model = "ollama:nomic-embed-text"',
-        "min_score = 0.12",
-        "part_min_score = 0.1",
-        "plan_margin = 0.0",
-    ]
-    for spec in specs():
-        lines += [
-            "[[workers]]",
-            f'name = "{spec.name}"',
-            f"description = {json.dumps(spec.description)}",
-            f"examples = {json.dumps(spec.examples)}",
-            'model = "ollama:qwen2.5:1.5b"',
-            f"system_prompt = {json.dumps(spec.system_prompt)}",
-            f'knowledge = ["{spec.knowledge[0]}"]',
-        ]
-    return "\n".join(lines) + "\n"
 
 
 class Tmux:
@@ -92,7 +62,7 @@ def test_chat_in_a_real_terminal(tmux: Tmux, tmp_path: Path, data_dir: Path) -> 
         FakeOpenAI() as oa,
     ):
         config = tmp_path / "tandem.toml"
-        config.write_text(_toml(ol, oa, data_dir))
+        config.write_text(fake_config_toml(ol, oa, data_dir))
         env: dict[str, Any] = {"TANDEM_PLUGINS": "", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         exports = " ".join(f"{k}={v!s}" for k, v in env.items())
         command = f"env {exports} {TANDEM} chat -c {config}"

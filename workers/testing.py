@@ -8,6 +8,7 @@
 * :class:`ScriptedSupervisor` — a strict in-process supervisor model: it returns
   the scripted replies in order and fails the test on any unexpected call.
 * :func:`hash_embed` — the deterministic embedding the fakes use.
+* :func:`fake_config_toml` — a ``tandem.toml`` wired to both fakes (for CLI tests).
 * :func:`check_worker` — a conformance check for a :class:`WorkerSpec` (plugin authors:
   call it from your own tests).
 """
@@ -19,6 +20,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import chromadb
@@ -45,10 +47,75 @@ __all__ = [
     "WorkerCheck",
     "acheck_worker",
     "check_worker",
+    "fake_config_toml",
     "grounded_reply",
     "hash_embed",
     "rule_supervisor",
 ]
+
+
+#: Router thresholds for the fakes' hashed bag-of-words embeddings (centred scores).
+FAKE_ROUTER_THRESHOLDS: dict[str, float] = {
+    "min_score": 0.12,
+    "part_min_score": 0.1,
+    "plan_margin": 0.0,
+}
+
+
+def fake_config_toml(
+    ollama: FakeOllama,
+    openai: FakeOpenAI,
+    data_dir: Path,
+    *,
+    workers: Sequence[WorkerSpec] | None = None,
+    router: dict[str, float] | None = None,
+    worker_model: str = "ollama:qwen2.5:1.5b",
+    extra: Sequence[str] = (),
+) -> str:
+    """A ``tandem.toml`` that points tandem's CLI at the two fake servers.
+
+    Args:
+        ollama: The fake Ollama server (workers and router embeddings).
+        openai: The fake OpenAI-compatible server (the supervisor).
+        data_dir: Where stores, threads and logs go.
+        workers: Worker specs to write (default: the built-in demo specialists).
+        router: Router thresholds (default: :data:`FAKE_ROUTER_THRESHOLDS`; ``{}`` keeps
+            tandem's own defaults).
+        worker_model: The model every written worker uses.
+        extra: Further TOML lines appended as they are (their own tables).
+
+    Returns:
+        The file's text.
+    """
+    if workers is None:
+        from tandem.workers.builtin import specs
+
+        workers = specs()
+    thresholds = FAKE_ROUTER_THRESHOLDS if router is None else router
+    lines = [
+        f"data_dir = {json.dumps(str(data_dir))}",
+        "[supervisor]",
+        'model = "openai/fake-large"',
+        f'api_base = "{openai.api_base}"',
+        'extra = { api_key = "test-key" }',
+        "[ollama]",
+        f'host = "{ollama.url}"',
+        "[router]",
+        'embed_model = "ollama:nomic-embed-text"',
+        *(f"{key} = {value}" for key, value in thresholds.items()),
+    ]
+    for spec in workers:
+        lines += [
+            "[[workers]]",
+            f"name = {json.dumps(spec.name)}",
+            f"description = {json.dumps(spec.description)}",
+            f"examples = {json.dumps(list(spec.examples))}",
+            f"model = {json.dumps(worker_model)}",
+            f"system_prompt = {json.dumps(spec.system_prompt)}",
+            f"knowledge = {json.dumps([str(k) for k in spec.knowledge])}",
+        ]
+    lines += list(extra)
+    return "\n".join(lines) + "\n"
 
 
 _CHAT = "tandem-check-chat"
