@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from langchain_core.messages import AnyMessage, RemoveMessage
 
-from tandem.graphs.runtime import Runtime
+from tandem.graphs.runtime import Runtime, embedded_models
 from tandem.workers.backends import make_backend
 from tandem.workers.backends.ollama import OllamaSettings
 from tandem.workers.errors import DeadlineExceeded, RunError, StoreError
@@ -51,16 +51,22 @@ _FALLBACK_WORKERS: weakref.WeakKeyDictionary[Runtime, dict[str, Worker]] = (
 
 def deadline_at(rt: Runtime) -> float | None:
     """The wall-clock time (epoch seconds) a run starting now must end by, if any."""
-    seconds = rt.config.reliability.deadline
+    seconds = _deadline_seconds(rt)
     return None if seconds is None else time.time() + seconds
 
 
+def _deadline_seconds(rt: Runtime) -> float | None:
+    settings = rt.config.reliability
+    return settings.embedded_deadline if embedded_models(rt) else settings.deadline
+
+
 def _deadline_error(rt: Runtime | None, what: str) -> DeadlineExceeded:
-    seconds = rt.config.reliability.deadline if rt is not None else None
+    seconds = _deadline_seconds(rt) if rt is not None else None
     limit = f" of {seconds:g} s" if seconds else ""
     return DeadlineExceeded(
         f"the run reached its deadline{limit} before {what} finished",
-        hint="raise [reliability] deadline in tandem.toml, or use faster models",
+        hint="raise [reliability] deadline (embedded_deadline for CPU models) in tandem.toml,"
+        " or use faster models",
     )
 
 

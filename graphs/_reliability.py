@@ -46,6 +46,9 @@ class ReliabilitySettings(BaseModel):
     deadline: float | None = Field(default=600.0, gt=0)
     """Seconds one run may take, end to end; then it answers with what finished and says
     what did not. ``None`` (env ``null``) disables it. A resumed run keeps its original one."""
+    embedded_deadline: float | None = Field(default=3600.0, gt=0)
+    """Used instead of ``deadline`` when the run uses a model on the embedded (CPU) engine:
+    a planned run of the bundled models takes ~10 minutes on a 2-core machine."""
     fallbacks: dict[str, WorkerFallback] = Field(default_factory=dict)
     """Per worker name: another model and/or Ollama host to try when its model call fails."""
     escalate_failed: bool = True
