@@ -22,6 +22,7 @@ def model_price(model: str, prices: Mapping[str, ModelPrice]) -> tuple[float, fl
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    litellm.suppress_debug_info = True  # an unpriced model must not print litellm's banner
     try:
         cost_in, cost_out = litellm.cost_per_token(
             model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000
