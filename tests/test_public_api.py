@@ -57,6 +57,7 @@ PUBLIC = {
         "BackendTimeout",
         "BackendUnavailable",
         "BadModelOutput",
+        "BudgetExceeded",
         "CallRecord",
         "Citation",
         "ConfigError",

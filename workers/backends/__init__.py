@@ -9,10 +9,12 @@ from tandem.workers.backends._base import (
     EmbedResult,
     TokenCallback,
 )
+from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
 from tandem.workers.backends._factory import BackendSettings, make_backend
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 
 __all__ = [
+    "BUNDLED_MODELS",
     "Backend",
     "BackendSettings",
     "ChatMessage",
@@ -21,5 +23,7 @@ __all__ = [
     "OllamaBackend",
     "OllamaSettings",
     "TokenCallback",
+    "default_cache_dir",
+    "ensure_model",
     "make_backend",
 ]

@@ -23,7 +23,7 @@ import ollama
 from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
-from tandem.workers.backends._hosts import OllamaHost
+from tandem.workers.backends._host_config import OllamaHost
 from tandem.workers.backends._limits import HostLimiter, limiter
 from tandem.workers.errors import (
     BackendBusy,
