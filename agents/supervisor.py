@@ -1,6 +1,6 @@
 """The supervisor: plans subtasks for specialists and synthesizes their results.
 
-It talks to a :class:`~tandem.agents._llm.SupervisorLLM` (litellm, the embedded
+It talks to a :class:`~tandem.agents.llm.SupervisorLLM` (litellm, the embedded
 engine, or a LangChain model). Plans are structured output validated against
 the registered workers: unknown workers get one repair round and are then
 dropped, never executed; plans longer than ``max_subtasks`` are trimmed.
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tandem.agents._llm import LLMReply, SupervisorLLM
+from tandem.agents.llm import LLMReply, SupervisorLLM
 from tandem.workers.backends import ChatMessage, TokenCallback
 from tandem.workers.errors import BadModelOutput, RunError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult

@@ -24,7 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from tandem.agents._privacy_config import CostSettings, PrivacySettings
+from tandem.agents.cost import CostSettings
+from tandem.agents.privacy import PrivacySettings
 from tandem.agents.router import RouterSettings
 from tandem.graphs._reliability import ReliabilitySettings
 from tandem.workers.backends import OllamaSettings

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tandem.agents._llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
+from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
@@ -65,7 +65,7 @@ class Runtime:
     Args:
         config: The configuration (default: :func:`load_config`).
         supervisor: Overrides the configured supervisor: a LangChain ``BaseChatModel`` or
-            any object with the :class:`~tandem.agents._llm.SupervisorLLM` interface.
+            any object with the :class:`~tandem.agents.llm.SupervisorLLM` interface.
         workers: Extra in-code worker specs, added to the configured ones.
     """
 

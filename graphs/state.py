@@ -8,8 +8,7 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
-from tandem.agents._egress import EgressRecord
-from tandem.agents.privacy import GuardReport
+from tandem.agents.privacy import EgressRecord, GuardReport
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan
 from tandem.graphs.ledger import Ledger

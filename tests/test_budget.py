@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from tandem.agents.privacy.policy import BUDGET_NOTE
 from tandem.graphs import SessionLedger
-from tandem.graphs._privacy_nodes import BUDGET_NOTE
 from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply
 
 # litellm's response types build a pydantic schema with a ReadOnly TypedDict item on first

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from tandem.agents._cli_eval import render_report
+from tandem.agents.shell._eval import render_report
 from tandem.graphs.evaluate import EvalCase, evaluate, load_dataset
 from tandem.workers.errors import ConfigError
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml

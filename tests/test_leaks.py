@@ -23,10 +23,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from tandem.agents import Detector, find_sensitive
-from tandem.agents._egress import egress_log_path, read_egress_log
-from tandem.agents._hygiene import neutralize_links
-from tandem.agents._privacy_config import PrivacySettings
-from tandem.agents.privacy import PLACEHOLDER
+from tandem.agents.privacy import (
+    PLACEHOLDER,
+    PrivacySettings,
+    egress_log_path,
+    neutralize_links,
+    read_egress_log,
+)
 from tandem.workers import WorkerSpec
 from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply
 
@@ -382,7 +385,7 @@ def test_repl_asks_yes_no_before_each_remote_call(
     from prompt_toolkit.output import DummyOutput
     from rich.console import Console
 
-    from tandem.agents.repl import run_repl
+    from tandem.agents.shell.repl import run_repl
 
     fake_ollama.respond_with(CHAT_MODEL, leaky_worker)
     config = make_config(

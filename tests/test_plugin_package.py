@@ -92,7 +92,7 @@ class Venv:
         self.pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(copy))
 
     def tandem(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("-c", "from tandem.agents.cli import main; main()", *args)
+        return self.run("-c", "from tandem.agents.shell.cli import main; main()", *args)
 
 
 @pytest.fixture(scope="module")

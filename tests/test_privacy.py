@@ -13,7 +13,7 @@ import pytest
 
 from tandem.agents import Redactor, Supervisor, find_sensitive, restore
 from tandem.graphs import Runtime
-from tandem.workers.testing import FakeOllama, FakeOpenAI, ScriptedSupervisor
+from tandem.graphs.testing import FakeOllama, FakeOpenAI, ScriptedSupervisor
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 7700 900123"

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tandem.agents._privacy_config import PrivacySettings
+from tandem.agents.privacy.settings import PrivacySettings
 
 __all__ = ["Detector", "Finding", "detector_for"]
 

@@ -13,8 +13,10 @@ from urllib.parse import urlparse
 import typer
 from rich.markup import escape
 
-from tandem.agents._cli_common import ConfigOpt, console, run, runtime
-from tandem.agents._cli_models import _present, ollama_models, used_models
+from tandem.agents.shell._common import ConfigOpt, console, run, runtime
+from tandem.agents.shell._models import is_pulled, ollama_models, used_models
+from tandem.graphs import Runtime
+from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
 from tandem.workers.errors import RunError, TandemError
 
 __all__ = ["Check", "diagnose", "doctor"]
@@ -57,7 +59,7 @@ def _supervisor_keys(model: str, extra: dict[str, Any]) -> list[str]:
     return [str(k) for k in found.get("missing_keys", [])]
 
 
-async def _supervisor(rt: Any) -> list[Check]:
+async def _supervisor(rt: Runtime) -> list[Check]:
     sup = rt.config.supervisor
     model = rt.supervisor.llm.model
     if model.startswith("embedded:"):
@@ -88,10 +90,8 @@ async def _supervisor(rt: Any) -> list[Check]:
     return checks
 
 
-async def diagnose(rt: Any) -> list[Check]:
+async def diagnose(rt: Runtime) -> list[Check]:
     """Run every check for the runtime's configuration."""
-    from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir
-
     checks: list[Check] = []
     uses = used_models(rt)
     host = rt.config.ollama.host
@@ -116,7 +116,7 @@ async def diagnose(rt: Any) -> list[Check]:
         label = f"{', '.join(users)}: {ref}"
         if kind == "ollama":
             if available is not None:
-                ok = _present(name, available)
+                ok = is_pulled(name, available)
                 checks.append(
                     Check(
                         ok,

@@ -17,20 +17,26 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
 
+from tandem.graphs import Runtime, load_config
+from tandem.graphs.runtime import embedded_models
+from tandem.workers.backends import ensure_model
 from tandem.workers.errors import TandemError
 
 __all__ = [
     "ConfigOpt",
+    "JsonOpt",
     "console",
     "err",
     "ingest_missing",
     "prepare_models",
     "run",
     "runtime",
+    "warn_plugins",
 ]
 
 T = TypeVar("T")
@@ -44,6 +50,7 @@ ConfigOpt = Annotated[
         "--config", "-c", help="Path to tandem.toml (default: $TANDEM_CONFIG, ./tandem.toml)."
     ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -58,26 +65,27 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
 
 
-def runtime(config: Path | None) -> Any:
-    """Build a :class:`~tandem.graphs.Runtime`; skipped plugins are warnings on stderr."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from tandem.graphs import Runtime, load_config
-
-    rt = Runtime(load_config(config))
-    for problem in rt.plugin_errors:  # a skipped plugin is a warning, never a failure
+def warn_plugins(rt: Runtime) -> None:
+    """Skipped plugins, as warnings on stderr (a skipped plugin is never a failure)."""
+    for problem in rt.plugin_errors:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+
+
+def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
+    """Build a :class:`~tandem.graphs.Runtime`; with ``warn``, skipped plugins are warnings
+    on stderr at once (else call :func:`warn_plugins` when it suits the output)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    rt = Runtime(load_config(config))
+    if warn:
+        warn_plugins(rt)
     return rt
 
 
-def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
+def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
     """Assemble/verify the bundled models the runtime needs, with a progress bar."""
-    from tandem.graphs.runtime import embedded_models
-
     names = embedded_models(rt)
     if not names:
         return []
-    from tandem.workers.backends._bundled import ensure_model
-
     cache = rt.config.embedded.cache_dir
     paths = []
     with Progress(
@@ -92,7 +100,7 @@ def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
         for name in names:
             task = progress.add_task(f"model {name}", total=None)
 
-            def cb(done: int, total: int, task: Any = task) -> None:
+            def cb(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
             path = ensure_model(name, cache, cb)
@@ -102,7 +110,7 @@ def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
     return paths
 
 
-async def ingest_missing(rt: Any, quiet: bool = False) -> None:
+async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
     """Ingest each worker's declared knowledge into empty stores, with progress bars."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -112,7 +120,7 @@ async def ingest_missing(rt: Any, quiet: bool = False) -> None:
         console=err,
         disable=quiet,
     ) as progress:
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, TaskID] = {}
 
         def cb(worker: str, done: int, total: int, current: str) -> None:
             if worker not in tasks:

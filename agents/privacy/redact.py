@@ -1,38 +1,20 @@
-"""Sensitive-span detection and reversible redaction, done locally.
+"""Reversible redaction, done locally.
 
-Detection (:func:`find_sensitive`, :class:`Detector`) runs Presidio's pattern
-recognizers offline plus tandem's own (API keys, high-entropy secrets) and the
-user's patterns and deny-lists: emails, phone numbers, payment cards
-(Luhn-checked), IBANs (mod-97-checked), IP addresses, national ids, keys and
-tokens. Redaction replaces each distinct value with a stable placeholder
-(``<EMAIL_1>``) so remote models see consistent text; :func:`restore` puts the
-originals back locally.
-
-Under the ``ask`` policy the graph pauses before each remote call with an
-:class:`EgressRequest` as the LangGraph interrupt value; resume it with
-``Command(resume=True)`` to send or ``Command(resume=False)`` to continue locally.
+Detection (:func:`find_sensitive`, :class:`~tandem.agents.privacy.detect.Detector`) runs
+Presidio's pattern recognizers offline plus tandem's own (API keys, high-entropy secrets)
+and the user's patterns and deny-lists: emails, phone numbers, payment cards
+(Luhn-checked), IBANs (mod-97-checked), IP addresses, national ids, keys and tokens.
+Redaction replaces each distinct value with a stable placeholder (``<EMAIL_1>``) so remote
+models see consistent text; :func:`restore` puts the originals back locally.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, TypedDict
 
-from pydantic import BaseModel, Field
+from tandem.agents.privacy.detect import Detector, Finding, detector_for
 
-from tandem.agents._detect import Detector, Finding, detector_for
-from tandem.agents._privacy_config import Policy
-
-__all__ = [
-    "Detector",
-    "EgressRequest",
-    "Finding",
-    "GuardReport",
-    "Redactor",
-    "detector_for",
-    "find_sensitive",
-    "restore",
-]
+__all__ = ["PLACEHOLDER", "Redactor", "find_sensitive", "restore"]
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)>")
 """A redaction placeholder such as ``<EMAIL_1>``."""
@@ -46,46 +28,6 @@ def find_sensitive(text: str, detector: Detector | None = None) -> list[Finding]
         detector: The detector to use (default: the one for default ``[privacy]`` settings).
     """
     return (detector or detector_for()).find(text)
-
-
-class GuardReport(BaseModel):
-    """What the guard found in a query and what may leave the machine."""
-
-    policy: Policy = "redact"
-    """The egress policy in force for this run."""
-    findings: dict[str, int] = Field(default_factory=dict)
-    """Count of sensitive spans by type."""
-    redacted_query: str = ""
-    """The query with placeholders, as a remote model would see it."""
-    mapping: dict[str, str] = Field(default_factory=dict, repr=False)
-    """Placeholder → original (kept locally, used to restore the answer)."""
-    supervisor_where: Literal["local", "remote"] = "local"
-    """Where the supervisor chosen for this run runs."""
-    detect_ms: float = 0.0
-    """Milliseconds spent detecting sensitive spans in the query."""
-
-
-class EgressRequest(TypedDict):
-    """The interrupt value under ``policy = "ask"``: exactly what would be sent.
-
-    Resume the graph with ``Command(resume=True)`` to send it, ``Command(resume=False)``
-    to refuse (the run then continues with the local supervisor, nothing is sent).
-    """
-
-    kind: Literal["egress_approval"]
-    """Always ``"egress_approval"`` (tells this interrupt apart from others)."""
-    model: str
-    """The remote model that would receive the payload."""
-    host: str | None
-    """Its endpoint host, when known."""
-    purpose: str
-    """What the call is for: ``plan``, ``synthesize`` or ``answer``."""
-    messages: list[dict[str, str]]
-    """The chat messages, exactly as they would be sent (already redacted)."""
-    bytes: int
-    """Size of the payload in bytes."""
-    redacted: dict[str, int]
-    """Placeholders in the payload, by entity type."""
 
 
 class Redactor:

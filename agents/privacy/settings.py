@@ -1,7 +1,7 @@
-"""Settings for the privacy guard (``[privacy]``) and the cost ledger (``[cost]``).
+"""Settings of the privacy guard (``[privacy]``), a field of :class:`~tandem.graphs.TandemConfig`.
 
-They live here, next to the code that uses them, and are fields of
-:class:`~tandem.graphs.TandemConfig`.
+They live here, next to the code that uses them; the cost settings (``[cost]``) live in
+:mod:`tandem.agents.cost`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["CostSettings", "ModelPrice", "PatternSpec", "Policy", "PrivacySettings"]
+__all__ = [
+    "DEFAULT_LOCAL_SUPERVISOR",
+    "DEFAULT_THRESHOLDS",
+    "PatternSpec",
+    "Policy",
+    "PrivacySettings",
+]
 
 Policy = Literal["redact", "local_only", "ask", "allow"]
 """What may leave the machine for a remote model."""
@@ -122,30 +128,3 @@ class PrivacySettings(BaseModel):
     def threshold(self, entity: str) -> float:
         """The minimum score for ``entity``."""
         return self.thresholds.get(entity, DEFAULT_THRESHOLDS.get(entity, 0.5))
-
-
-class ModelPrice(BaseModel):
-    """A custom price for one model, in US dollars per million tokens."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(ge=0.0)
-    """Dollars per million prompt tokens."""
-    output: float = Field(ge=0.0)
-    """Dollars per million completion tokens."""
-
-
-class CostSettings(BaseModel):
-    """Prices and per-run budgets (``[cost]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Custom prices by model string; they win over litellm's price list
-    (``[cost.prices."openai/my-model"] input = 0.15, output = 0.6``)."""
-    max_remote_usd_per_run: float | None = Field(default=None, ge=0.0)
-    """Upper bound on dollars spent on remote models in one run; a call whose worst-case cost
-    (prompt + ``max_tokens`` of output) would exceed it is not made. ``None``: no limit."""
-    max_supervisor_calls_per_run: int | None = Field(default=None, ge=0)
-    """Upper bound on large-model calls in one run (``0`` keeps every run on the workers).
-    ``None``: no limit."""

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import httpx
 from pydantic import BaseModel
 
+from tandem.agents.cost import call_cost
 from tandem.workers.backends import Backend, ChatMessage, TokenCallback
 from tandem.workers.errors import (
     BackendBusy,
@@ -281,7 +282,7 @@ class LiteLLM:
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
         if cost is None:
-            cost = _price(self.model, tokens_in, tokens_out)
+            cost = call_cost(self.model, tokens_in, tokens_out)
         return LLMReply(
             content=content,
             model=self.model,
@@ -293,19 +294,6 @@ class LiteLLM:
             seconds=time.perf_counter() - started,
             bytes_sent=_payload_size(messages),
         )
-
-
-def _price(model: str, tokens_in: int, tokens_out: int) -> float:
-    """litellm's price for the tokens, 0 when the model has no known price."""
-    import litellm
-
-    try:
-        cost_in, cost_out = litellm.cost_per_token(
-            model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out
-        )
-    except Exception:
-        return 0.0
-    return float(cost_in + cost_out)
 
 
 class BackendLLM:

@@ -1,0 +1,340 @@
+"""The hybrid graph's nodes: what each step of a run does (wired in :mod:`.hybrid`).
+
+Every node receives the state (a worker, its ``Send`` payload) and the privacy guard of
+this step (:class:`~tandem.graphs._guard.StepGuard`), which hands out the guarded
+supervisor and prepares what may leave the machine; what the guard decided is merged into
+the node's update by the wiring. Failures degrade the answer (its ``notes``), never crash
+the run: the fallbacks and the deadline are :mod:`._fallback`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.config import get_stream_writer
+from langgraph.types import Send
+
+from tandem.agents.privacy import GuardReport, restore
+from tandem.agents.router import RouteDecision
+from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
+from tandem.graphs._fallback import (
+    deadline_at,
+    escalate_failed,
+    local_synthesis,
+    run_worker,
+    trim_thread,
+    within,
+)
+from tandem.graphs._followup import context_query, route_follow_up
+from tandem.graphs._guard import (
+    NEW_TURN,
+    StepGuard,
+    final_text,
+    private_workers,
+    run_ledger,
+    timed_detect,
+)
+from tandem.graphs._stream import answer_sink, emit
+from tandem.graphs.runtime import Runtime
+from tandem.graphs.state import Answer, TandemState, WorkerInput
+from tandem.workers.errors import RunError, StoreError, UsageError
+from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+
+__all__ = ["Nodes"]
+
+
+def _history(messages: Sequence[AnyMessage], limit: int = 6, width: int = 400) -> str:
+    lines = []
+    for m in list(messages)[-limit:]:
+        who = "user" if isinstance(m, HumanMessage) else "assistant"
+        text = " ".join(str(m.content).split())
+        lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
+    return "\n".join(lines)
+
+
+def _token_sink() -> Callable[[str], None] | None:
+    try:
+        writer = get_stream_writer()
+    except Exception:
+        return None
+    return lambda piece: writer({"event": "token", "text": piece})
+
+
+class Nodes:
+    """The graph's nodes, bound to a :class:`Runtime`."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def guard(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        query = (state.get("query") or "").strip()
+        if not query:
+            raise UsageError("the query is empty")
+        limit = self.rt.config.reliability.max_query_chars
+        if len(query) > limit:
+            raise UsageError(
+                f"the query is {len(query)} characters; the limit is {limit}",
+                hint="shorten it or ingest long material into a worker's store "
+                "([reliability] max_query_chars)",
+            )
+        policy = self.rt.config.privacy.policy
+        sup = self.rt.supervisor_for(policy)
+        redactor, redacted, counts, ms = timed_detect(self.rt, query)
+        report = GuardReport(
+            policy=policy,
+            findings=counts,
+            redacted_query=redacted,
+            mapping=redactor.mapping,
+            supervisor_where=sup.llm.where,
+            detect_ms=ms,
+        )
+        return {
+            "query": query,
+            "guard": report,
+            "results": None,
+            "calls": None,
+            "notes": None,
+            "escalated": False,
+            "draft": "",
+            "plan": Plan(),
+            "query_vector": None,
+            "deadline": deadline_at(self.rt),
+            **NEW_TURN,
+        }
+
+    async def route(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        calls: list[CallRecord] = []
+        try:
+            decision, vector = await self.rt.router.decide(state["query"], calls)
+            decision, vector = await route_follow_up(
+                self.rt.router, state["query"], state.get("messages") or [], decision, vector, calls
+            )
+        except RunError as exc:
+            return {
+                "route": RouteDecision(kind="plan", reason=f"router unavailable: {exc}"),
+                "calls": calls,
+                "notes": [f"routing failed, the supervisor plans instead: {exc}"],
+            }
+        return {"route": decision, "query_vector": vector, "calls": calls, "phase": "direct"}
+
+    def after_route(self, state: TandemState) -> Any:
+        decision = state["route"]
+        if decision.kind == "direct":
+            subtask = Subtask(
+                worker=decision.workers[0], instruction=state["query"], query=context_query(state)
+            )
+            payload: WorkerInput = {
+                "subtask": subtask,
+                "query_vector": state.get("query_vector"),
+                "phase": "direct",
+                "deadline": state.get("deadline"),
+            }
+            return [Send("worker", payload)]
+        return decision.kind
+
+    async def worker(self, data: WorkerInput, step: StepGuard) -> dict[str, Any]:
+        subtask = data["subtask"]
+        worker = self.rt.workers.get(subtask.worker)
+        if worker is None:
+            failed = WorkerResult(
+                worker=subtask.worker,
+                instruction=subtask.instruction,
+                status="failed",
+                reason="no such worker",
+            )
+            return {"results": [failed]}
+        notes: list[str] = []
+        try:
+            await self.rt.ensure_ingested([subtask.worker])
+        except RunError as exc:
+            if not isinstance(exc, StoreError):  # a failing store is reported once, below
+                notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
+        direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        # Fallback model/host and the run deadline: graphs/_fallback.py.
+        run, more = await run_worker(
+            self.rt,
+            worker,
+            subtask,
+            query_vector=data.get("query_vector"),
+            on_token=answer_sink(subtask.worker) if direct else None,
+            deadline=data.get("deadline"),
+        )
+        notes.extend(more)
+        step.note_passages(subtask.worker, run.passages)
+        if run.result.status == "failed":
+            notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
+        return {"results": [run.result], "calls": run.calls, "notes": notes}
+
+    def after_worker(self, state: TandemState) -> str:
+        return "check" if state.get("phase") == "direct" else "synthesize"
+
+    async def check(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        result = state["results"][-1]
+        spec = self.rt.specs.get(result.worker)
+        threshold = spec.min_confidence if spec else 0.5
+        if result.status == "ok" and not result.needs_escalation and result.confidence >= threshold:
+            return {"draft": result.answer, "escalated": False}
+        why = (
+            result.reason
+            if result.status == "failed"
+            else "asked to escalate"
+            if result.needs_escalation
+            else f"confidence {result.confidence:.2f} < {threshold:.2f}"
+        )
+        emit({"event": "reset", "reason": f"escalated: {why}"})  # drop the streamed draft
+        return {
+            "escalated": True,
+            "notes": [f"'{result.worker}' was not confident ({why}); escalated to the supervisor"],
+        }
+
+    def after_check(self, state: TandemState) -> str:
+        return "plan" if state.get("escalated") else "finish"
+
+    async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        redactor, query, history, prior = step.outbound(
+            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+        )
+        specs = list(self.rt.specs.values())
+        try:
+            plan, calls, notes = await within(
+                state.get("deadline"),
+                sup.plan(query, specs, prior=prior, history=history),
+                "the supervisor's plan",
+                self.rt,
+            )
+        except RunError as exc:
+            fallback = state["route"].workers or [
+                n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
+            ]
+            plan = Plan(
+                subtasks=[],
+                rationale=f"supervisor unreachable; asked the router's workers: {fallback}",
+            )
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
+            calls = [sup.failed_record(exc, "plan")]
+            notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
+        route = state["route"]
+        covered = {step.worker for step in plan.subtasks}
+        missing = [w for w in route.workers if w not in covered] if route.kind == "plan" else []
+        if plan.subtasks and missing:
+            # The router matched these specialists to parts of the question (small planners
+            # often send every part to one of them); dropping one would drop that part.
+            extra = [PlanStep(worker=w, instruction=state["query"]) for w in missing]
+            plan.subtasks = [*extra, *plan.subtasks][: self.rt.config.max_subtasks]
+            notes = [*notes, f"added the router's {missing} that the plan left out"]
+        if not plan.subtasks and route.workers:
+            # A planner that returns nothing usable should not leave the question to the
+            # supervisor alone when the router already knows which specialists fit.
+            workers = route.workers
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in workers]
+            notes = [
+                *notes,
+                f"the supervisor's plan was empty; asked the router's workers {workers}",
+            ]
+        if redactor:
+            mapping = redactor.mapping
+            for planned in plan.subtasks:
+                planned.instruction = restore(planned.instruction, mapping)
+        return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
+
+    def after_plan(self, state: TandemState) -> Any:
+        subtasks = subtasks_from_plan(state["plan"], context_query(state))
+        if not subtasks:
+            return "synthesize"
+        deadline = state.get("deadline")
+        return [
+            Send(
+                "worker",
+                {"subtask": st, "query_vector": None, "phase": "planned", "deadline": deadline},
+            )
+            for st in subtasks
+        ]
+
+    async def synthesize(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        deadline = state.get("deadline")
+        history = _history(state.get("messages") or [])
+        # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
+        # guard prepares text for it; a local_only worker's part never leaves the machine.
+        private = set() if sup.llm.where != "remote" else private_workers(self.rt)
+        added, calls, notes, down = await escalate_failed(
+            self.rt,
+            sup,
+            [r for r in state.get("results") or [] if r.worker not in private],
+            redact=lambda text: step.outbound(sup, text, "", ())[1],
+            history=step.outbound(sup, "", history, ())[2],
+            deadline=deadline,
+        )
+        local = [*(state.get("results") or []), *added]
+        update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        try:
+            if down is not None:
+                raise down  # the supervisor is unreachable: do not wait for it a second time
+            _, query, history, results = step.outbound(sup, state["query"], history, local)
+            text, more = await within(
+                deadline,
+                sup.synthesize(query, results, history=history, on_token=_token_sink()),
+                "the synthesis",
+                self.rt,
+            )
+        except RunError as exc:
+            return {
+                **update,
+                "draft": local_synthesis(local),
+                "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
+                "notes": [
+                    *notes,
+                    f"the supervisor could not synthesize ({exc}); joined answers locally",
+                ],
+            }
+        return {**update, "draft": text, "calls": [*calls, *more]}
+
+    async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        _, query, history, _ = step.outbound(
+            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+        )
+        try:
+            text, calls = await within(
+                state.get("deadline"),
+                sup.answer(query, history=history, on_token=_token_sink()),
+                "the supervisor's answer",
+                self.rt,
+            )
+        except RunError as exc:
+            return {
+                "draft": "The supervisor is unavailable and no specialist covers this question.",
+                "calls": [sup.failed_record(exc, "answer")],
+                "notes": [f"the supervisor could not answer: {exc}"],
+            }
+        return {"draft": text, "calls": calls}
+
+    async def finish(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        guard = state["guard"]
+        results = list(state.get("results") or [])
+        text = final_text(self.rt, state)
+        citations: list[Citation] = []
+        for r in results:
+            if r.status == "ok":
+                citations.extend(c for c in r.citations if c not in citations)
+        answer = Answer(
+            text=text,
+            route=state["route"],
+            citations=citations,
+            worker_results=results,
+            ledger=run_ledger(self.rt, state),
+            escalated=bool(state.get("escalated")),
+            notes=list(dict.fromkeys(state.get("notes") or [])),  # a store error only once
+            privacy=guard,
+        )
+        limit = self.rt.config.reliability.max_thread_messages
+        drop, trimmed = trim_thread(state.get("messages") or [], limit)
+        if trimmed:
+            answer.notes.append(trimmed)
+        return {
+            "answer": answer,
+            "messages": [*drop, HumanMessage(state["query"]), AIMessage(text)],
+        }
