@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench lock clean
+.PHONY: setup demo test lint typecheck contracts check bench lock clean
 
 # Create the virtualenv and install the locked dependencies (first run compiles
 # llama-cpp-python: ~12 min on 2 cores; pip caches the wheel for later runs).
@@ -31,6 +31,13 @@ typecheck: $(STAMP)
 	mkdir -p .typecheck/tandem
 	for p in agents workers graphs; do ln -sfn ../../$$p .typecheck/tandem/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p tandem.agents -p tandem.workers -p tandem.graphs
+
+# The dependency rule (docs/architecture.md): import-linter's contracts in pyproject.toml.
+contracts: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+# Everything but the tests: lint, format, strict types, the import contracts (CI runs it).
+check: lint typecheck contracts
 
 # Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
 # BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
