@@ -1,4 +1,5 @@
-"""Model engines behind one small protocol: Ollama and the embedded llama.cpp engine."""
+"""Model engines behind one small protocol: Ollama, the embedded llama.cpp engine and the
+bundled ONNX embedding model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from tandem.workers.backends._base import (
     ChatResult,
     EmbedResult,
     TokenCallback,
+    TokenMeasure,
 )
 from tandem.workers.backends._factory import BackendSettings, make_backend
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
@@ -21,5 +23,6 @@ __all__ = [
     "OllamaBackend",
     "OllamaSettings",
     "TokenCallback",
+    "TokenMeasure",
     "make_backend",
 ]
