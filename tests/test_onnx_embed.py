@@ -20,7 +20,7 @@ from tandem.workers import WorkerSpec
 from tandem.workers.backends import Backend, BackendSettings, TokenMeasure, _bundled, make_backend
 from tandem.workers.backends._bundled import BUNDLED_MODELS, ModelPart, ensure_model
 from tandem.workers.backends.embedded import EmbeddedBackend
-from tandem.workers.backends.onnx_embed import OnnxEmbedBackend, OnnxEmbedSettings
+from tandem.workers.backends.onnx_embed import OnnxEmbedBackend, OnnxEmbedSettings, _batches
 from tandem.workers.errors import BackendRejected, ModelAssetError
 
 pytestmark = pytest.mark.skipif(
@@ -76,6 +76,19 @@ async def test_batches_are_padded_to_their_own_longest_text(backend: OnnxEmbedBa
     for i in (0, 5, 33, 39):
         alone = (await backend.embed([texts[i]])).vectors[0]
         assert _cos(alone, batched[i]) > 0.9999, i
+
+
+def test_batches_group_similar_lengths_within_the_token_budget() -> None:
+    lengths = [12, 70, 14, 256, 13, 72, 15, 11, 68]
+    batches = _batches(lengths, 4, 512)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [[lengths[i] for i in b] for b in batches] == [
+        [11, 12, 13],  # at most 4 texts; 15 is not padded to 68
+        [14, 15],
+        [68, 70, 72],
+        [256],  # one text always fits, even alone over the budget
+    ]
+    assert _batches([300, 300], 32, 512) == [[0], [1]]
 
 
 async def test_long_texts_are_truncated_at_the_window(backend: OnnxEmbedBackend) -> None:
