@@ -144,6 +144,16 @@ async def diagnose(rt: Any) -> list[Check]:
     checks.extend(await _supervisor(rt))
     for name, store in rt.stores.items():
         try:
+            stale = await store.stale_model()
+            if stale is not None:  # filled by another embedding model
+                new = store.embedder.ref
+                if rt.specs[name].origin == "config":
+                    what = f"store {name}: built with {stale}, the embedding model is now {new}"
+                    checks.append(Check(False, what, f"tandem ingest --rebuild {name}"))
+                else:
+                    what = f"store {name}: built with {stale}; rebuilt with {new} on first use"
+                    checks.append(Check(True, what))
+                continue
             count = await store.count()
         except TandemError as exc:
             checks.append(Check(False, f"store {name}: {exc}"))

@@ -239,6 +239,12 @@ def test_cli_refuses_a_user_store_then_ingest_rebuild_fixes_it(
     text = " ".join(refused.stderr.split())
     assert f"store 'tenancy' was built with {OLD_REF} but the embedding model is now" in text
     assert "run `tandem ingest --rebuild tenancy`" in text
+    doctor = _cli(["doctor"], tmp_path)
+    assert doctor.returncode == 1
+    assert (
+        f"✗ store tenancy: built with {OLD_REF}, the embedding model is now {NEW_REF}  "
+        "→ fix: tandem ingest --rebuild tenancy" in doctor.stdout
+    )
 
     ollama.reset()
     fixed = _cli(["ingest", "--rebuild", "tenancy"], tmp_path)
