@@ -28,7 +28,7 @@ from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
 
-__all__ = ["RouteDecision", "Router", "RouterSettings", "split_parts"]
+__all__ = ["RouteDecision", "RoutePart", "Router", "RouterSettings", "split_parts"]
 
 
 class RouterSettings(BaseModel):
@@ -51,6 +51,17 @@ class RouterSettings(BaseModel):
     """At most this many workers in a routed plan."""
 
 
+class RoutePart(BaseModel):
+    """One part of a multi-part question and the specialist it belongs to."""
+
+    text: str
+    """The part's own words (a question a specialist can answer on its own)."""
+    worker: str | None = None
+    """The specialist for this part; ``None`` when no specialist fits it clearly."""
+    probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    """How sure the router is that ``worker`` answers this part (0..1)."""
+
+
 class RouteDecision(BaseModel):
     """The router's decision, explainable."""
 
@@ -63,15 +74,64 @@ class RouteDecision(BaseModel):
     """Similarity of the query to each worker."""
     reason: str = ""
     """Why, in one sentence."""
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    """Per worker, how likely it is needed for the query (0..1); empty when the router does
+    not estimate it."""
+    parts: list[RoutePart] = Field(default_factory=list)
+    """For a ``plan`` whose split was confident: every part of the question with its
+    specialist, covering every chosen worker (a planner may build the plan from them
+    without asking the supervisor). Empty otherwise."""
 
 
-_PART_SPLIT = re.compile(r"(?<=[?])\s+|;\s+|\.\s+(?:And|Also|Plus)\b|\s+(?:and also|as well as)\s+")
+_QUESTION_WORDS = (
+    r"(?:what|what's|how|which|where|when|who|why|is|are|was|were|can|could|do|does|did|"
+    r"should|will|would|has|have|at what|from what|from which|for how|above what|"
+    r"below what|under what|in which|by how)"
+)
+_PART_SPLIT = re.compile(
+    r"(?<=[?])\s+|;\s+|\.\s+(?:And|Also|Plus)\b|\s+(?:and also|as well as)\s+"
+    # "…, and what …" / "… and how …" / "…, which …": a new question starts
+    rf"|,?\s+and\s+(?={_QUESTION_WORDS}\b)|,\s+(?={_QUESTION_WORDS}\b)",
+    re.IGNORECASE,
+)
+_ASKS = re.compile(
+    r"\?|\b(?:what|what's|how|which|where|when|who|why)\b"
+    r"|(?:^|[.:!]\s+)(?:is|are|was|were|can|could|do|does|did|should|will|would|has|have)\b",
+    re.IGNORECASE,
+)
 
 
 def split_parts(query: str) -> list[str]:
-    """Split a multi-part question into its parts ("…? And …?", "…; …")."""
-    parts = [p.strip(" ,.") for p in _PART_SPLIT.split(query)]
+    """Split a multi-part question into its parts.
+
+    Parts end at "…? And …", "…; …", "…, and what …", "…, how …"; a fragment that asks
+    nothing ("As a landlord, how …", "If I appeal, what …") stays with the question
+    after it.
+    """
+    parts: list[str] = []
+    carry = ""
+    for piece in _PART_SPLIT.split(query):
+        piece = piece.strip(" ,.")
+        if not piece:
+            continue
+        if not _ASKS.search(piece):
+            carry = f"{carry}, {piece}" if carry else piece
+            continue
+        parts.append(f"{carry}, {piece}" if carry else piece)
+        carry = ""
+    if carry:
+        parts = [*parts[:-1], f"{parts[-1]}, {carry}"] if parts else [carry]
     return [p for p in parts if len(p.split()) >= 3]
+
+
+def _softmax(scores: dict[str, float], temperature: float = 0.05) -> dict[str, float]:
+    """Centred cosine scores as probabilities (a sharp softmax; not calibrated)."""
+    if not scores:
+        return {}
+    top = max(scores.values())
+    weights = {n: math.exp((s - top) / temperature) for n, s in scores.items()}
+    total = sum(weights.values())
+    return {n: round(w / total, 4) for n, w in weights.items()}
 
 
 def _unit(v: Sequence[float]) -> list[float]:
@@ -196,13 +256,42 @@ class Router:
             calls.append(self._call(res.tokens_in, time.perf_counter() - started, "route"))
         scores = self._scores(res.vectors[0], centroids)
         part_scores = [self._scores(v, centroids) for v in res.vectors[1:]]
-        return self._decide(scores, part_scores), res.vectors[0]
+        texts = parts if len(parts) > 1 else []
+        return self._decide(scores, part_scores, texts), res.vectors[0]
 
     def _decide(
-        self, scores: dict[str, float], part_scores: list[dict[str, float]]
+        self,
+        scores: dict[str, float],
+        part_scores: list[dict[str, float]],
+        part_texts: Sequence[str] = (),
     ) -> RouteDecision:
         s = self.settings
         ranked = sorted(scores, key=lambda n: scores[n], reverse=True)
+        part_min = s.part_min_score if s.part_min_score is not None else s.min_score
+        part_best: list[str] = []
+        parts: list[RoutePart] = []
+        for text, ps in zip(part_texts or [""] * len(part_scores), part_scores, strict=True):
+            name = max(ps, key=lambda n: ps[n])
+            fits = ps[name] >= part_min
+            if fits and name not in part_best:
+                part_best.append(name)
+            probability = _softmax(ps)[name] if fits else 0.0
+            parts.append(
+                RoutePart(text=text, worker=name if fits else None, probability=probability)
+            )
+        if len(part_best) >= 2:
+            chosen = part_best[: s.max_workers]
+            # Confident: every part has a specialist among the chosen ones.
+            confident = all(p.text and p.worker in chosen for p in parts)
+            return RouteDecision(
+                kind="plan",
+                workers=chosen,
+                scores=scores,
+                reason=f"multi-part question: parts match {', '.join(chosen)}",
+                parts=parts if confident else [],
+            )
+        # Parts that land on different specialists win over a weak score for the whole
+        # question (a long two-domain question scores low against every single profile).
         if not ranked or scores[ranked[0]] < s.min_score:
             best = f"{ranked[0]} {scores[ranked[0]]:.2f}" if ranked else "no workers"
             return RouteDecision(
@@ -211,20 +300,6 @@ class Router:
                 reason=f"no worker fits (best: {best} < {s.min_score:.2f})",
             )
         top = ranked[0]
-        part_min = s.part_min_score if s.part_min_score is not None else s.min_score
-        part_best: list[str] = []
-        for ps in part_scores:
-            name = max(ps, key=lambda n: ps[n])
-            if ps[name] >= part_min and name not in part_best:
-                part_best.append(name)
-        if len(part_best) >= 2:
-            chosen = part_best[: s.max_workers]
-            return RouteDecision(
-                kind="plan",
-                workers=chosen,
-                scores=scores,
-                reason=f"multi-part question: parts match {', '.join(chosen)}",
-            )
         close = [
             n
             for n in ranked

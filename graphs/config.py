@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from tandem.agents.cost import CostSettings
+from tandem.agents.planner import PlannerSettings
 from tandem.agents.privacy import PrivacySettings
 from tandem.agents.router import RouterSettings
 from tandem.graphs._reliability import ReliabilitySettings
@@ -149,6 +150,9 @@ class TandemConfig(BaseSettings):
     """The in-process llama.cpp engine."""
     router: RouterSettings = Field(default_factory=RouterSettings)
     """Routing thresholds and the embedding model (also used by every store)."""
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    """Who plans cross-domain questions (the router's parts or the supervisor) and how the
+    answer is synthesized and checked for coverage."""
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     """Egress policy, detection settings and the egress audit."""
     cost: CostSettings = Field(default_factory=CostSettings)

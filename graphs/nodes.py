@@ -12,13 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
+from tandem.agents.coverage import (
+    answer_part,
+    checked_conclusion,
+    is_answer,
+    missing_parts,
+    parts_in_order,
+    structured_answer,
+    supporting,
+)
+from tandem.agents.planner import router_plan, synthesis_style
 from tandem.agents.privacy import GuardReport, restore
 from tandem.agents.router import RouteDecision
-from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
+from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
 from tandem.graphs._fallback import (
     deadline_at,
     escalate_failed,
@@ -60,6 +71,34 @@ def _token_sink() -> Callable[[str], None] | None:
     except Exception:
         return None
     return lambda piece: writer({"event": "token", "text": piece})
+
+
+def _cited(result: WorkerResult, passages: Sequence[Document]) -> WorkerResult:
+    """``result`` citing only the passages that state its answer (small models cite every
+    passage they were shown)."""
+    if result.status != "ok" or len(result.citations) < 2:
+        return result
+    by_key = {
+        (str(d.metadata.get("source", "?")), int(d.metadata.get("chunk", 0))): d for d in passages
+    }
+    cited = [c for c in result.citations if (c.source, c.chunk) in by_key]
+    texts = [by_key[(c.source, c.chunk)].page_content for c in cited]
+    keep = supporting(result.answer, texts, result.instruction)
+    if not keep:
+        return result
+    return result.model_copy(update={"citations": [cited[i] for i in keep]})
+
+
+def _kept_citations(state: TandemState, text: str) -> list[Citation]:
+    """Citations of the answers the final text kept (a dropped or failed part cites nothing)."""
+    results = [r for r in state.get("results") or [] if is_answer(r)]
+    if state.get("phase") == "planned":
+        parts = parts_in_order(state["plan"].subtasks, results)
+        results = [r for r in parts if r not in missing_parts(text, [r])]
+    citations: list[Citation] = []
+    for r in results:
+        citations.extend(c for c in r.citations if c not in citations)
+    return citations
 
 
 class Nodes:
@@ -163,9 +202,10 @@ class Nodes:
         )
         notes.extend(more)
         step.note_passages(subtask.worker, run.passages)
-        if run.result.status == "failed":
-            notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
-        return {"results": [run.result], "calls": run.calls, "notes": notes}
+        result = _cited(run.result, run.passages)
+        if result.status == "failed":
+            notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
+        return {"results": [result], "calls": run.calls, "notes": notes}
 
     def after_worker(self, state: TandemState) -> str:
         return "check" if state.get("phase") == "direct" else "synthesize"
@@ -193,6 +233,18 @@ class Nodes:
         return "plan" if state.get("escalated") else "finish"
 
     async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        route = state["route"]
+        if not state.get("escalated"):
+            built = router_plan(
+                route, self.rt.specs, self.rt.config.planner, self.rt.config.max_subtasks
+            )
+            if built is not None:  # the router's parts are the plan: no planning call
+                reason = f"{route.reason}; plan built from the router's parts (no planning call)"
+                return {
+                    "plan": built,
+                    "route": route.model_copy(update={"reason": reason}),
+                    "phase": "planned",
+                }
         sup = step.supervisor()
         redactor, query, history, prior = step.outbound(
             sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
@@ -216,7 +268,6 @@ class Nodes:
             plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
             calls = [sup.failed_record(exc, "plan")]
             notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
-        route = state["route"]
         covered = {step.worker for step in plan.subtasks}
         missing = [w for w in route.workers if w not in covered] if route.kind == "plan" else []
         if plan.subtasks and missing:
@@ -270,16 +321,16 @@ class Nodes:
         )
         local = [*(state.get("results") or []), *added]
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        style = synthesis_style(self.rt.config.planner, sup.llm.model)
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
-            _, query, history, results = step.outbound(sup, state["query"], history, local)
-            text, more = await within(
-                deadline,
-                sup.synthesize(query, results, history=history, on_token=_token_sink()),
-                "the synthesis",
-                self.rt,
-            )
+            parts = parts_in_order(state["plan"].subtasks, local)
+            _, query, history, shown = step.outbound(sup, state["query"], history, parts)
+            if style == "structured":
+                text, more, extra = await self._structured(state, sup, query, history, parts, shown)
+            else:
+                text, more, extra = await self._prose(state, sup, query, history, parts, shown)
         except RunError as exc:
             return {
                 **update,
@@ -290,7 +341,91 @@ class Nodes:
                     f"the supervisor could not synthesize ({exc}); joined answers locally",
                 ],
             }
-        return {**update, "draft": text, "calls": [*calls, *more]}
+        return {**update, "draft": text, "calls": [*calls, *more], "notes": [*notes, *extra]}
+
+    async def _structured(
+        self,
+        state: TandemState,
+        sup: Supervisor,
+        query: str,
+        history: str,
+        parts: list[WorkerResult],
+        shown: list[WorkerResult],
+    ) -> tuple[str, list[CallRecord], list[str]]:
+        """One paragraph per part (the specialists' answers, shown at once), then the
+        supervisor's short joint conclusion."""
+        sink = _token_sink()
+        head = structured_answer(parts)
+        if sink is not None:
+            sink(head)
+        conclusion, calls = await within(
+            state.get("deadline"),
+            sup.conclude(query, shown, history=history),
+            "the conclusion",
+            self.rt,
+        )
+        notes = []
+        kept = checked_conclusion(conclusion, shown, query)
+        if conclusion and not kept:
+            notes.append("dropped the supervisor's conclusion: it stated numbers no answer gave")
+        if kept and sink is not None:
+            sink(f"\n\n{kept}")
+        return structured_answer(parts, kept), calls, notes
+
+    async def _prose(
+        self,
+        state: TandemState,
+        sup: Supervisor,
+        query: str,
+        history: str,
+        parts: list[WorkerResult],
+        shown: list[WorkerResult],
+    ) -> tuple[str, list[CallRecord], list[str]]:
+        """The supervisor writes the answer; a part it leaves out is asked for once more
+        (``reask``) or added from the specialist's answer (``append``)."""
+        deadline = state.get("deadline")
+        text, calls = await within(
+            deadline,
+            sup.synthesize(query, shown, history=history, on_token=_token_sink()),
+            "the synthesis",
+            self.rt,
+        )
+        notes: list[str] = []
+        missing = missing_parts(text, shown)
+        repair = self.rt.config.planner.repair
+        if missing and (repair == "reask" or (repair == "auto" and sup.llm.where == "remote")):
+            names = ", ".join(r.worker for r in missing)
+            emit({"event": "reset", "reason": f"the answer left out {names}; asking again"})
+            again, more = await within(
+                deadline,
+                sup.synthesize(
+                    query,
+                    shown,
+                    history=history,
+                    on_token=_token_sink(),
+                    missing=missing,
+                    draft=text,
+                ),
+                "the synthesis",
+                self.rt,
+            )
+            calls = [*calls, *more]
+            text = again
+            notes.append(f"the synthesis left out {names}; asked the supervisor again")
+            missing = missing_parts(text, shown)
+        if missing:
+            sink = _token_sink()
+            for r in missing:
+                added = f"\n\n{answer_part(parts[shown.index(r)])}"
+                text += added
+                if sink is not None:
+                    sink(added)
+            notes.append(
+                "the synthesis left out "
+                + ", ".join(f"{r.worker}'s part" for r in missing)
+                + "; added the specialist's answer"
+            )
+        return text, calls, notes
 
     async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
@@ -316,10 +451,7 @@ class Nodes:
         guard = state["guard"]
         results = list(state.get("results") or [])
         text = final_text(self.rt, state)
-        citations: list[Citation] = []
-        for r in results:
-            if r.status == "ok":
-                citations.extend(c for c in r.citations if c not in citations)
+        citations = _kept_citations(state, text)
         answer = Answer(
             text=text,
             route=state["route"],
