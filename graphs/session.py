@@ -50,7 +50,8 @@ __all__ = [
 ]
 
 EventSink = Callable[[dict[str, Any]], None]
-"""Receives the run's ``custom`` events: ``{"event": "token", "text": …}``, ``reset`` …"""
+"""Receives the run's ``custom`` events (``{"event": "token", "text": …}``, ``reset`` …) and
+``{"event": "status", "text": "asking tenancy…"}`` whenever the run moves on to a new step."""
 
 Approver = Callable[[EgressRequest], Awaitable[bool]]
 """Answers a ``[privacy] policy = "ask"`` prompt: ``True`` sends the payload."""
@@ -64,6 +65,8 @@ class NodeTiming:
     start: float
     seconds: float = 0.0
     error: str = ""
+    detail: str = ""
+    """What the node worked on (a worker task: the worker's name)."""
 
 
 @dataclass
@@ -173,6 +176,9 @@ class Session:
                             on_event(chunk)
                     elif mode == "tasks":
                         _task_event(chunk, now, open_nodes, trace)
+                        status = _status(open_nodes)
+                        if on_event is not None and status:
+                            on_event({"event": "status", "text": status})
                     elif mode == "values":
                         final = chunk
                 payload = await self._resume(final)
@@ -335,12 +341,32 @@ def new_thread_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_STATUS = {
+    "guard": "checking the question…",
+    "route": "routing…",
+    "plan": "planning…",
+    "synthesize": "writing the answer…",
+    "supervisor": "asking the supervisor…",
+}
+
+
+def _status(open_nodes: Mapping[str, NodeTiming]) -> str:
+    """What the run is doing now, in a few words (``asking tenancy, finance…``)."""
+    workers = [n.detail for n in open_nodes.values() if n.name == "worker" and n.detail]
+    if workers:
+        return f"asking {', '.join(dict.fromkeys(workers))}…"
+    running = [n.name for n in open_nodes.values() if n.name in _STATUS]
+    return _STATUS[running[-1]] if running else ""
+
+
 def _task_event(chunk: Any, now: float, open_nodes: dict[str, NodeTiming], trace: RunTrace) -> None:
     if not isinstance(chunk, dict) or "name" not in chunk:
         return
     key = str(chunk.get("id", chunk["name"]))
     if "input" in chunk and "result" not in chunk:
-        timing = NodeTiming(name=str(chunk["name"]), start=now)
+        subtask = chunk["input"].get("subtask") if isinstance(chunk["input"], dict) else None
+        detail = str(getattr(subtask, "worker", "") or "")
+        timing = NodeTiming(name=str(chunk["name"]), start=now, detail=detail)
         open_nodes[key] = timing
         trace.nodes.append(timing)
         return

@@ -3,29 +3,21 @@ coroutine with one-line errors, building a runtime, and model/ingestion progress
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
-from tandem.graphs import Runtime, load_config
-from tandem.graphs.runtime import embedded_models
-from tandem.workers.backends import ensure_model
 from tandem.workers.errors import TandemError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from tandem.graphs import Runtime
 
 __all__ = [
     "ConfigOpt",
@@ -57,6 +49,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine, turning tandem errors into a one-line message and exit code 1."""
     try:
+        import asyncio
+
         return asyncio.run(coro_fn())
     except TandemError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -76,6 +70,8 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
     """Build a :class:`~tandem.graphs.Runtime`; with ``warn``, skipped plugins are warnings
     on stderr at once (else call :func:`warn_plugins` when it suits the output)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from tandem.graphs import Runtime, load_config
+
     rt = Runtime(load_config(config))
     if warn:
         warn_plugins(rt)
@@ -84,6 +80,11 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
 
 def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
     """Assemble/verify the bundled models the runtime needs, with a progress bar."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tandem.graphs.runtime import embedded_models
+    from tandem.workers.backends import ensure_model
+
     names = embedded_models(rt)
     if not names:
         return []
@@ -113,6 +114,8 @@ def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
 
 async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
     """Ingest each worker's declared knowledge into empty stores, with progress bars."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

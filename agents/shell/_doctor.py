@@ -7,7 +7,7 @@ import asyncio
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import typer
@@ -15,9 +15,10 @@ from rich.markup import escape
 
 from tandem.agents.shell._common import ConfigOpt, console, run, runtime
 from tandem.agents.shell._models import is_pulled, ollama_models, used_models
-from tandem.graphs import Runtime
-from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
 from tandem.workers.errors import RunError, TandemError
+
+if TYPE_CHECKING:
+    from tandem.graphs import Runtime
 
 __all__ = ["Check", "diagnose", "doctor"]
 
@@ -92,6 +93,8 @@ async def _supervisor(rt: Runtime) -> list[Check]:
 
 async def diagnose(rt: Runtime) -> list[Check]:
     """Run every check for the runtime's configuration."""
+    from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
+
     checks: list[Check] = []
     uses = used_models(rt)
     host = rt.config.ollama.host

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-)
-from rich.table import Table
 
 from tandem.agents.shell._common import (
     ConfigOpt,
@@ -35,11 +29,18 @@ from tandem.agents.shell._eval import eval_command
 from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
 from tandem.agents.shell._workers import workers_app
-from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer, render_ledger
-from tandem.agents.shell.repl import arun_repl, redact_config
-from tandem.graphs import Answer, Session, build_graph, load_config
+from tandem.agents.shell.render import (
+    DemoRow,
+    StreamPrinter,
+    answer_json,
+    demo_summary,
+    render_answer,
+    render_ledger,
+)
 from tandem.workers.errors import TandemError
-from tandem.workers.store import SUPPORTED_SUFFIXES
+
+if TYPE_CHECKING:
+    from tandem.graphs import Answer, Session
 
 __all__ = ["DEMO_QUESTIONS", "app", "main"]
 
@@ -83,6 +84,8 @@ def ask(
     """Answer one question: route it locally, escalate only when needed, show the ledger."""
 
     async def go() -> None:
+        from tandem.graphs import Session, build_graph
+
         session = Session(build_graph(runtime=await ready(runtime(config), quiet=as_json)))
         printer = StreamPrinter(console) if stream and not as_json else None
         answer = await _ask(session, question, printer)
@@ -110,6 +113,8 @@ def chat(
     """
 
     async def go() -> None:
+        from tandem.agents.shell.repl import arun_repl
+
         await arun_repl(await ready(runtime(config)), thread_id=thread, console=console)
 
     run(go)
@@ -129,6 +134,9 @@ def demo(
     """
 
     async def go() -> None:
+        from tandem.graphs import Session, build_graph
+
+        started = time.perf_counter()
         console.rule("[bold]tandem demo")
         rt = runtime(config)
         console.print(
@@ -137,30 +145,37 @@ def demo(
             f"embeddings: {rt.config.router.embed_model}"
         )
         session = Session(build_graph(runtime=await ready(rt)))
-        summary = Table(title="demo summary", title_justify="left")
-        for col in ("question", "route", "workers", "calls", "local", "seconds", "cost $"):
-            summary.add_column(col)
+        setup = time.perf_counter() - started
+        rows: list[DemoRow] = []
         for n, q in enumerate(question or DEMO_QUESTIONS, 1):
             console.rule(f"[bold]question {n}")
             console.print(f"[bold]Q:[/] {q}")
             printer = StreamPrinter(console)
+            asked = time.perf_counter()
             answer = await _ask(session, q, printer)
+            seconds = time.perf_counter() - asked
             render_answer(console, answer, show_text=not printer.shows(answer.text))
-            t = answer.ledger.totals
-            summary.add_row(
-                q[:48] + ("…" if len(q) > 48 else ""),
-                answer.route.kind + (" ↑" if answer.escalated else ""),
-                ", ".join(answer.route.workers) or "—",
-                str(t.calls),
-                f"{t.local_share:.0%}",
-                f"{t.seconds:.1f}",
-                f"{t.cost_usd:.4f}",
-            )
+            console.print(f"[bold]question {n} took {_duration(seconds)}[/]", highlight=False)
+            rows.append(DemoRow(q, answer, seconds))
         console.rule()
-        console.print(summary)
+        console.print(demo_summary(rows))
         console.print(render_ledger(session.ledger(), title="session ledger"))
+        asked = sum(r.seconds for r in rows)
+        console.print(
+            f"[bold]{len(rows)} questions in {_duration(asked)}[/] · setup (models, stores) "
+            f"{_duration(setup)} · total {_duration(time.perf_counter() - started)}",
+            highlight=False,
+        )
 
     run(go)
+
+
+def _duration(seconds: float) -> str:
+    """``4.2 s`` / ``3 min 05 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 @app.command()
@@ -189,6 +204,8 @@ def ingest(
         raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
         from tandem.workers.store import IngestReport
 
         rt = runtime(config)
@@ -240,6 +257,8 @@ def ingest(
 
 def _unsupported_in(paths: list[Path]) -> int:
     """Files in the given folders that ingestion ignores (not .md/.txt)."""
+    from tandem.workers.store import SUPPORTED_SUFFIXES
+
     return sum(
         1
         for root in paths
@@ -255,6 +274,9 @@ def config_show(config: ConfigOpt = None) -> None:
     of keys that look like credentials are masked."""
 
     async def go() -> None:
+        from tandem.agents.shell.repl import redact_config
+        from tandem.graphs import load_config
+
         cfg = load_config(config)
         console.print_json(json.dumps(redact_config(json.loads(cfg.model_dump_json()))))
         err.print(f"source: {cfg.source or 'defaults (no tandem.toml)'}")
@@ -267,7 +289,11 @@ app.command("doctor")(doctor)
 
 async def _ask(session: Session, query: str, printer: StreamPrinter | None) -> Answer:
     """One question through the session, streaming its tokens to the terminal if asked."""
-    answer = await session.ask(query, printer)
+    try:
+        answer = await session.ask(query, printer)
+    finally:
+        if printer is not None:
+            printer.close()
     if printer is not None and printer.streamed:
         console.print()
     return answer

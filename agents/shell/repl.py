@@ -152,6 +152,7 @@ class Repl:
     # -- answering ---------------------------------------------------------------------
     async def _approve(self, request: EgressRequest) -> bool:
         """Show exactly what would leave the machine, then ask yes/no (default no)."""
+        self.printer.close()
         if self.printer.streamed:
             self.console.print()
         redacted = ", ".join(f"{k}×{v}" for k, v in request.get("redacted", {}).items())
@@ -188,6 +189,7 @@ class Repl:
             self.console.print(f"\n[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return None
         finally:
+            self.printer.close()
             self.current = None
             if restore is not None:
                 restore()
