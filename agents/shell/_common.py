@@ -4,6 +4,7 @@ coroutine with one-line errors, building a runtime, and model/ingestion progress
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -15,9 +16,10 @@ from rich.markup import escape
 from tandem.workers.errors import TandemError
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
 
     from tandem.graphs import Runtime
+    from tandem.workers.store import IngestReport
 
 __all__ = [
     "ConfigOpt",
@@ -78,63 +80,72 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
     return rt
 
 
-def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
-    """Assemble/verify the bundled models the runtime needs, with a progress bar."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+def prepare_models(
+    rt: Runtime, quiet: bool = False, *, names: list[str] | None = None
+) -> list[Path]:
+    """Assemble/verify the bundled models the runtime needs (or ``names``), with a progress
+    bar."""
+    from rich.progress import Progress
 
     from tandem.graphs.runtime import embedded_models
+
+    wanted = embedded_models(rt) if names is None else names
+    if not wanted:
+        return []
+    with Progress(*_columns(), console=err, disable=quiet, transient=False) as progress:
+        return [_prepare(rt, name, progress) for name in wanted]
+
+
+def _columns() -> list[Any]:
+    """One set of progress columns for model files (bytes) and ingestion (files)."""
+    from rich.progress import BarColumn, TextColumn
+
+    return [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}", style="dim"),
+    ]
+
+
+def _prepare(rt: Runtime, name: str, progress: Progress) -> Path:
+    """One model through :func:`~tandem.workers.backends.ensure_model`, as a progress task."""
     from tandem.workers.backends import ensure_model
 
-    names = embedded_models(rt)
-    if not names:
-        return []
-    cache = rt.config.embedded.cache_dir
-    paths = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        for name in names:
-            task = progress.add_task(f"model {name}", total=None)
+    task = progress.add_task(f"model {name}", total=None, detail="")
 
-            def cb(done: int, total: int, task: TaskID = task) -> None:
-                progress.update(task, completed=done, total=total)
+    def cb(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, detail=_mb(done, total))
 
-            path = ensure_model(name, cache, cb)
-            size = path.stat().st_size
-            progress.update(task, description=f"model {name} ✓", total=size, completed=size)
-            paths.append(path)
-    return paths
+    path = ensure_model(name, rt.config.embedded.cache_dir, cb)
+    size = path.stat().st_size
+    progress.update(
+        task, description=f"model {name} ✓", total=size, completed=size, detail=_mb(size, size)
+    )
+    return path
 
 
-async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
-    """Ingest each worker's declared knowledge into empty stores, with progress bars."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+def _mb(done: int, total: int) -> str:
+    return f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[current]}", style="dim"),
-        console=err,
-        disable=quiet,
-    ) as progress:
-        tasks: dict[str, TaskID] = {}
 
-        def cb(worker: str, done: int, total: int, current: str) -> None:
-            if worker not in tasks:
-                tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
-            progress.update(tasks[worker], completed=done, total=total, current=current)
+async def _ingest(rt: Runtime, progress: Progress) -> dict[str, IngestReport]:
+    """Every worker's declared knowledge into its empty store, as progress tasks."""
+    tasks: dict[str, TaskID] = {}
 
-        def notice(line: str) -> None:
-            progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    def cb(worker: str, done: int, total: int, current: str) -> None:
+        if worker not in tasks:
+            tasks[worker] = progress.add_task(f"ingest {worker}", total=total, detail="")
+        progress.update(
+            tasks[worker], completed=done, total=total, detail=f"{done}/{total} {current}"
+        )
 
-        reports = await rt.ensure_ingested(progress=cb, notice=notice)
+    def notice(line: str) -> None:
+        progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+    return await rt.ensure_ingested(progress=cb, notice=notice)
+
+
+def _report(reports: dict[str, IngestReport], quiet: bool) -> None:
     for name, report in reports.items():
         if not quiet:
             err.print(
@@ -145,9 +156,55 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
             err.print(f"  [yellow]{name}: {escape(problem)}[/]", highlight=False)
 
 
+async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
+    """Ingest each worker's declared knowledge into empty stores, with progress bars."""
+    from rich.progress import Progress
+
+    with Progress(*_columns(), console=err, disable=quiet) as progress:
+        reports = await _ingest(rt, progress)
+    _report(reports, quiet)
+
+
 async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
     """``rt`` with its bundled models prepared and its empty stores ingested (progress bars
-    on stderr unless ``quiet``): what every command that answers questions needs first."""
-    prepare_models(rt, quiet=quiet)
-    await ingest_missing(rt, quiet=quiet)
+    on stderr unless ``quiet``): what every command that answers questions needs first.
+
+    Ingestion needs only the embedding model: it is prepared first, and the chat models
+    (1.6 GB of GGUF to assemble and hash on a first run) are assembled in a thread while
+    the stores fill.
+    """
+    import asyncio
+
+    from rich.progress import Progress
+
+    from tandem.graphs.runtime import embedded_models
+
+    names = embedded_models(rt)
+    embedder = rt.config.router.embed_model.removeprefix("embedded:")
+    first = [n for n in names if n == embedder]
+    started = time.perf_counter()
+    took: dict[str, float] = {}
+    with Progress(*_columns(), console=err, disable=quiet) as progress:
+        for name in first:
+            _prepare(rt, name, progress)
+
+        def others() -> None:
+            for name in names:
+                if name not in first:
+                    _prepare(rt, name, progress)
+            took["models"] = time.perf_counter() - started
+
+        async def ingest() -> dict[str, IngestReport]:
+            reports = await _ingest(rt, progress)
+            took["ingestion"] = time.perf_counter() - started
+            return reports
+
+        _, reports = await asyncio.gather(asyncio.to_thread(others), ingest())
+    _report(reports, quiet)
+    if not quiet and max(took.values()) >= 1.0:
+        err.print(
+            f"[dim]ready in {time.perf_counter() - started:.1f} s: models "
+            f"{took['models']:.1f} s while the stores filled in {took['ingestion']:.1f} s[/]",
+            highlight=False,
+        )
     return rt
