@@ -72,16 +72,17 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
     return "\n".join(lines)
 
 
-def _parts_block(results: Sequence[WorkerResult]) -> str:
-    """Each subtask's question and answer, numbered: one block per part of the query."""
+def _parts_block(results: Sequence[WorkerResult], query: str = "") -> str:
+    """Each subtask's answer, numbered: one block per part of the query (with the part's
+    question unless it is the query's own words, as a router-built part is)."""
     lines = []
     for i, r in enumerate(results, 1):
-        sources = ", ".join(sorted({c.source for c in r.citations})) or "none"
         body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        status = "" if r.status == "ok" else f' status="{r.status}"'
+        asked = "" if r.instruction.strip() in query else f"Question: {_esc(r.instruction)}\n"
         lines.append(
-            f'<result part="{i}" worker="{r.worker}" status="{r.status}" '
-            f'confidence="{r.confidence:.2f}" sources="{_esc(sources)}">\n'
-            f"Question: {_esc(r.instruction)}\nAnswer: {_esc(body)}\n</result>"
+            f'<result part="{i}" worker="{r.worker}"{status} confidence="{r.confidence:.2f}">\n'
+            f"{asked}Answer: {_esc(body)}\n</result>"
         )
     return "\n".join(lines)
 
@@ -274,18 +275,17 @@ class Supervisor:
         """
         calls: list[CallRecord] = []
         system = (
-            "You are the supervisor of a team of specialists. Write one answer to the user's "
-            "query from the specialists' results, one per part of the query. Answer every "
-            "part, in order: a short paragraph per part with its facts and numbers exactly as "
-            "the specialist gave them, each fact followed by its specialist in square "
-            "brackets, e.g. [tenancy]; then one sentence that ties the parts together. Say "
-            "plainly which parts are uncertain, low-confidence or missing (failed "
-            "specialists). Do not invent facts the results do not contain. Be concise. " + DATA_RULE
+            "Answer the user's query from your specialists' results, one per part: every "
+            "part in order, its facts and numbers as given, each followed by its specialist "
+            "in brackets, e.g. [tenancy]; then one joining sentence. Say which parts are "
+            "uncertain or missing; add no facts; be concise. " + DATA_RULE
         )
         user = ""
         if history:
             user += f"<history>{_esc(history)}</history>\n\n"
-        user += f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results) or '(none)'}"
+        user += (
+            f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results, query) or '(none)'}"
+        )
         if missing:
             left_out = ", ".join(
                 f"part {results.index(r) + 1} ({r.worker})" if r in results else r.worker
@@ -325,7 +325,9 @@ class Supervisor:
         user = ""
         if history:
             user += f"<history>{_esc(history)}</history>\n\n"
-        user += f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results) or '(none)'}"
+        user += (
+            f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results, query) or '(none)'}"
+        )
         messages: list[ChatMessage] = [
             {"role": "system", "content": system},
             {"role": "user", "content": user},

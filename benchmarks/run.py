@@ -35,7 +35,17 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "embedding", "concurrency", "eval")
+ALL = (
+    "economy",
+    "overhead",
+    "router",
+    "retrieval",
+    "embedding",
+    "concurrency",
+    "startup",
+    "crossdomain",
+    "eval",
+)
 
 
 def _run_one(key: str) -> BenchResult:
@@ -63,6 +73,14 @@ def _run_one(key: str) -> BenchResult:
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "startup":
+        import bench_startup
+
+        return bench_startup.run()
+    if key == "crossdomain":
+        import bench_cross_domain
+
+        return bench_cross_domain.run()
     import bench_eval
 
     return bench_eval.run()

@@ -62,7 +62,7 @@ async def test_not_json_twice_gives_a_failed_result_and_the_run_still_answers(
     # The synthesis prompt lists the plan's part, answered on the retry (the failed direct
     # attempt it replaced is not a part of its own).
     synthesis = _last_user(fake_openai.completions()[-1])
-    assert 'part="1" worker="tenancy" status="ok"' in synthesis
+    assert 'part="1" worker="tenancy" confidence=' in synthesis
     assert 'status="failed"' not in synthesis
 
 
