@@ -123,3 +123,46 @@ async def test_a_run_reports_each_step_as_a_status(make_graph: Any) -> None:
     assert "routing…" in statuses and "writing the answer…" in statuses
     asking = [s for s in statuses if s.startswith("asking ")]
     assert asking and {"tenancy", "finance"} <= {w for s in asking for w in s[7:-1].split(", ")}
+
+
+async def test_ready_assembles_the_chat_models_while_the_stores_fill(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    import threading
+    import time as clock
+    from pathlib import Path
+
+    from tandem.agents.shell import _common
+    from tandem.graphs import Runtime, TandemConfig
+    from tandem.workers import backends
+
+    events: list[tuple[str, str, float]] = []
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"x")
+
+    def ensure_model(name: str, cache: Any = None, progress: Any = None) -> Path:
+        events.append(("model", name, clock.perf_counter()))
+        clock.sleep(0.2)
+        return model
+
+    async def ensure_ingested(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        events.append(("ingest start", threading.current_thread().name, clock.perf_counter()))
+        await __import__("asyncio").sleep(0.3)
+        events.append(("ingest end", "", clock.perf_counter()))
+        return {}
+
+    monkeypatch.setattr(backends, "ensure_model", ensure_model)
+    from tandem.workers.builtin import specs
+
+    # The zero-config models: embedded workers and supervisor, MiniLM embeddings.
+    rt = Runtime(TandemConfig(workers=specs(), builtin_workers=False, data_dir=tmp_path / "d"))
+    monkeypatch.setattr(rt, "ensure_ingested", ensure_ingested)
+    await _common.ready(rt, quiet=True)
+
+    names = [e[1] for e in events if e[0] == "model"]
+    assert names[0] == "minilm"  # ingestion needs only the embedding model
+    assert sorted(names[1:]) == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    started = next(e[2] for e in events if e[0] == "ingest start")
+    ended = next(e[2] for e in events if e[0] == "ingest end")
+    chat = [e[2] for e in events if e[0] == "model" and e[1] != "minilm"]
+    assert chat[0] < ended and started < chat[-1] + 0.2  # assembled while the stores filled
