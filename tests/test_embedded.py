@@ -100,8 +100,13 @@ async def test_failing_callback_or_cancel_stops_generation(backend: EmbeddedBack
 
     with pytest.raises(KeyError, match="callback failed"):  # the caller's own error, unchanged
         await backend.chat(messages, max_tokens=200, on_token=explode)
+    # Cancelled mid-generation: 0.3 s is well inside a 200-token reply on any CPU (the
+    # 0.5B answers "Count from 1 to 100" in ~13 tokens, under a second on 2 idle threads).
+    story: list[ChatMessage] = [
+        {"role": "user", "content": "Write a long story about a lighthouse keeper."}
+    ]
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(backend.chat(messages, max_tokens=200, on_token=seen.append), 1.0)
+        await asyncio.wait_for(backend.chat(story, max_tokens=200, on_token=seen.append), 0.3)
     # Both abandoned generations released the model promptly: a short call still works.
     result = await asyncio.wait_for(backend.chat(messages, max_tokens=3), 30)
     assert result.tokens_out == 3
@@ -201,4 +206,6 @@ async def test_a_system_prompts_prefix_is_evaluated_once_and_replies_do_not_chan
     assert warm == alone and again == alone[0]
     loaded = next(v for k, v in _INSTANCES.items() if k[1] == "chat" and k[2] == 2048)
     assert loaded.prefixes is not None
-    assert loaded.prefixes.misses == 2 and loaded.prefixes.hits == 2
+    # The long system prompt's prefix: evaluated once, then restored twice. "Be brief." is
+    # too short a prefix to be worth a saved state (the context is reset as before).
+    assert loaded.prefixes.misses == 1 and loaded.prefixes.hits == 2
