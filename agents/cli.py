@@ -210,7 +210,7 @@ def ingest(
         typer.Option(
             "--rebuild",
             help="Re-embed the whole store with the configured embedding model first (after "
-            "changing [router] embed_model), then ingest PATHS and the worker's own knowledge.",
+            "changing the router's embed_model), then ingest PATHS and the worker's knowledge.",
         ),
     ] = False,
     config: ConfigOpt = None,
