@@ -7,14 +7,12 @@ call left the machine; third-party errors become tandem errors here.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import time
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
 
 import httpx
 from pydantic import BaseModel
@@ -37,7 +35,6 @@ __all__ = [
     "LangChainLLM",
     "LiteLLM",
     "SupervisorLLM",
-    "is_local_host",
     "translate_litellm_error",
 ]
 
@@ -72,19 +69,6 @@ class SupervisorLLM(Protocol):
     ) -> LLMReply:
         """One completion; with ``schema`` the reply is a JSON string following it."""
         ...
-
-
-def is_local_host(url: str | None, local_hosts: Sequence[str] = ()) -> bool:
-    """True when ``url``'s host is loopback or listed as local."""
-    if not url:
-        return False
-    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
-    if host in local_hosts or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _connection_failed(exc: BaseException) -> bool:
@@ -194,7 +178,9 @@ class LiteLLM:
         max_tokens: Cap on generated tokens.
         temperature: Sampling temperature.
         extra: More keyword arguments for ``litellm.acompletion``.
-        local_hosts: Hosts that count as this machine besides loopback.
+        where: Whether calls leave the machine, as classified by the caller
+            (:func:`~tandem.agents.privacy.endpoints.classify_endpoint`); remote unless told.
+        where_reason: Why (shown by ``tandem doctor`` and the REPL banner).
     """
 
     def __init__(
@@ -206,8 +192,8 @@ class LiteLLM:
         max_tokens: int = 1024,
         temperature: float = 0.0,
         extra: dict[str, Any] | None = None,
-        local_hosts: Sequence[str] = (),
-        egress: Literal["auto", "local", "remote"] = "auto",
+        where: Literal["local", "remote"] = "remote",
+        where_reason: str = "not classified: treated as remote",
     ) -> None:
         self.model = model
         self.api_base = api_base
@@ -219,13 +205,8 @@ class LiteLLM:
         if host is None and model.startswith(("ollama/", "ollama_chat/")):
             host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
         self.host = host
-        self.where: Literal["local", "remote"] = (
-            egress
-            if egress != "auto"
-            else "local"
-            if is_local_host(host, local_hosts)
-            else "remote"
-        )
+        self.where: Literal["local", "remote"] = where
+        self.where_reason = where_reason
 
     async def complete(
         self,

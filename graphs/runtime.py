@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
+from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
@@ -22,16 +23,23 @@ from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import IngestReport, WorkerStore, knowledge_fingerprint, open_client
 from tandem.workers.worker import Worker
 
-__all__ = ["Runtime", "embedded_models", "make_supervisor_llm"]
+__all__ = ["Runtime", "backend_endpoint", "embedded_models", "make_supervisor_llm"]
 
 IngestProgress = Callable[[str, int, int, str], None]
 """``progress(worker, files_done, files_total, current_file)``."""
 
 
 def make_supervisor_llm(
-    model: str, settings: SupervisorSettings, backends: BackendSettings
+    model: str,
+    settings: SupervisorSettings,
+    backends: BackendSettings,
+    trusted_hosts: Sequence[str] = (),
 ) -> SupervisorLLM:
-    """The large model for a model string: ``embedded/<name>`` or any litellm model."""
+    """The large model for a model string: ``embedded/<name>`` or any litellm model.
+
+    Whether it is local is :func:`~tandem.agents.privacy.endpoints.classify_endpoint`'s
+    answer for the model and its endpoint (``[supervisor] egress = "remote"`` forces remote).
+    """
     if model.startswith("embedded/"):
         backend = make_backend(f"embedded:{model.removeprefix('embedded/')}", backends)
         # The embedded engine's own output cap applies too: a small CPU model that rambles
@@ -43,6 +51,10 @@ def make_supervisor_llm(
     api_base = settings.api_base
     if api_base is None and model.startswith(("ollama/", "ollama_chat/")):
         api_base = backends.ollama.host
+    endpoint = classify_endpoint(model, api_base, trusted_hosts=trusted_hosts)
+    where, reason = endpoint.where, endpoint.reason
+    if settings.egress == "remote" and where == "local":
+        where, reason = "remote", "[supervisor] egress = 'remote'"
     return LiteLLM(
         model,
         api_base=api_base,
@@ -50,9 +62,20 @@ def make_supervisor_llm(
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
         extra=settings.extra,
-        local_hosts=settings.local_hosts,
-        egress=settings.egress,
+        where=where,
+        where_reason=reason,
     )
+
+
+def backend_endpoint(ref: str, backend: Backend, trusted_hosts: Sequence[str]) -> EndpointClass:
+    """Where a worker or embedding backend sends its requests, classified."""
+    pool = getattr(backend, "hosts", None)
+    if pool:
+        hosts = [str(getattr(h, "url", h)) for h in pool]
+    else:
+        host = getattr(backend, "host", None)
+        hosts = [str(host)] if host else []
+    return classify_endpoint(ref, hosts=hosts or None, trusted_hosts=trusted_hosts)
 
 
 def _backend_settings(config: TandemConfig) -> BackendSettings:
@@ -99,7 +122,11 @@ class Runtime:
                 file=cfg.source,
             )
         self.specs = {s.name: s for s in specs}
+        self.endpoints: dict[str, EndpointClass] = {}
+        """Every endpoint's classification, by role (``supervisor``, ``worker tenancy``,
+        ``embeddings``): shown by ``tandem doctor`` and the REPL banner."""
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
+        self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
         timeout = cfg.reliability.store_timeout
         self.stores = {
@@ -116,6 +143,8 @@ class Runtime:
             )
             for n, s in self.specs.items()
         }
+        for n, w in self.workers.items():
+            self.check_backend(f"worker {n}", self.specs[n].model, w.backend, self.specs[n])
         self.router = Router(
             list(self.specs.values()),
             self.embedder,
@@ -123,15 +152,60 @@ class Runtime:
             cache_path=cfg.data_dir / "cache" / "router-profiles.json",
         )
         if supervisor is None:
-            llm = make_supervisor_llm(cfg.supervisor.model, cfg.supervisor, self.backend_settings)
+            llm = make_supervisor_llm(
+                cfg.supervisor.model, cfg.supervisor, self.backend_settings, cfg.trusted_hosts()
+            )
         elif hasattr(supervisor, "complete"):
             llm = supervisor
         else:
             llm = LangChainLLM(supervisor)
         self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)
+        self.endpoints["supervisor"] = _llm_endpoint(llm)
         self._local: Supervisor | None = None
         self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
+
+    def check_backend(
+        self, role: str, ref: str, backend: Backend, spec: WorkerSpec | None = None
+    ) -> EndpointClass:
+        """Classify a worker or embedding backend and refuse what the policy forbids.
+
+        A remote endpoint receives the query and retrieved passages (an embedding endpoint:
+        every text embedded, documents included) as they are, so it is refused unless the
+        policy is ``allow`` — and refused whatever the policy when a ``local_only`` worker's
+        data would reach it.
+
+        Raises:
+            ConfigError: Naming the endpoint, why it is remote, and the two ways out.
+        """
+        cfg = self.config
+        endpoint = backend_endpoint(ref, backend, cfg.trusted_hosts())
+        backend.where = endpoint.where
+        self.endpoints[role] = endpoint
+        if endpoint.local:
+            return endpoint
+        policy = cfg.privacy.policy
+        private = [n for n, s in self.specs.items() if s.sensitivity == "local_only"]
+        fix = (
+            "list the host in [privacy] trusted_hosts if the machine is yours, or serve the "
+            "model on this machine"
+        )
+        if spec is not None and spec.sensitivity == "local_only":
+            why = f"'{spec.name}' is a local_only worker: its passages may never leave"
+        elif role == "embeddings" and private:
+            why = (
+                f"the local_only worker(s) {', '.join(private)} would have their documents "
+                "embedded there"
+            )
+        elif policy != "allow":
+            why = (
+                f"under [privacy] policy = '{policy}' its requests (the query and retrieved "
+                "passages) would leave this machine unredacted"
+            )
+            fix += " (or set policy = 'allow' to send as is)"
+        else:
+            return endpoint
+        raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""
@@ -149,10 +223,13 @@ class Runtime:
                 temperature=sup.temperature,
                 local_hosts=sup.local_hosts,
             )
-            llm = make_supervisor_llm(local.model, local, self.backend_settings)
+            llm = make_supervisor_llm(
+                local.model, local, self.backend_settings, self.config.trusted_hosts()
+            )
             self._local = Supervisor(
                 llm, max_subtasks=self.config.max_subtasks, retry=self.config.retry
             )
+            self.endpoints["local supervisor"] = _llm_endpoint(llm)
         return self._local
 
     def supervisor_for(self, policy: str) -> Supervisor:
@@ -191,6 +268,26 @@ class Runtime:
         finally:
             self._ingest_lock.release()
         return reports
+
+
+def _llm_endpoint(llm: SupervisorLLM) -> EndpointClass:
+    """The classification of a supervisor model (its own when it has one)."""
+    where = llm.where
+    reason = str(getattr(llm, "where_reason", "") or "")
+    if isinstance(llm, BackendLLM):
+        backend = llm.backend
+        kind: Literal["in-process", "self-hosted"] = (
+            "in-process" if backend.ref.startswith("embedded:") else "self-hosted"
+        )
+        reason = reason or (
+            "the embedded engine runs inside this process"
+            if kind == "in-process"
+            else f"served by {backend.ref} ({where})"
+        )
+        return EndpointClass(where, reason, llm.model, kind)
+    if isinstance(llm, LangChainLLM):
+        reason = reason or f"a LangChain model passed in code: treated as {where}"
+    return EndpointClass(where, reason or f"{where} (as the model says)", llm.model, "unknown")
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

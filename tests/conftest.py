@@ -139,7 +139,9 @@ def make_config(
             },
             "workers": demo_specs(),
             "data_dir": data_dir,
-            "privacy": {"policy": "allow"},
+            # The fake OpenAI server stands in for a model on this machine: an "openai/" model
+            # is remote whatever its endpoint unless its host:port is trusted.
+            "privacy": {"policy": "allow", "trusted_hosts": [fake_openai.url.split("://")[1]]},
             # Keep retries (one layer, 3 attempts) but without real backoff delays.
             "retry": {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.0},
         }

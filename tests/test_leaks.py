@@ -349,14 +349,14 @@ def test_user_patterns_thresholds_and_secrets() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (f"see ![chart]({EVIL}?q=secret)", "see [image removed: chart]"),
-        (f"[click]({EVIL}?q=1) now", "click [link removed] now"),
+        (f"see ![chart]({EVIL}?q=secret)", "see (image removed: chart)"),
+        (f"[click]({EVIL}?q=1) now", "click (link removed) now"),
         ("[gov](https://www.gov.uk/tax) ok", "[gov](https://www.gov.uk/tax) ok"),
-        (f'<img src="{EVIL}">', "[image removed]"),
-        ("[x](javascript:alert(1))", "x [link removed]"),
-        (f"[ref]\n\n[ref]: {EVIL}", "[ref]\n\n[ref]: [link removed]"),
+        (f'<img src="{EVIL}">', "(image removed)"),
+        ("[x](javascript:alert(1))", "x (link removed)"),
+        (f"[ref]\n\n[ref]: {EVIL}", "[ref]\n\n[ref]: (link removed)"),
         ("plain text, no links", "plain text, no links"),
-        ("at http://127.0.0.1:8080] now", "at [link removed] now"),  # urlparse ValueError
+        ("at http://127.0.0.1:8080] now", "at (link removed)] now"),
     ],
 )
 def test_neutralize_links(text: str, expected: str) -> None:
