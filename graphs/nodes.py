@@ -17,6 +17,7 @@ from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
 from tandem.agents.privacy import GuardReport, restore
+from tandem.agents.privacy.policy import LOCAL_ONLY_KEY, merge_local
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
 from tandem.graphs._fallback import (
@@ -45,10 +46,17 @@ from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 __all__ = ["Nodes"]
 
 
-def _history(messages: Sequence[AnyMessage], limit: int = 6, width: int = 400) -> str:
+def _history(
+    messages: Sequence[AnyMessage], *, remote: bool, limit: int = 6, width: int = 400
+) -> str:
+    """The last turns as text; for a remote model, turns that drew on a ``local_only``
+    worker are replaced (their question may name, their answer quote, what never leaves)."""
     lines = []
     for m in list(messages)[-limit:]:
         who = "user" if isinstance(m, HumanMessage) else "assistant"
+        if remote and m.additional_kwargs.get(LOCAL_ONLY_KEY):
+            lines.append(f"{who}: (withheld: this turn used local-only knowledge)")
+            continue
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
@@ -194,8 +202,12 @@ class Nodes:
 
     async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         redactor, query, history, prior = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
         )
         specs = list(self.rt.specs.values())
         try:
@@ -256,10 +268,11 @@ class Nodes:
     async def synthesize(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
         deadline = state.get("deadline")
-        history = _history(state.get("messages") or [])
+        remote = sup.llm.where == "remote"
+        history = _history(state.get("messages") or [], remote=remote)
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
-        private = set() if sup.llm.where != "remote" else private_workers(self.rt)
+        private = set() if not remote else private_workers(self.rt)
         added, calls, notes, down = await escalate_failed(
             self.rt,
             sup,
@@ -270,6 +283,12 @@ class Nodes:
         )
         local = [*(state.get("results") or []), *added]
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        # A remote supervisor synthesizes the other parts; local_only parts join here.
+        kept = [r for r in local if r.worker in private]
+        if kept and all(r.worker in private for r in local):
+            text = local_synthesis(local)
+            emit({"event": "token", "text": text})
+            return {**update, "draft": text}
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
@@ -280,6 +299,11 @@ class Nodes:
                 "the synthesis",
                 self.rt,
             )
+            if kept:
+                merged = merge_local(text, kept)
+                if merged != text:
+                    emit({"event": "token", "text": merged[len(text) :]})
+                text = merged
         except RunError as exc:
             return {
                 **update,
@@ -294,8 +318,12 @@ class Nodes:
 
     async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         _, query, history, _ = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
         )
         try:
             text, calls = await within(
@@ -334,7 +362,18 @@ class Nodes:
         drop, trimmed = trim_thread(state.get("messages") or [], limit)
         if trimmed:
             answer.notes.append(trimmed)
+        # A turn that drew on a local_only worker is never shown to a remote model later.
+        private = private_workers(self.rt)
+        marks = (
+            {LOCAL_ONLY_KEY: True}
+            if any(r.worker in private and r.status == "ok" for r in results)
+            else {}
+        )
         return {
             "answer": answer,
-            "messages": [*drop, HumanMessage(state["query"]), AIMessage(text)],
+            "messages": [
+                *drop,
+                HumanMessage(state["query"], additional_kwargs=marks),
+                AIMessage(text, additional_kwargs=marks),
+            ],
         }
