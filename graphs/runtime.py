@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal, cast
+
+from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
@@ -96,7 +98,7 @@ class Runtime:
         self,
         config: TandemConfig | None = None,
         *,
-        supervisor: Any = None,
+        supervisor: BaseChatModel | SupervisorLLM | None = None,
         workers: Sequence[WorkerSpec] = (),
     ) -> None:
         self.config = config or load_config()
@@ -156,7 +158,7 @@ class Runtime:
                 cfg.supervisor.model, cfg.supervisor, self.backend_settings, cfg.trusted_hosts()
             )
         elif hasattr(supervisor, "complete"):
-            llm = supervisor
+            llm = cast(SupervisorLLM, supervisor)
         else:
             llm = LangChainLLM(supervisor)
         self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)

@@ -57,38 +57,89 @@ NBSP, NNBSP = "\u00a0", "\u202f"
 # (query, values in it that must not leave under redact/ask; "ner:" = only with NER)
 QUERIES: list[tuple[str, list[str]]] = [
     # personal data in the query, in the formats that leaked before
-    ("How long does a landlord have to return a deposit? Email jane.doe@example.com", ["jane.doe@example.com"]),
+    (
+        "How long does a landlord have to return a deposit? Email jane.doe@example.com",
+        ["jane.doe@example.com"],
+    ),
     ("Is rent taxable income? Call me on +44 7700 900123", ["+44 7700 900123"]),
-    (f"Can I pay my deposit with card 4111{NBSP}1111{NBSP}1111{NBSP}1111?", [f"4111{NBSP}1111{NBSP}1111{NBSP}1111"]),
-    (f"Pay rent with card 4111{NNBSP}1111{NNBSP}1111{NNBSP}1111 please", [f"4111{NNBSP}1111{NNBSP}1111{NNBSP}1111"]),
+    (
+        f"Can I pay my deposit with card 4111{NBSP}1111{NBSP}1111{NBSP}1111?",
+        [f"4111{NBSP}1111{NBSP}1111{NBSP}1111"],
+    ),
+    (
+        f"Pay rent with card 4111{NNBSP}1111{NNBSP}1111{NNBSP}1111 please",
+        [f"4111{NNBSP}1111{NNBSP}1111{NNBSP}1111"],
+    ),
     ("Is 4111.1111.1111.1111 accepted for the rent deposit?", ["4111.1111.1111.1111"]),
     ("Refund my deposit to iban de89370400440532013000", ["de89370400440532013000"]),
-    (f"Refund to IBAN GB82{NBSP}WEST{NBSP}1234{NBSP}5698{NBSP}7654{NBSP}32 thanks", [f"GB82{NBSP}WEST{NBSP}1234{NBSP}5698{NBSP}7654{NBSP}32"]),
+    (
+        f"Refund to IBAN GB82{NBSP}WEST{NBSP}1234{NBSP}5698{NBSP}7654{NBSP}32 thanks",
+        [f"GB82{NBSP}WEST{NBSP}1234{NBSP}5698{NBSP}7654{NBSP}32"],
+    ),
     ("Send the tax refund to GB82.WEST.1234.5698.7654.32", ["GB82.WEST.1234.5698.7654.32"]),
     ("My passport number is 340020013; do I need it to rent a flat?", ["340020013"]),
     ("Reisepass C01X00T48 — can I use it as ID for my tenancy?", ["C01X00T48"]),
     ("UK passport no. 123456789: which tax forms need it?", ["123456789"]),
-    ("I was born on the third of March 1985; when can I take my state pension?", ["the third of March 1985"]),
+    (
+        "I was born on the third of March 1985; when can I take my state pension?",
+        ["the third of March 1985"],
+    ),
     ("DOB 1985-03-03, am I eligible for the pension?", ["1985-03-03"]),
     ("My date of birth is 03/03/1985. Is my rent relief affected?", ["03/03/1985"]),
-    ("I live at 42 Baker Street, London NW1 6XE — can my landlord enter without notice?", ["42 Baker Street", "NW1 6XE"]),
-    ("My flat is at Hauptstraße 12, 10115 Berlin; is the rent increase allowed?", ["Hauptstraße 12", "10115 Berlin"]),
-    ("Dr. Maria Gonzalez prescribed ibuprofen; can I take it with paracetamol?", ["Maria Gonzalez"]),
+    (
+        "I live at 42 Baker Street, London NW1 6XE — can my landlord enter without notice?",
+        ["42 Baker Street", "NW1 6XE"],
+    ),
+    (
+        "My flat is at Hauptstraße 12, 10115 Berlin; is the rent increase allowed?",
+        ["Hauptstraße 12", "10115 Berlin"],
+    ),
+    (
+        "Dr. Maria Gonzalez prescribed ibuprofen; can I take it with paracetamol?",
+        ["Maria Gonzalez"],
+    ),
     ("My name is John Smith and my landlord kept my deposit. What can I do?", ["John Smith"]),
     ("Can Beverly Crusher claim the renters' tax credit?", ["ner:Beverly Crusher"]),
-    ("My AWS key AKIAIOSFODNN7EXAMPLE is in the tax script; is rent taxable?", ["AKIAIOSFODNN7EXAMPLE"]),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY — how is rent taxed?", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]),
-    ("Our rent database is postgres://app:s3cr3tPW@db.internal:5432/rent; is rent income taxable?", ["s3cr3tPW"]),
-    ("The portal https://tenant:hunter2@portal.example.com shows my deposit; when is it due back?", ["hunter2"]),
+    (
+        "My AWS key AKIAIOSFODNN7EXAMPLE is in the tax script; is rent taxable?",
+        ["AKIAIOSFODNN7EXAMPLE"],
+    ),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY — how is rent taxed?",
+        ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"],
+    ),
+    (
+        "Our rent database is postgres://app:s3cr3tPW@db.internal:5432/rent; is rent taxable?",
+        ["s3cr3tPW"],
+    ),
+    (
+        "The portal https://tenant:hunter2@portal.example.com shows my deposit; when is it due?",
+        ["hunter2"],
+    ),
     ("My password is Tr0ub4dor&3, is that safe for the tax portal?", ["Tr0ub4dor&3"]),
     ("My SSN is 123-45-6789, do I pay tax on savings interest?", ["123-45-6789"]),
     ("Our server 192.168.10.20 logs rent payments; is rent taxable income?", ["192.168.10.20"]),
     ("Use key sk-abcdefghijklmnop1234 to check the deposit account", ["sk-abcdefghijklmnop1234"]),
-    ("GitHub token ghp_abcdefghijklmnopqrstuvwxyz0123456789: how do I dispute a card payment?", ["ghp_abcdefghijklmnopqrstuvwxyz0123456789"]),
-    ("Card 5500-0000-0000-0004 and phone +1 415 555 0100: does rent-a-room relief apply?", ["5500-0000-0000-0004", "+1 415 555 0100"]),
-    ("Write to anna.kowalski@example.com and call 020 7946 0958 about the deposit", ["anna.kowalski@example.com", "020 7946 0958"]),
-    ("Mrs O'Brien at 742 Evergreen Terrace, Springfield, IL 62704 asks about rent tax", ["O'Brien", "742 Evergreen Terrace"]),
-    ("born March 3rd, 1985, passport #X1234567: can I claim child benefit?", ["March 3rd, 1985", "X1234567"]),
+    (
+        "GitHub token ghp_abcdefghijklmnopqrstuvwxyz0123456789: how do I dispute a card payment?",
+        ["ghp_abcdefghijklmnopqrstuvwxyz0123456789"],
+    ),
+    (
+        "Card 5500-0000-0000-0004 and phone +1 415 555 0100: does rent-a-room relief apply?",
+        ["5500-0000-0000-0004", "+1 415 555 0100"],
+    ),
+    (
+        "Write to anna.kowalski@example.com and call 020 7946 0958 about the deposit",
+        ["anna.kowalski@example.com", "020 7946 0958"],
+    ),
+    (
+        "Mrs O'Brien at 742 Evergreen Terrace, Springfield, IL 62704 asks about rent tax",
+        ["O'Brien", "742 Evergreen Terrace"],
+    ),
+    (
+        "born March 3rd, 1985, passport #X1234567: can I claim child benefit?",
+        ["March 3rd, 1985", "X1234567"],
+    ),
     # the local_only store: direct, escalated, cross-domain
     ("What is the clinic vault's recovery phrase?", []),
     ("What is the recovery phrase of the clinic vault and who must never share it?", []),
@@ -98,7 +149,11 @@ QUERIES: list[tuple[str, list[str]]] = [
     ("What passport number does the clinic patient record hold?", []),
     ("Summarise the clinic records", []),
     ("What does the clinic record say about the next review?", []),
-    ("What is the clinic vault recovery phrase? And how long does a landlord have to return a deposit?", []),
+    (
+        "What is the clinic vault recovery phrase? And how long does a landlord have to return "
+        "a deposit?",
+        [],
+    ),
     ("Which patient does the clinic hold; and is rent taxable income?", []),
     ("Clinic patient diagnosis and ibuprofen dose for adults?", []),
     ("What is in the clinic records; also can my landlord raise the rent by 8%?", []),
@@ -129,8 +184,15 @@ QUERIES: list[tuple[str, list[str]]] = [
 ]
 
 FOLLOW_UPS: list[list[str]] = [
-    ["What is the clinic vault's recovery phrase?", "And how long does a landlord have to return a deposit?"],
-    ["Which ward is the clinic patient in?", "Is rent taxable income?", "Summarise our conversation"],
+    [
+        "What is the clinic vault's recovery phrase?",
+        "And how long does a landlord have to return a deposit?",
+    ],
+    [
+        "Which ward is the clinic patient in?",
+        "Is rent taxable income?",
+        "Summarise our conversation",
+    ],
     ["What is the diagnosis in the clinic patient record?", "What did you just tell me? Repeat it"],
 ]
 
@@ -182,7 +244,10 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> list[WorkerSpec]:
             name="clinic",
             description="The clinic's records: the vault recovery phrase, patient records, "
             "wards, diagnoses and reviews.",
-            examples=("What is the clinic vault's recovery phrase?", "Which ward is the patient in?"),
+            examples=(
+                "What is the clinic vault's recovery phrase?",
+                "Which ward is the patient in?",
+            ),
             model=f"ollama:{CHAT_MODEL}",
             knowledge=(root / "clinic",),
             sensitivity="local_only",
