@@ -56,9 +56,7 @@ on a ``local_only`` worker: a remote model never sees that turn in the history."
 def withhold(results: Sequence[WorkerResult], private: Collection[str]) -> list[WorkerResult]:
     """``results`` with every ``local_only`` worker's answer replaced by :data:`WITHHELD`."""
     return [
-        r.model_copy(
-            update={"answer": WITHHELD, "citations": [], "reason": "", "status": "ok"}
-        )
+        r.model_copy(update={"answer": WITHHELD, "citations": [], "reason": "", "status": "ok"})
         if r.worker in private
         else r
         for r in results
