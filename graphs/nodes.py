@@ -9,11 +9,10 @@ the run: the fallbacks and the deadline are :mod:`._fallback`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
 from tandem.agents.privacy import GuardReport, restore
@@ -37,7 +36,7 @@ from tandem.graphs._guard import (
     run_ledger,
     timed_detect,
 )
-from tandem.graphs._stream import answer_sink, emit
+from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
@@ -60,14 +59,6 @@ def _history(
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
-
-
-def _token_sink() -> Callable[[str], None] | None:
-    try:
-        writer = get_stream_writer()
-    except Exception:
-        return None
-    return lambda piece: writer({"event": "token", "text": piece})
 
 
 class Nodes:
@@ -160,15 +151,19 @@ class Nodes:
             if not isinstance(exc, StoreError):  # a failing store is reported once, below
                 notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
         direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        allowed = self.rt.config.privacy.allowed_link_hosts
+        sink = answer_sink(subtask.worker, allowed) if direct else None
         # Fallback model/host and the run deadline: graphs/_fallback.py.
         run, more = await run_worker(
             self.rt,
             worker,
             subtask,
             query_vector=data.get("query_vector"),
-            on_token=answer_sink(subtask.worker) if direct else None,
+            on_token=sink,
             deadline=data.get("deadline"),
         )
+        if sink is not None:
+            sink.flush()
         notes.extend(more)
         step.note_passages(subtask.worker, run.passages)
         if run.result.status == "failed":
@@ -285,9 +280,14 @@ class Nodes:
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         # A remote supervisor synthesizes the other parts; local_only parts join here.
         kept = [r for r in local if r.worker in private]
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
         if kept and all(r.worker in private for r in local):
             text = local_synthesis(local)
-            emit({"event": "token", "text": text})
+            if stream is not None:
+                stream(text)
+                stream.flush()
             return {**update, "draft": text}
         try:
             if down is not None:
@@ -295,15 +295,17 @@ class Nodes:
             _, query, history, results = step.outbound(sup, state["query"], history, local)
             text, more = await within(
                 deadline,
-                sup.synthesize(query, results, history=history, on_token=_token_sink()),
+                sup.synthesize(query, results, history=history, on_token=stream),
                 "the synthesis",
                 self.rt,
             )
             if kept:
                 merged = merge_local(text, kept)
-                if merged != text:
-                    emit({"event": "token", "text": merged[len(text) :]})
+                if stream is not None and merged != text:
+                    stream(merged[len(text) :])
                 text = merged
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
                 **update,
@@ -325,13 +327,18 @@ class Nodes:
             _history(state.get("messages") or [], remote=remote),
             state.get("results") or [],
         )
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
         try:
             text, calls = await within(
                 state.get("deadline"),
-                sup.answer(query, history=history, on_token=_token_sink()),
+                sup.answer(query, history=history, on_token=stream),
                 "the supervisor's answer",
                 self.rt,
             )
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
                 "draft": "The supervisor is unavailable and no specialist covers this question.",

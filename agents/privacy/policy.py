@@ -22,6 +22,7 @@ from tandem.agents.privacy.detect import Detector
 from tandem.agents.privacy.hygiene import neutralize_links
 from tandem.agents.privacy.redact import Redactor, restore
 from tandem.agents.privacy.settings import Policy
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.workers.records import WorkerResult
 
 __all__ = [
@@ -163,9 +164,10 @@ def prepare_outbound(
 def answer_text(
     draft: str, mapping: dict[str, str], allowed_link_hosts: Sequence[str], budget_stop: str
 ) -> str:
-    """The draft with placeholders restored locally, links neutralised, a budget stop stated."""
+    """The draft with placeholders restored locally, control characters stripped, links
+    neutralised, a budget stop stated (what a streamed answer shows, token by token)."""
     text = restore(draft, mapping)
-    text = neutralize_links(text, allowed_link_hosts)
+    text = neutralize_links(strip_controls(text), allowed_link_hosts)
     if budget_stop and BUDGET_NOTE not in text:
         text = f"{text}\n\n{BUDGET_NOTE}".strip()
     return text

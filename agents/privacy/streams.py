@@ -7,7 +7,7 @@ joined output equals its whole-text function; so does the chain.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from tandem.agents.privacy.hygiene import StreamSanitizer
@@ -24,31 +24,48 @@ class Stage(Protocol):
     def finish(self) -> str: ...
 
 
-class StreamRestorer:
-    """Puts ``<EMAIL_1>``-style placeholders back as they stream; holds back a partial one."""
+Mapping_ = Mapping[str, str] | Callable[[], Mapping[str, str]]
 
-    def __init__(self, mapping: Mapping[str, str]) -> None:
-        self.mapping = dict(mapping)
+
+class StreamRestorer:
+    """Puts ``<EMAIL_1>``-style placeholders back as they stream; holds back a partial one.
+
+    Args:
+        mapping: Placeholder → original, or a function returning it when text is released
+            (a step's redactor may add placeholders while the reply streams).
+    """
+
+    def __init__(self, mapping: Mapping_) -> None:
+        self._mapping = mapping
         self._buf = ""
+
+    def _restore(self, text: str) -> str:
+        mapping = self._mapping() if callable(self._mapping) else self._mapping
+        return restore(text, dict(mapping)) if mapping and text else text
 
     def feed(self, piece: str) -> str:
         self._buf += piece
         m = _PARTIAL.search(self._buf)
         cut = m.start() if m else len(self._buf)
         out, self._buf = self._buf[:cut], self._buf[cut:]
-        return restore(out, self.mapping) if self.mapping else out
+        return self._restore(out)
 
     def finish(self) -> str:
         out, self._buf = self._buf, ""
-        return restore(out, self.mapping) if self.mapping else out
+        return self._restore(out)
 
 
 class OutputStream:
-    """What a user sees of a streamed answer: restored, control-free, links neutralised."""
+    """What a user sees of a streamed answer: restored, control-free, links neutralised.
+
+    The joined output equals ``sanitize_output(strip_controls(restore(text)))`` of the
+    whole text (what :func:`~tandem.agents.privacy.policy.answer_text` gives the final
+    answer), so a streamed answer never shows what the final one does not.
+    """
 
     def __init__(
         self,
-        mapping: Mapping[str, str] | None = None,
+        mapping: Mapping_ | None = None,
         allowed_hosts: Iterable[str] = (),
         *,
         terminal: bool = True,

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -142,7 +143,7 @@ def demo(
             summary.add_column(col)
         for n, q in enumerate(question or DEMO_QUESTIONS, 1):
             console.rule(f"[bold]question {n}")
-            console.print(f"[bold]Q:[/] {q}")
+            console.print(f"[bold]Q:[/] {escape(strip_controls(q))}")
             printer = StreamPrinter(console)
             answer = await _ask(session, q, printer)
             render_answer(console, answer, show_text=not printer.shows(answer.text))
