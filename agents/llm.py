@@ -72,6 +72,20 @@ class SupervisorLLM(Protocol):
         ...
 
 
+def _missing_credentials(lowered: str) -> bool:
+    """Whether an error message says no API key was configured (checked before sending)."""
+    return any(
+        phrase in lowered
+        for phrase in (
+            "missing credentials",
+            "api_key client option must be set",
+            "no api key",
+            "missing api key",
+            "api key not found",
+        )
+    ) or ("api key" in lowered and "missing" in lowered)
+
+
 def _connection_failed(exc: BaseException) -> bool:
     """True when a refused/failed connection caused ``exc`` (litellm reports some as 500s)."""
     seen: set[int] = set()
@@ -109,6 +123,25 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
 
     common: dict[str, Any] = {"model": model, "host": host, "retry_after": _retry_after(exc)}
     text = str(getattr(exc, "message", None) or exc).strip()[:300]
+    lowered = text.lower()
+    if isinstance(exc, litellm.AuthenticationError) or _missing_credentials(lowered):
+        # litellm reports a missing key as a 401, or (openai) as a 500 raised before any
+        # request is made: never retried, and nothing left the machine.
+        before = _missing_credentials(lowered) or "missing" in lowered
+        return BackendRejected(
+            f"authentication failed: {text}",
+            hint="set the provider's API key (e.g. OPENAI_API_KEY) or [supervisor] extra.api_key",
+            not_sent=before,
+            **common,
+        )
+    if "llm provider not provided" in lowered or "provider not provided" in lowered:
+        return BackendRejected(
+            f"unknown provider in model '{model}'",
+            hint="use a litellm provider prefix (openai/, anthropic/, ollama_chat/ …); "
+            "`tandem doctor` checks every model reference",
+            not_sent=True,
+            **common,
+        )
     if isinstance(exc, litellm.Timeout):
         return BackendTimeout(
             "the supervisor did not answer in time", hint="raise [supervisor] timeout", **common
@@ -117,17 +150,12 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
         return BackendUnavailable(
             f"cannot reach the supervisor endpoint: {text}",
             hint="check [supervisor] api_base and your network",
+            not_sent=_connection_failed(exc),  # no connection: the request never left
             **common,
         )
     if isinstance(exc, litellm.RateLimitError):
         return BackendBusy(
             f"rate limited: {text}", hint="retry later or lower concurrency", **common
-        )
-    if isinstance(exc, litellm.AuthenticationError):
-        return BackendRejected(
-            f"authentication failed: {text}",
-            hint="set the provider's API key (e.g. OPENAI_API_KEY) or [supervisor] api_key_env",
-            **common,
         )
     if isinstance(exc, litellm.NotFoundError):
         return ModelNotFound(

@@ -105,7 +105,7 @@ class Supervisor:
         )
 
     def failed_record(self, exc: RunError, purpose: str) -> CallRecord:
-        """A ledger row for a call that failed."""
+        """A ledger row for a call that failed (with what its attempts may have cost)."""
         return CallRecord(
             role="supervisor",
             model=self.llm.model,
@@ -113,6 +113,7 @@ class Supervisor:
             purpose=purpose,
             attempts=exc.attempts,
             error=str(exc),
+            cost_usd=exc.cost_usd,
         )
 
     async def _call(
