@@ -62,7 +62,9 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
     lines = []
     for r in results:
         sources = ", ".join(sorted({c.source for c in r.citations})) or "none"
-        body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        # A failure is named, its error text is not passed on: it is no answer, and it
+        # would come back as one.
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
         lines.append(
             f'<result worker="{r.worker}" status="{r.status}" confidence="{r.confidence:.2f}" '
             f'sources="{_esc(sources)}">{_esc(body)}</result>'

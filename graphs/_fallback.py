@@ -37,6 +37,7 @@ __all__ = [
     "deadline_at",
     "escalate_failed",
     "local_synthesis",
+    "missing_parts",
     "run_worker",
     "store_note",
     "trim_thread",
@@ -262,13 +263,19 @@ async def escalate_failed(
     return added, calls, notes, None
 
 
+def missing_parts(results: Sequence[WorkerResult]) -> list[str]:
+    """The parts of the question no worker (nor the supervisor standing in) answered."""
+    return [f"{r.instruction.strip()} ({r.worker})" for r in _unanswered(results)]
+
+
 def local_synthesis(results: Sequence[WorkerResult]) -> str:
-    """An answer built on this machine from the worker results, naming what is missing."""
+    """An answer built on this machine from the worker results, naming what is missing.
+
+    A missing part is named by its question and specialist, never by the error text (that
+    goes to the run's notes): errors are not answers.
+    """
     parts = [f"{r.answer} [{r.worker}]" for r in results if r.status == "ok" and r.answer]
-    missing = [
-        f"'{r.instruction.strip()}' ({r.worker}: {r.reason or 'failed'})"
-        for r in _unanswered(results)
-    ]
+    missing = [f"'{r.instruction.strip()}' ({r.worker} failed)" for r in _unanswered(results)]
     text = " ".join(parts)
     if missing:
         gap = "Not answered: " + "; ".join(missing) + "."

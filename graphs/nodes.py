@@ -23,6 +23,7 @@ from tandem.graphs._fallback import (
     deadline_at,
     escalate_failed,
     local_synthesis,
+    missing_parts,
     run_worker,
     trim_thread,
     within,
@@ -43,6 +44,23 @@ from tandem.workers.errors import RunError, StoreError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 
 __all__ = ["Nodes"]
+
+
+def check_text(text: str) -> str:
+    """``text`` if it can be encoded as UTF-8 (no lone surrogates, e.g. from invalid bytes).
+
+    Raises:
+        UsageError: Naming the position, instead of a traceback deep in a model client.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"the query is not valid text: character {exc.start + 1} is not valid UTF-8 "
+            f"({text[exc.start]!r})",
+            hint="check the terminal's or file's encoding (tandem expects UTF-8)",
+        ) from None
+    return text
 
 
 def _history(
@@ -68,7 +86,7 @@ class Nodes:
         self.rt = rt
 
     async def guard(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
-        query = (state.get("query") or "").strip()
+        query = check_text(state.get("query") or "").strip()
         if not query:
             raise UsageError("the query is empty")
         limit = self.rt.config.reliability.max_query_chars
@@ -285,6 +303,7 @@ class Nodes:
         )
         if kept and all(r.worker in private for r in local):
             text = local_synthesis(local)
+            update["no_answer"] = not any(r.status == "ok" for r in local)
             if stream is not None:
                 stream(text)
                 stream.flush()
@@ -310,6 +329,7 @@ class Nodes:
             return {
                 **update,
                 "draft": local_synthesis(local),
+                "no_answer": not any(r.status == "ok" for r in local),
                 "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
                 "notes": [
                     *notes,
@@ -341,7 +361,9 @@ class Nodes:
                 stream.flush()
         except RunError as exc:
             return {
-                "draft": "The supervisor is unavailable and no specialist covers this question.",
+                "draft": "No answer: the supervisor could not be reached and no specialist "
+                "covers this question (see the notes).",
+                "no_answer": True,
                 "calls": [sup.failed_record(exc, "answer")],
                 "notes": [f"the supervisor could not answer: {exc}"],
             }
@@ -355,8 +377,17 @@ class Nodes:
         for r in results:
             if r.status == "ok":
                 citations.extend(c for c in r.citations if c not in citations)
+        missing = missing_parts(results)
+        # No model answered: a failure text, or a synthesis of nothing but failed parts.
+        no_answer = (
+            bool(state.get("no_answer"))
+            or not text.strip()
+            or (bool(results) and not any(r.status == "ok" for r in results))
+        )
         answer = Answer(
             text=text,
+            status="unanswered" if no_answer else "partial" if missing else "complete",
+            missing=missing,
             route=state["route"],
             citations=citations,
             worker_results=results,

@@ -30,6 +30,7 @@ from tandem.agents.router import RouteDecision
 from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.graphs.nodes import check_text
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 from tandem.workers.backends import make_backend
@@ -152,6 +153,7 @@ class Session:
         Raises:
             TandemError: The run failed before producing an answer.
         """
+        check_text(query)
         trace = RunTrace(query=query)
         self.last = trace
         started = time.perf_counter()

@@ -133,6 +133,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
     """The one-object JSON form of an answer (``tandem ask --json``)."""
     return {
         "text": answer.text,
+        "status": answer.status,
+        "missing": list(answer.missing),
         "route": {
             "kind": answer.route.kind,
             "workers": list(answer.route.workers),
