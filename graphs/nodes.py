@@ -38,7 +38,7 @@ from tandem.graphs._guard import (
     timed_detect,
 )
 from tandem.graphs._stream import answer_sink, emit, token_stream
-from tandem.graphs.runtime import Runtime
+from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
@@ -77,6 +77,23 @@ def _history(
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
+
+
+def _without_empty(
+    decision: RouteDecision, empty: dict[str, str]
+) -> tuple[RouteDecision, list[str]]:
+    """The route without workers that have no knowledge (they would answer from nothing)."""
+    skipped = [w for w in decision.workers if w in empty]
+    if not skipped:
+        return decision, []
+    notes = [f"worker '{w}' has no knowledge ({empty[w]}); it was not asked" for w in skipped]
+    left = [w for w in decision.workers if w not in empty]
+    if decision.kind == "direct" or not left:
+        why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
+        return decision.model_copy(
+            update={"kind": "supervisor", "workers": [], "reason": why}
+        ), notes
+    return decision.model_copy(update={"workers": left}), notes
 
 
 class Nodes:
@@ -134,7 +151,14 @@ class Nodes:
                 "calls": calls,
                 "notes": [f"routing failed, the supervisor plans instead: {exc}"],
             }
-        return {"route": decision, "query_vector": vector, "calls": calls, "phase": "direct"}
+        decision, notes = _without_empty(decision, await empty_workers(self.rt))
+        return {
+            "route": decision,
+            "query_vector": vector,
+            "calls": calls,
+            "phase": "direct",
+            "notes": notes,
+        }
 
     def after_route(self, state: TandemState) -> Any:
         decision = state["route"]
@@ -222,7 +246,8 @@ class Nodes:
             _history(state.get("messages") or [], remote=remote),
             state.get("results") or [],
         )
-        specs = list(self.rt.specs.values())
+        empty = await empty_workers(self.rt)
+        specs = [s for s in self.rt.specs.values() if s.name not in empty]
         try:
             plan, calls, notes = await within(
                 state.get("deadline"),

@@ -18,14 +18,21 @@ from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
-from tandem.workers.backends import Backend, BackendSettings, make_backend
-from tandem.workers.errors import ConfigError
+from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
+from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import IngestReport, WorkerStore, knowledge_fingerprint, open_client
 from tandem.workers.worker import Worker
 
-__all__ = ["Runtime", "backend_endpoint", "embedded_models", "make_supervisor_llm"]
+__all__ = [
+    "Runtime",
+    "backend_endpoint",
+    "check_embedded_name",
+    "embedded_models",
+    "empty_workers",
+    "make_supervisor_llm",
+]
 
 IngestProgress = Callable[[str, int, int, str], None]
 """``progress(worker, files_done, files_total, current_file)``."""
@@ -67,6 +74,24 @@ def make_supervisor_llm(
         where=where,
         where_reason=reason,
     )
+
+
+def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
+    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model.
+
+    Raises:
+        ConfigError: Naming the file and key, and the names that exist.
+    """
+    if not ref.startswith(("embedded:", "embedded/")):
+        return
+    name = ref.split(":", 1)[1] if ref.startswith("embedded:") else ref.split("/", 1)[1]
+    if name not in BUNDLED_MODELS:
+        raise ConfigError(
+            f"'{ref}' is not a bundled model",
+            file=file,
+            key=key,
+            hint=f"use one of {', '.join(sorted(BUNDLED_MODELS))} (or an ollama: model)",
+        )
 
 
 def backend_endpoint(ref: str, backend: Backend, trusted_hosts: Sequence[str]) -> EndpointClass:
@@ -127,6 +152,15 @@ class Runtime:
         self.endpoints: dict[str, EndpointClass] = {}
         """Every endpoint's classification, by role (``supervisor``, ``worker tenancy``,
         ``embeddings``): shown by ``tandem doctor`` and the REPL banner."""
+        check_embedded_name(cfg.router.embed_model, key="router.embed_model", file=cfg.source)
+        for i, spec in enumerate(specs):
+            where = f"workers[{i}] ({spec.name}).model" if spec.origin == "config" else None
+            check_embedded_name(
+                spec.model,
+                key=where or f"{spec.name}.model",
+                file=cfg.source if spec.origin == "config" else f"plugin {spec.origin}",
+            )
+        check_embedded_name(cfg.supervisor.model, key="supervisor.model", file=cfg.source)
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
         self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
@@ -166,6 +200,13 @@ class Runtime:
         self._local: Supervisor | None = None
         self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
+        self._has_chunks: set[str] = set()
+        self.knowledge_problems: dict[str, str] = {
+            n: f"knowledge path {', '.join(str(p) for p in missing)} does not exist"
+            for n, s in self.specs.items()
+            if (missing := [p for p in s.knowledge if not p.exists()])
+        }
+        """Workers whose declared knowledge is (partly) missing: reported once, never retried."""
 
     def check_backend(
         self, role: str, ref: str, backend: Backend, spec: WorkerSpec | None = None
@@ -252,18 +293,22 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
-                if name in self._ingested or not spec.knowledge:
+                # A path that does not exist is reported once (knowledge_problems), not
+                # retried by every run: only what exists is ingested.
+                paths = tuple(p for p in spec.knowledge if p.exists())
+                if name in self._ingested or not paths:
+                    self._ingested.add(name)
                     continue
                 # Only a complete ingestion is recorded: an interrupted one runs again on the
                 # next start and skips the chunks already stored (no duplicates).
-                fingerprint = knowledge_fingerprint(spec.knowledge)
+                fingerprint = knowledge_fingerprint(paths)
                 if await store.ingested() != fingerprint:
 
                     def cb(done: int, total: int, current: str, name: str = name) -> None:
                         if progress:
                             progress(name, done, total, current)
 
-                    reports[name] = await store.ingest(spec.knowledge, progress=cb)
+                    reports[name] = await store.ingest(paths, progress=cb)
                     if not reports[name].errors:
                         await store.mark_ingested(fingerprint)
                 self._ingested.add(name)
@@ -290,6 +335,33 @@ def _llm_endpoint(llm: SupervisorLLM) -> EndpointClass:
     if isinstance(llm, LangChainLLM):
         reason = reason or f"a LangChain model passed in code: treated as {where}"
     return EndpointClass(where, reason or f"{where} (as the model says)", llm.model, "unknown")
+
+
+async def empty_workers(runtime: Runtime) -> dict[str, str]:
+    """Workers with nothing in their store and nothing left to ingest, and why.
+
+    Such a worker would answer from no knowledge at all: the router does not send it
+    questions (and says so). A store that is empty only until its knowledge is ingested
+    on first use is not empty here.
+    """
+    out: dict[str, str] = {}
+    for name, store in runtime.stores.items():
+        if name in runtime._has_chunks:
+            continue
+        spec = runtime.specs[name]
+        if any(p.exists() for p in spec.knowledge) and name not in runtime._ingested:
+            continue  # ingested on first use
+        try:
+            count = await store.count()
+        except RunError:
+            continue  # a failing store is reported where it is used
+        if count > 0:
+            runtime._has_chunks.add(name)
+            continue
+        out[name] = runtime.knowledge_problems.get(name) or (
+            "no knowledge declared or ingested" if not spec.knowledge else "its store is empty"
+        )
+    return out
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

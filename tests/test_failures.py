@@ -173,3 +173,79 @@ def test_ask_with_approve_egress_sends_and_logs(
     records, _ = read_egress_log(egress_log_path(data_dir))
     assert records and all(r.approved == "user" and r.outcome == "ok" for r in records)
     assert len(fake_openai.completions()) == len(records)
+
+
+# -- knowledge that is not there -----------------------------------------------------------
+
+
+async def test_a_missing_knowledge_folder_is_reported_once_and_its_worker_not_asked(
+    make_graph: Any, fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    from tandem.workers import WorkerSpec
+
+    from .conftest import demo_specs
+
+    ghost = WorkerSpec(
+        name="ghost",
+        description="Brightwater Lettings deposits returned tenants landlord",
+        examples=(DIRECT_Q,),
+        model="ollama:qwen2.5:1.5b",
+        knowledge=(tmp_path / "does-not-exist",),
+    )
+    graph = make_graph(workers=[*demo_specs(), ghost])
+    rt = graph.runtime
+    assert "does-not-exist" in rt.knowledge_problems["ghost"]
+    calls: list[str] = []
+    real = rt.stores["ghost"].ingest
+
+    async def counting(*a: Any, **k: Any) -> Any:
+        calls.append("ingest")
+        return await real(*a, **k)
+
+    rt.stores["ghost"].ingest = counting  # type: ignore[method-assign]
+    for _ in range(2):
+        await rt.ensure_ingested()
+        answer = (await graph.ainvoke({"query": "ghost: " + DIRECT_Q}))["answer"]
+        assert "ghost" not in answer.route.workers
+        assert not any(r.worker == "ghost" for r in answer.worker_results)
+    assert calls == []  # never retried
+    notes = [n for n in answer.notes if "ghost" in n]
+    assert len(notes) == 1 and "does not exist" in notes[0] and "not asked" in notes[0]
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+def _doctor(tmp_path: Path, toml: str) -> Any:
+    path = tmp_path / "tandem.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + toml)
+    return CliRunner().invoke(app, ["doctor", "--config", str(path)], catch_exceptions=False)
+
+
+def test_doctor_flags_an_unknown_provider_without_litellms_banner(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    result = _doctor(
+        tmp_path,
+        f'[supervisor]\nmodel = "nosuchprovider/foo"\n[ollama]\nhost = "{fake_ollama.url}"\n'
+        '[router]\nembed_model = "ollama:nomic-embed-text"\n'
+        '[[workers]]\nname = "health"\ndescription = "health"\nmodel = "ollama:qwen2.5:1.5b"\n'
+        f'knowledge = ["{tmp_path / "missing"}"]\n',
+    )
+    assert result.exit_code == 1
+    out = result.output
+    assert "unknown provider 'nosuchprovider'" in out
+    assert "knowledge path" in out and "does not exist" in out and "workers[0] (health)" in out
+    assert "\x1b[" not in out and "Provider List" not in out
+    assert "supervisor: nosuchprovider/foo is remote" in out
+    assert "privacy detection:" in out
+
+
+def test_an_unknown_embedded_name_names_file_and_key(tmp_path: Path) -> None:
+    result = _doctor(
+        tmp_path,
+        '[[workers]]\nname = "health"\ndescription = "health"\nmodel = "embedded:nosuch"\n',
+    )
+    assert result.exit_code == 1
+    assert "workers[0] (health).model" in result.output and "tandem.toml" in result.output
+    assert "not a bundled model" in result.output
