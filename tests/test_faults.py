@@ -361,7 +361,7 @@ def test_runs_on_cpu_models_get_the_embedded_deadline(make_graph: Any) -> None:
     # One model on the embedded engine (here the router's embeddings) is enough: a planned
     # run of the bundled CPU models takes ~10 minutes, far past an Ollama-sized deadline.
     on_cpu = make_graph(
-        reliability=limits, router={"embed_model": "embedded:qwen2.5-0.5b-instruct"}
+        reliability=limits, router={"embed_model": "embedded:qwen2.5-coder-0.5b"}
     ).runtime
     assert deadline_at(on_cpu) == pytest.approx(time.time() + 3000.0, abs=5)
 
