@@ -386,7 +386,7 @@ class Nodes:
                 stream.flush()
         except RunError as exc:
             return {
-                "draft": "No answer: the supervisor could not be reached and no specialist "
+                "draft": "No answer: the supervisor could not answer and no specialist "
                 "covers this question (see the notes).",
                 "no_answer": True,
                 "calls": [sup.failed_record(exc, "answer")],

@@ -175,6 +175,7 @@ def test_trusted_host_validation():
     assert TrustedHosts(["http://gpu:11434"]).match("gpu", 11434)
 
 
+@pytest.mark.slow  # imports litellm (seconds)
 def test_static_lists_cover_litellm():
     """Every provider litellm knows is either self-hosted, hosted, or falls to 'remote'."""
     import litellm
@@ -190,6 +191,7 @@ def test_static_lists_cover_litellm():
         assert c(f"{p}/m").kind == "hosted-api", p
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_no_litellm_import_on_classification():
     import subprocess
     import sys

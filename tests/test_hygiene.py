@@ -251,11 +251,7 @@ _PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(_PIECES, max_size=25), st.lists(st.integers(min_value=0, max_value=400), max_size=10)
-)
-def test_random_markup_streams_equal_and_render_safely(pieces: list[str], cuts: list[int]) -> None:
+def _markup_property(pieces: list[str], cuts: list[int]) -> None:
     text = "".join(pieces)
     whole = sanitize_output(text, ALLOWED)
     cuts = [c % (len(text) + 1) for c in cuts]
@@ -263,6 +259,23 @@ def test_random_markup_streams_equal_and_render_safely(pieces: list[str], cuts: 
     for url in _rendered_urls(whole):
         assert not _reaches_off_list(url), (text, whole, url)
     assert sanitize_output(whole, ALLOWED) == whole
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PIECES, max_size=25), st.lists(st.integers(min_value=0, max_value=400), max_size=10)
+)
+def test_random_markup_streams_equal_and_render_safely(pieces: list[str], cuts: list[int]) -> None:
+    _markup_property(pieces, cuts)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PIECES, max_size=40), st.lists(st.integers(min_value=0, max_value=600), max_size=16)
+)
+def test_random_markup_many_more_examples(pieces: list[str], cuts: list[int]) -> None:
+    _markup_property(pieces, cuts)
 
 
 def test_stream_releases_safe_text_promptly() -> None:

@@ -288,16 +288,28 @@ def _graph(fakes: Any, specs: list[WorkerSpec], policy: str, data: Path) -> Any:
     return graph
 
 
+class _Graphs(dict[str, Any]):
+    """One graph per policy, built when a test first needs it."""
+
+    def __init__(self, build: Any) -> None:
+        super().__init__()
+        self.build = build
+
+    def __missing__(self, policy: str) -> Any:
+        self[policy] = graph = self.build(policy)
+        return graph
+
+
 @pytest.fixture(scope="module")
 def graphs(
     fakes: Any, specs: list[WorkerSpec], demo_stores: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    out = {}
-    for policy in ("redact", "ask", "local_only", "allow"):
+    def build(policy: str) -> Any:
         data = tmp_path_factory.mktemp(f"battery-{policy}")
         shutil.copytree(demo_stores, data / "stores")
-        out[policy] = _graph(fakes, specs, policy, data)
-    return out
+        return _graph(fakes, specs, policy, data)
+
+    return _Graphs(build)
 
 
 async def _ask(graph: Any, query: str, thread: str) -> Any:
@@ -346,10 +358,10 @@ async def test_battery(graphs: dict[str, Any], fakes: Any, policy: str) -> None:
     assert await _battery(graphs[policy], fakes[1], policy, QUERIES) == len(QUERIES) >= 60
 
 
-@pytest.mark.parametrize("policy", ["redact", "ask", "local_only"])
+@pytest.mark.parametrize("policy", ["redact", "local_only"])
 async def test_battery_sample(graphs: dict[str, Any], fakes: Any, policy: str) -> None:
-    """One query in six (the fast tier's share of the battery)."""
-    assert await _battery(graphs[policy], fakes[1], policy, QUERIES[::6]) == 11
+    """One query in eleven (the fast tier's share of the battery)."""
+    assert await _battery(graphs[policy], fakes[1], policy, QUERIES[::11]) == 6
 
 
 @pytest.mark.parametrize(
@@ -359,7 +371,7 @@ async def test_battery_sample(graphs: dict[str, Any], fakes: Any, policy: str) -
 async def test_battery_follow_up_turns(graphs: dict[str, Any], fakes: Any, policy: str) -> None:
     graph = graphs[policy]
     _, openai = fakes
-    for turns in FOLLOW_UPS:
+    for turns in FOLLOW_UPS if policy != "redact" else FOLLOW_UPS[:1]:
         thread = uuid.uuid4().hex
         for query in turns:
             before = len(openai.completions())

@@ -244,15 +244,17 @@ class Detector:
             for r in self._engine.analyze(text=norm, language="en")
         ]
         spans += find_normalized(norm, ner=self.ner)
-        candidates: list[Finding] = []
+        ranked: list[tuple[float, Finding]] = []
         for kind, s, e, score in spans:
             if score < self.settings.threshold(kind) or e <= s:
                 continue
             start, end = to_original(where, s, e)
-            candidates.append(
-                Finding(type=kind, start=start, end=end, text=text[start:end], score=score)
+            found = Finding(
+                type=kind, start=start, end=end, text=text[start:end], score=min(score, 1.0)
             )
-        candidates.sort(key=lambda f: (-f.score, -(f.end - f.start), f.start))
+            ranked.append((score, found))  # a recognizer may rank above 1.0 to win overlaps
+        ranked.sort(key=lambda x: (-x[0], -(x[1].end - x[1].start), x[1].start))
+        candidates = [f for _, f in ranked]
         chosen: list[Finding] = []
         for f in candidates:
             if not any(f.start < c.end and c.start < f.end for c in chosen):

@@ -312,7 +312,9 @@ def _aws(t: str) -> Iterator[Span]:
 
 def _passwords(t: str) -> Iterator[Span]:
     for m in _URL_PASSWORD.finditer(t):
-        yield ("PASSWORD", m.start(1), m.end(1), 0.95)
+        # Scored above the email recognizer, which would otherwise take "pw@host" and leave
+        # the password itself unknown (a truncated copy of the text would then carry it).
+        yield ("PASSWORD", m.start(1), m.end(1), 1.01)
     for m in _KV_PASSWORD.finditer(t):
         yield ("PASSWORD", m.start(1), m.end(1), 0.8)
 
