@@ -269,24 +269,34 @@ class LiteLLM:
             }
         started = time.perf_counter()
         try:
-            if on_token is None:
-                response = await litellm.acompletion(**kwargs)
-                content = response.choices[0].message.content or ""
-                usage = getattr(response, "usage", None)
-                cost = (getattr(response, "_hidden_params", {}) or {}).get("response_cost")
-            else:
-                pieces: list[str] = []
-                usage = None
-                stream = await litellm.acompletion(
-                    **kwargs, stream=True, stream_options={"include_usage": True}
-                )
-                async for chunk in stream:
-                    if chunk.choices and (piece := chunk.choices[0].delta.content):
-                        pieces.append(piece)
-                        on_token(piece)
-                    usage = getattr(chunk, "usage", None) or usage
-                content = "".join(pieces)
-                cost = None
+            # [supervisor] timeout bounds the whole call: a stream that trickles tokens
+            # never trips a per-read timeout.
+            async with asyncio.timeout(self.timeout):
+                if on_token is None:
+                    response = await litellm.acompletion(**kwargs)
+                    content = response.choices[0].message.content or ""
+                    usage = getattr(response, "usage", None)
+                    cost = (getattr(response, "_hidden_params", {}) or {}).get("response_cost")
+                else:
+                    pieces: list[str] = []
+                    usage = None
+                    stream = await litellm.acompletion(
+                        **kwargs, stream=True, stream_options={"include_usage": True}
+                    )
+                    async for chunk in stream:
+                        if chunk.choices and (piece := chunk.choices[0].delta.content):
+                            pieces.append(piece)
+                            on_token(piece)
+                        usage = getattr(chunk, "usage", None) or usage
+                    content = "".join(pieces)
+                    cost = None
+        except TimeoutError:
+            raise BackendTimeout(
+                f"no complete reply within [supervisor] timeout = {self.timeout:g} s",
+                hint="raise [supervisor] timeout",
+                model=self.model,
+                host=self.host,
+            ) from None
         except Exception as exc:
             raise translate_litellm_error(exc, model=self.model, host=self.host) from exc
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
