@@ -74,9 +74,9 @@ class TandemState(TypedDict, total=False):
     no_answer: bool
     """The draft is not a model's answer (every model that could answer failed)."""
     budget_stop: str
+    """Why a per-run budget stopped escalation (empty when none did)."""
     deadline: float | None
     """When this run must end (epoch seconds, ``[reliability] deadline``), or ``None``."""
-    """Why a per-run budget stopped escalation (empty when none did)."""
     answer: Answer
 
 
