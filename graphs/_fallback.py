@@ -28,7 +28,6 @@ from langchain_core.messages import AnyMessage, RemoveMessage
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.runtime import Runtime, embedded_models
 from tandem.workers.backends import TokenCallback, make_backend
-from tandem.workers.backends.ollama import OllamaSettings
 from tandem.workers.errors import DeadlineExceeded, RunError, StoreError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
 from tandem.workers.worker import Worker, WorkerRun
@@ -100,14 +99,12 @@ def _fallback_worker(rt: Runtime, name: str) -> Worker | None:
         return None
     cache = _FALLBACK_WORKERS.setdefault(rt, {})
     if name not in cache:
-        settings = rt.backend_settings
-        if spec_fb.host:
-            ollama: OllamaSettings = settings.ollama.model_copy(update={"host": spec_fb.host})
-            settings = settings.model_copy(update={"ollama": ollama})
         model = spec_fb.model or primary.spec.model
+        backend = make_backend(model, rt.fallback_settings(spec_fb.host), worker=name)
+        rt.check_backend(f"fallback of worker {name}", model, backend, primary.spec)
         cache[name] = Worker(
             primary.spec,
-            make_backend(model, settings, worker=name),
+            backend,
             primary.store,
             primary.embedder,
             retry=primary.retry,

@@ -181,6 +181,18 @@ class Runtime:
         }
         for n, w in self.workers.items():
             self.check_backend(f"worker {n}", self.specs[n].model, w.backend, self.specs[n])
+        for n, fb in cfg.reliability.fallbacks.items():  # a fallback host is an endpoint too
+            if n in self.specs:
+                fb_model = fb.model or self.specs[n].model
+                check_embedded_name(
+                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source
+                )
+                self.check_backend(
+                    f"fallback of worker {n}",
+                    fb_model,
+                    make_backend(fb_model, self.fallback_settings(fb.host), worker=n),
+                    self.specs[n],
+                )
         self.router = Router(
             list(self.specs.values()),
             self.embedder,
@@ -208,6 +220,13 @@ class Runtime:
         }
         """Workers whose declared knowledge is (partly) missing: reported once, never retried."""
 
+    def fallback_settings(self, host: str | None) -> BackendSettings:
+        """Backend settings for a fallback on another Ollama host (or the same settings)."""
+        if not host:
+            return self.backend_settings
+        ollama = self.backend_settings.ollama.model_copy(update={"host": host})
+        return self.backend_settings.model_copy(update={"ollama": ollama})
+
     def check_backend(
         self, role: str, ref: str, backend: Backend, spec: WorkerSpec | None = None
     ) -> EndpointClass:
@@ -224,8 +243,8 @@ class Runtime:
         cfg = self.config
         endpoint = backend_endpoint(ref, backend, cfg.trusted_hosts())
         backend.where = endpoint.where
-        self.endpoints[role] = endpoint
         if endpoint.local:
+            self.endpoints[role] = endpoint
             return endpoint
         policy = cfg.privacy.policy
         private = [n for n, s in self.specs.items() if s.sensitivity == "local_only"]
@@ -247,6 +266,7 @@ class Runtime:
             )
             fix += " (or set policy = 'allow' to send as is)"
         else:
+            self.endpoints[role] = endpoint
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
 

@@ -306,6 +306,8 @@ class Session:
             raise UsageError(str(exc)) from None
         try:
             backend = make_backend(model, rt.backend_settings, worker=worker)
+            # The new endpoint is classified like the configured ones (and refused alike).
+            rt.check_backend(f"worker {worker}", model, backend, rt.specs[worker])
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         previous = str(rt.specs[worker].model)

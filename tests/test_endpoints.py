@@ -202,3 +202,74 @@ def test_no_litellm_import_on_classification():
         "assert 'litellm' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the runtime applies the rule to every endpoint ------------------------------------------
+
+
+def _runtime(make_config, **over):
+    from tandem.graphs import Runtime
+
+    return Runtime(make_config(**over))
+
+
+def test_the_runtime_shows_every_endpoint_and_why(make_config, fake_openai):
+    rt = _runtime(make_config, privacy={"policy": "redact", "trusted_hosts": []})
+    assert rt.endpoints["supervisor"].where == "remote"
+    assert "proxy or tunnel" in rt.endpoints["supervisor"].reason
+    assert rt.endpoints["worker tenancy"].where == "local"
+    assert rt.endpoints["embeddings"].where == "local"
+    trusted = _runtime(make_config)  # conftest trusts the fake's host:port
+    assert trusted.supervisor.llm.where == "local"
+    assert "trusted_hosts" in trusted.endpoints["supervisor"].reason
+
+
+def test_a_remote_ollama_host_is_refused_unless_allowed_or_trusted(make_config):
+    from tandem.workers.errors import ConfigError
+
+    remote = {"host": "http://gpu-box.example.net:11434"}
+    with pytest.raises(ConfigError, match="gpu-box.example.net:11434.*another machine"):
+        _runtime(make_config, ollama=remote, privacy={"policy": "redact"})
+    with pytest.raises(ConfigError, match="local_only"):
+        _runtime(make_config, ollama=remote, privacy={"policy": "local_only"})
+    rt = _runtime(make_config, ollama=remote, privacy={"policy": "allow"})
+    assert rt.endpoints["worker tenancy"].where == "remote"
+    assert rt.workers["tenancy"].backend.where == "remote"
+    ok = _runtime(make_config, ollama=remote, privacy={"trusted_hosts": ["gpu-box.example.net"]})
+    assert ok.endpoints["worker tenancy"].where == "local"
+
+
+def test_a_remote_fallback_host_is_an_endpoint_too(make_config):
+    from tandem.workers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fallback of worker tenancy"):
+        _runtime(
+            make_config,
+            privacy={"policy": "redact"},
+            reliability={"fallbacks": {"tenancy": {"host": "http://other-box:11434"}}},
+        )
+
+
+def test_egress_local_is_refused(make_config):
+    from tandem.workers.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="trusted_hosts"):
+        _runtime(make_config, supervisor={"egress": "local"})
+
+
+def test_a_local_only_worker_never_runs_on_a_remote_endpoint(make_config):
+    from tandem.workers.errors import ConfigError
+
+    from .conftest import demo_specs
+
+    specs = [
+        s.model_copy(update={"sensitivity": "local_only"}) if s.name == "health" else s
+        for s in demo_specs()
+    ]
+    with pytest.raises(ConfigError, match="local_only worker"):
+        _runtime(
+            make_config,
+            workers=specs,
+            ollama={"host": "http://gpu-box.example.net:11434"},
+            privacy={"policy": "allow"},  # even when everything else may leave as is
+        )
