@@ -228,7 +228,7 @@ def test_a_remote_ollama_host_is_refused_unless_allowed_or_trusted(make_config):
     from tandem.workers.errors import ConfigError
 
     remote = {"host": "http://gpu-box.example.net:11434"}
-    with pytest.raises(ConfigError, match="gpu-box.example.net:11434.*another machine"):
+    with pytest.raises(ConfigError, match=r"gpu-box\.example\.net:11434.*another machine"):
         _runtime(make_config, ollama=remote, privacy={"policy": "redact"})
     with pytest.raises(ConfigError, match="local_only"):
         _runtime(make_config, ollama=remote, privacy={"policy": "local_only"})
