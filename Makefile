@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench lock clean
+.PHONY: setup demo test lint typecheck contracts check bench lock clean
 
 # Create the virtualenv and install the locked dependencies (first run compiles
 # llama-cpp-python: ~12 min on 2 cores; pip caches the wheel for later runs).
@@ -20,8 +20,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/tandem demo
 
+# Every tier: fast, integration (processes, servers, venvs) and embedded (the real bundled
+# models) — what CI runs. A bare `pytest` runs the fast tier only (pyproject.toml addopts).
 test: $(STAMP)
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -m ""
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -32,6 +34,13 @@ typecheck: $(STAMP)
 	for p in agents workers graphs; do ln -sfn ../../$$p .typecheck/tandem/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p tandem.agents -p tandem.workers -p tandem.graphs
 
+# The dependency rule (docs/architecture.md): import-linter's contracts in pyproject.toml.
+contracts: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+# Everything but the tests: lint, format, strict types, the import contracts (CI runs it).
+check: lint typecheck contracts
+
 # Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
 # BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
 BENCH ?= economy,overhead,router,retrieval,embedding,concurrency,eval
@@ -41,7 +50,7 @@ bench: $(STAMP)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra ner --extra dev -o requirements.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,17 +1,22 @@
-"""tandem.agents — the large-model side: supervisor, router, privacy guard, CLI and REPL."""
+"""tandem.agents — the large-model side: router, supervisor and its model clients, privacy, cost.
+
+The command line, the REPL and their renderers live in :mod:`tandem.agents.shell`, the top
+layer: it is not imported here (see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
-from tandem.agents._egress import EgressRecord, read_egress_log
-from tandem.agents._hygiene import neutralize_links
-from tandem.agents._llm import BackendLLM, LangChainLLM, LiteLLM, LLMReply, SupervisorLLM
+from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, LLMReply, SupervisorLLM
 from tandem.agents.privacy import (
     Detector,
+    EgressRecord,
     EgressRequest,
     Finding,
     GuardReport,
     Redactor,
     find_sensitive,
+    neutralize_links,
+    read_egress_log,
     restore,
 )
 from tandem.agents.router import RouteDecision, Router, RouterSettings

@@ -1,6 +1,6 @@
 """The supervisor: plans subtasks for specialists and synthesizes their results.
 
-It talks to a :class:`~tandem.agents._llm.SupervisorLLM` (litellm, the embedded
+It talks to a :class:`~tandem.agents.llm.SupervisorLLM` (litellm, the embedded
 engine, or a LangChain model). Plans are structured output validated against
 the registered workers: unknown workers get one repair round and are then
 dropped, never executed; plans longer than ``max_subtasks`` are trimmed.
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tandem.agents._llm import LLMReply, SupervisorLLM
+from tandem.agents.llm import LLMReply, SupervisorLLM
 from tandem.workers.backends import ChatMessage, TokenCallback
 from tandem.workers.errors import BadModelOutput, RunError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
@@ -62,7 +62,9 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
     lines = []
     for r in results:
         sources = ", ".join(sorted({c.source for c in r.citations})) or "none"
-        body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        # A failure is named, its error text is not passed on: it is no answer, and it
+        # would come back as one.
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
         lines.append(
             f'<result worker="{r.worker}" status="{r.status}" confidence="{r.confidence:.2f}" '
             f'sources="{_esc(sources)}">{_esc(body)}</result>'
@@ -105,7 +107,7 @@ class Supervisor:
         )
 
     def failed_record(self, exc: RunError, purpose: str) -> CallRecord:
-        """A ledger row for a call that failed."""
+        """A ledger row for a call that failed (with what its attempts may have cost)."""
         return CallRecord(
             role="supervisor",
             model=self.llm.model,
@@ -113,6 +115,7 @@ class Supervisor:
             purpose=purpose,
             attempts=exc.attempts,
             error=str(exc),
+            cost_usd=exc.cost_usd,
         )
 
     async def _call(

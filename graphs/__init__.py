@@ -1,4 +1,5 @@
-"""tandem.graphs — the LangGraph state machine wiring supervisor and workers."""
+"""tandem.graphs — the LangGraph state machine wiring supervisor and workers, its runtime,
+the session API (:class:`Session`) and evaluation."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 from tandem.graphs.checkpoint import open_checkpointer, open_checkpointer_sync
 from tandem.graphs.config import PrivacySettings, SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.evaluate import EvalCase, EvalReport, EvalRow, evaluate, load_dataset
-from tandem.graphs.hybrid import build_graph
+from tandem.graphs.hybrid import TandemGraph, build_graph
 from tandem.graphs.ledger import Ledger, LedgerTotals, SessionLedger, build_ledger
 from tandem.graphs.runtime import Runtime
+from tandem.graphs.session import Session
 from tandem.graphs.state import Answer, TandemState
 
 __all__ = [
@@ -25,9 +27,11 @@ __all__ = [
     "LedgerTotals",
     "PrivacySettings",
     "Runtime",
+    "Session",
     "SessionLedger",
     "SupervisorSettings",
     "TandemConfig",
+    "TandemGraph",
     "TandemState",
     "build_graph",
     "build_ledger",

@@ -8,8 +8,9 @@
 
 Open one with :func:`open_checkpointer` (async code: ``ainvoke``/``astream``) or
 :func:`open_checkpointer_sync` (``invoke``/``stream``) and pass it to
-:func:`~tandem.graphs.build_graph`. Runs should use ``durability=DURABILITY`` so a
-turn is on disk before the next one starts (resume after a crash or restart).
+:func:`~tandem.graphs.build_graph`. A graph built with a checkpointer runs with
+``durability=DURABILITY`` unless a run passes another: each step is on disk before the
+next one starts (resume after a crash or restart).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Remote calls are priced (litellm's price list, or ``[cost.prices]``); local calls
 cost 0 and report their compute seconds. Each run's ledger also prices the
 same token volume as if every chat call had gone to the supervisor model (the
-counterfactual) and the resulting savings. :class:`SessionLedger` adds runs up
-per thread and per session.
+counterfactual) and the resulting savings — :func:`tandem.agents.cost.savings`, the one
+savings computation. :class:`SessionLedger` adds runs up per thread and per session.
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
-from tandem.agents._cost import price_tokens
-from tandem.agents._egress import EgressRecord, EgressSummary, summarize_egress
-from tandem.agents._privacy_config import ModelPrice
+from tandem.agents.cost import BUDGET_STOP, ModelPrice, savings, savings_pct
+from tandem.agents.privacy import EgressRecord, EgressSummary, summarize_egress
 from tandem.workers.records import CallRecord
-
-BUDGET_STOP = "the run's budget stopped escalation"
-"""Marks the ledger row of a call a budget stopped (it was never made)."""
 
 __all__ = [
     "BUDGET_STOP",
@@ -85,7 +81,7 @@ class LedgerTotals(BaseModel):
         t.cost_usd = round(self.cost_usd + other.cost_usd, 8)
         t.counterfactual_usd = round(self.counterfactual_usd + other.counterfactual_usd, 8)
         t.local_share = round(t.local_calls / t.calls, 4) if t.calls else 1.0
-        t.savings_pct = _savings(t.cost_usd, t.counterfactual_usd)
+        t.savings_pct = savings_pct(t.cost_usd, t.counterfactual_usd)
         return t
 
 
@@ -98,12 +94,6 @@ class Ledger(BaseModel):
     """Remote requests of the run as the egress log recorded them."""
     supervisor_model: str = ""
     """The model the counterfactual is priced on."""
-
-
-def _savings(cost: float, counterfactual: float) -> float | None:
-    if counterfactual <= 0:
-        return None
-    return round(100.0 * (counterfactual - cost) / counterfactual, 2)
 
 
 def build_ledger(
@@ -124,7 +114,6 @@ def build_ledger(
     """
     rows = list(calls)
     t = LedgerTotals()
-    chat_in = chat_out = 0
     for c in rows:
         if BUDGET_STOP in c.error:
             t.budget_stops += 1
@@ -143,17 +132,14 @@ def build_ledger(
             t.bytes_sent_remote += c.bytes_sent
         else:
             t.local_seconds += c.seconds
-        if c.role in ("worker", "supervisor"):
-            chat_in += c.tokens_in
-            chat_out += c.tokens_out
     t.seconds = round(t.seconds, 4)
     t.local_seconds = round(t.local_seconds, 4)
     t.cost_usd = round(t.cost_usd, 8)
     t.local_share = round(t.local_calls / t.calls, 4) if t.calls else 1.0
     if supervisor_model:
-        cf = price_tokens(supervisor_model, chat_in, chat_out, prices or {})
-        t.counterfactual_usd = round(cf or 0.0, 8)
-        t.savings_pct = _savings(t.cost_usd, t.counterfactual_usd)
+        saved = savings(rows, supervisor_model, prices or {})
+        t.counterfactual_usd = saved.counterfactual_usd or 0.0
+        t.savings_pct = saved.pct
     return Ledger(
         calls=rows,
         totals=t,

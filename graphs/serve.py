@@ -19,15 +19,13 @@ the text, the route, the citations and the ledger::
 
 from __future__ import annotations
 
-from typing import Any
-
 from tandem.graphs.config import TandemConfig, load_config
-from tandem.graphs.hybrid import build_graph
+from tandem.graphs.hybrid import TandemGraph, build_graph
 
 __all__ = ["graph", "make_graph"]
 
 
-def make_graph(config: TandemConfig | None = None) -> Any:
+def make_graph(config: TandemConfig | None = None) -> TandemGraph:
     """Build the served graph: no checkpointer (the server owns persistence).
 
     Args:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from tandem.agents._cli_eval import render_report
+from tandem.agents.shell._eval import render_report
 from tandem.graphs.evaluate import EvalCase, evaluate, load_dataset
 from tandem.workers.errors import ConfigError
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
@@ -90,6 +90,7 @@ def _tandem(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # runs the `tandem` command
 def test_cli_eval_json_limit_and_errors(tmp_path: Path) -> None:
     with (
         FakeOllama(chat_models=("qwen2.5:1.5b",), embed_models=("nomic-embed-text",)) as ol,

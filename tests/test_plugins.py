@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from tandem.graphs import Runtime, TandemConfig, load_config
+from tandem.graphs.testing import check_worker
 from tandem.workers import PluginError, WorkerSpec, discover, register
 from tandem.workers.builtin import specs as builtin_specs
 from tandem.workers.plugins import PluginSettings
-from tandem.workers.testing import check_worker
 
 SPEC_SOURCE = """
 from pathlib import Path
@@ -369,7 +369,7 @@ def test_every_cli_command_warns_about_a_skipped_plugin_and_carries_on(
 ) -> None:
     from typer.testing import CliRunner
 
-    from tandem.agents.cli import app
+    from tandem.agents.shell.cli import app
 
     ocean(site, module="plug_ocean_g")
     make_dist(
@@ -402,7 +402,7 @@ def test_workers_list_and_show_describe_a_plugin_worker(
 ) -> None:
     from typer.testing import CliRunner
 
-    from tandem.agents.cli import app
+    from tandem.agents.shell.cli import app
 
     ocean(site, module="plug_ocean_h")
     monkeypatch.setenv("TANDEM_PLUGINS", "builtin,ocean")

@@ -16,7 +16,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from tandem.agents.repl import run_repl
+from tandem.agents.shell.repl import run_repl
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
 # pydantic warns (once per process, from whichever thread builds the schema first) about a

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tandem.workers.testing import FakeOllama, FakeOpenAI, ScriptedSupervisor
+from tandem.graphs.testing import FakeOllama, FakeOpenAI, ScriptedSupervisor
 
 DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
 CROSS_Q = (

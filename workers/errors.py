@@ -20,7 +20,8 @@ Hierarchy::
         ├── BackendRejected         any other refusal (400, 401, 500 …) — message from the server
         ├── BadModelOutput          output that does not parse/validate, even after repair
         ├── StoreError              the retrieval store (Chroma) failed: locked, corrupt …
-        └── DeadlineExceeded        the run's deadline passed before this step finished
+        ├── DeadlineExceeded        the run's deadline passed before this step finished
+        └── BudgetExceeded          a per-run budget ([cost]) stopped a large-model call
 
 Every :class:`RunError` carries ``worker``, ``model``, ``host``, ``attempts``
 and ``retryable`` so callers (and the single retry layer) can decide what to
@@ -35,6 +36,7 @@ Where each failure ends up (see ``tandem.graphs`` for the fallbacks)::
     store locked / corrupt   → the worker answers without retrieval (``grounded=False``) and
                                the error is reported once, with the fix
     run deadline reached     → whatever finished is returned, with a note on what did not
+    budget would be exceeded → the call is not made; the answer comes from the worker results
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "BadModelOutput",
+    "BudgetExceeded",
     "ConfigError",
     "DeadlineExceeded",
     "ModelAssetError",
@@ -116,6 +119,10 @@ class RunError(TandemError):
         attempts: How many attempts were made before giving up.
         retryable: Whether trying again later may succeed.
         retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
+        not_sent: The request never left this machine (missing credentials, an unknown
+            provider, a refused connection): nothing was sent, nothing can be billed.
+        cost_usd: What the failed attempts may have cost (a timed-out request at its worst
+            case: the provider may have billed it), summed over attempts.
     """
 
     retryable_default = False
@@ -131,6 +138,7 @@ class RunError(TandemError):
         attempts: int = 1,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        not_sent: bool = False,
     ) -> None:
         self.worker = worker
         self.model = model
@@ -138,6 +146,8 @@ class RunError(TandemError):
         self.attempts = attempts
         self.retryable = self.retryable_default if retryable is None else retryable
         self.retry_after = retry_after
+        self.not_sent = not_sent
+        self.cost_usd = 0.0
         super().__init__(message, hint=hint)
 
     def __str__(self) -> str:
@@ -223,3 +233,10 @@ class StoreError(RunError):
 
 class DeadlineExceeded(RunError):
     """The run reached its deadline (``[reliability] deadline``) before this step finished."""
+
+
+class BudgetExceeded(RunError):
+    """A per-run budget (``[cost]``) would be exceeded by the next large-model call.
+
+    Nothing was sent; the run goes on with what the workers answered.
+    """

@@ -1,16 +1,18 @@
-"""Test doubles for tandem and for plugin authors.
+"""Test doubles of the workers layer, for tandem and for plugin authors.
 
 * :class:`FakeOllama` — a real HTTP server speaking Ollama's API (``/api/chat``,
   ``/api/embed``, ``/api/tags`` …) with deterministic models, request recording,
   concurrency counters, latency and fault injection.
 * :class:`FakeOpenAI` — an OpenAI-compatible ``/v1/chat/completions`` server that
   litellm reaches like any hosted supervisor.
-* :class:`ScriptedSupervisor` — a strict in-process supervisor model: it returns
-  the scripted replies in order and fails the test on any unexpected call.
 * :func:`hash_embed` — the deterministic embedding the fakes use.
 * :func:`fake_config_toml` — a ``tandem.toml`` wired to both fakes (for CLI tests).
-* :func:`check_worker` — a conformance check for a :class:`WorkerSpec` (plugin authors:
-  call it from your own tests).
+* :func:`check_worker` — a conformance check for a :class:`WorkerSpec`: registration →
+  ingestion → retrieval → answer → citations (plugin authors: call it from your own tests).
+
+What needs the layers above — the routing check (``check_worker(spec, competitors=…)``)
+and :class:`ScriptedSupervisor`, a strict in-process supervisor model — is in
+:mod:`tandem.graphs.testing`, which also re-exports everything here.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ import asyncio
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import chromadb
 from chromadb.config import Settings
 from pydantic import BaseModel
 
-from tandem.agents.router import Router, RouterSettings
 from tandem.workers._fakes._http import RecordedRequest
 from tandem.workers._fakes.ollama_server import FakeOllama, grounded_reply, hash_embed
 from tandem.workers._fakes.openai_server import FakeOpenAI, rule_supervisor
-from tandem.workers.backends import BackendSettings, OllamaSettings, make_backend
+from tandem.workers.backends import Backend, BackendSettings, OllamaSettings, make_backend
+from tandem.workers.builtin import specs as builtin_specs
 from tandem.workers.plugins import register
 from tandem.workers.records import Subtask, WorkerResult
 from tandem.workers.spec import WorkerSpec
@@ -43,7 +45,7 @@ __all__ = [
     "FakeOpenAI",
     "QuestionCheck",
     "RecordedRequest",
-    "ScriptedSupervisor",
+    "RouteScores",
     "WorkerCheck",
     "acheck_worker",
     "check_worker",
@@ -71,6 +73,7 @@ def fake_config_toml(
     router: dict[str, float] | None = None,
     worker_model: str = "ollama:qwen2.5:1.5b",
     extra: Sequence[str] = (),
+    trust_supervisor: bool = True,
 ) -> str:
     """A ``tandem.toml`` that points tandem's CLI at the two fake servers.
 
@@ -83,14 +86,16 @@ def fake_config_toml(
             tandem's own defaults).
         worker_model: The model every written worker uses.
         extra: Further TOML lines appended as they are (their own tables).
+        trust_supervisor: List the fake supervisor's ``host:port`` in ``[privacy]
+            trusted_hosts``, so that it counts as a model on this machine (an ``openai/``
+            model is otherwise remote whatever its endpoint). False: it stands in for a
+            hosted provider (then pass any ``[privacy]`` lines in ``extra``).
 
     Returns:
         The file's text.
     """
     if workers is None:
-        from tandem.workers.builtin import specs
-
-        workers = specs()
+        workers = builtin_specs()
     thresholds = FAKE_ROUTER_THRESHOLDS if router is None else router
     lines = [
         f"data_dir = {json.dumps(str(data_dir))}",
@@ -104,6 +109,8 @@ def fake_config_toml(
         'embed_model = "ollama:nomic-embed-text"',
         *(f"{key} = {value}" for key, value in thresholds.items()),
     ]
+    if trust_supervisor:
+        lines += ["[privacy]", f"trusted_hosts = [{json.dumps(_host_port(openai.api_base))}]"]
     for spec in workers:
         lines += [
             "[[workers]]",
@@ -118,58 +125,18 @@ def fake_config_toml(
     return "\n".join(lines) + "\n"
 
 
+def _host_port(url: str) -> str:
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    return authority
+
+
 _CHAT = "tandem-check-chat"
 _EMBED = "tandem-check-embed"
-_EMBED_REF = f"ollama:{_EMBED}"
 
 
-class ScriptedSupervisor:
-    """A strict scripted supervisor model (implements ``SupervisorLLM``).
-
-    Args:
-        replies: Replies in call order; dicts are JSON-encoded.
-        where: Whether it pretends to be ``local`` or ``remote``.
-    """
-
-    def __init__(
-        self, *replies: str | dict[str, Any], where: Literal["local", "remote"] = "remote"
-    ) -> None:
-        self.model = "scripted/supervisor"
-        self.where = where
-        self._replies = [r if isinstance(r, str) else json.dumps(r) for r in replies]
-        self.calls: list[list[dict[str, str]]] = []
-
-    async def complete(
-        self,
-        messages: Sequence[Any],
-        *,
-        schema: dict[str, Any] | None = None,
-        schema_name: str = "reply",
-        on_token: Any = None,
-    ) -> Any:
-        from tandem.agents._llm import LLMReply
-
-        self.calls.append([dict(m) for m in messages])
-        if not self._replies:
-            raise AssertionError(
-                f"ScriptedSupervisor: unexpected call #{len(self.calls)} ({schema_name})"
-            )
-        content = self._replies.pop(0)
-        if on_token is not None:
-            on_token(content)
-        return LLMReply(
-            content=content,
-            model=self.model,
-            where=self.where,
-            tokens_in=sum(len(str(m["content"]).split()) for m in messages),
-            tokens_out=len(content.split()),
-            bytes_sent=len(json.dumps([dict(m) for m in messages]).encode()),
-        )
-
-    @property
-    def remaining(self) -> int:
-        """Replies not consumed yet."""
-        return len(self._replies)
+RouteScores = Callable[[Backend], Callable[[str], Awaitable[dict[str, float]]]]
+"""Builds a scorer from the check's embedding backend: ``await score(question)`` gives each
+worker's routing score (:mod:`tandem.graphs.testing` passes one built on tandem's router)."""
 
 
 class QuestionCheck(BaseModel):
@@ -210,9 +177,16 @@ async def acheck_worker(
     spec: WorkerSpec,
     *,
     questions: Sequence[str] | None = None,
-    competitors: Sequence[WorkerSpec] = (),
+    route_scores: RouteScores | None = None,
 ) -> WorkerCheck:
-    """Async form of :func:`check_worker`."""
+    """Async form of :func:`check_worker`.
+
+    Args:
+        spec: The worker to check.
+        questions: Questions to ask (default: every example in the spec).
+        route_scores: When given, each question must score highest for ``spec`` (the
+            routing stage); :func:`tandem.graphs.testing.check_worker` passes tandem's router.
+    """
     try:
         (spec,) = register(spec, origin=spec.origin)
     except Exception as exc:
@@ -255,10 +229,7 @@ async def acheck_worker(
                 store,
                 embedder,
             )
-            router: Router | None = None
-            if competitors:
-                others = [c for c in competitors if c.name != spec.name]
-                router = Router([*others, spec], embedder, RouterSettings(embed_model=_EMBED_REF))
+            score = route_scores(embedder) if route_scores is not None else None
             report = WorkerCheck(
                 worker=spec.name,
                 model=spec.model,
@@ -267,7 +238,7 @@ async def acheck_worker(
                 questions=[],
             )
             for question in asked:
-                report.questions.append(await _check_one(spec, question, worker, router, seen))
+                report.questions.append(await _check_one(spec, question, worker, score, seen))
             return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -277,19 +248,19 @@ async def _check_one(
     spec: WorkerSpec,
     question: str,
     worker: Worker,
-    router: Router | None,
+    score: Callable[[str], Awaitable[dict[str, float]]] | None,
     seen: list[dict[str, Any]],
 ) -> QuestionCheck:
     routed_to = None
-    if router is not None:
-        decision, _ = await router.decide(question)
-        routed_to = max(decision.scores, key=lambda n: decision.scores[n])
+    if score is not None:
+        scores = await score(question)
+        routed_to = max(scores, key=lambda n: scores[n])
         if routed_to != spec.name:
             raise _fail(
                 spec,
                 "routing",
                 f"{question!r} scores highest for '{routed_to}' "
-                f"({decision.scores}); sharpen the description or examples",
+                f"({scores}); sharpen the description or examples",
             )
     subtask = Subtask(worker=spec.name, instruction=question, query=question)
     probe = WorkerRun(result=WorkerResult(worker=spec.name, instruction=question, status="failed"))
@@ -331,7 +302,7 @@ def check_worker(
     spec: WorkerSpec,
     *,
     questions: Sequence[str] | None = None,
-    competitors: Sequence[WorkerSpec] = (),
+    route_scores: RouteScores | None = None,
 ) -> WorkerCheck:
     """Run a worker through registration → ingestion → retrieval → answer → validation.
 
@@ -349,8 +320,9 @@ def check_worker(
     Args:
         spec: The worker to check (its model is not called; a fake stands in).
         questions: Questions to ask (default: every example in the spec).
-        competitors: Other workers (e.g. tandem's built-ins); when given, each question must
-            score highest for ``spec`` in the router.
+        route_scores: A routing scorer (see :data:`RouteScores`); when given, each question
+            must score highest for ``spec``. :func:`tandem.graphs.testing.check_worker`
+            takes ``competitors=`` and checks routing with tandem's router.
 
     Returns:
         A :class:`WorkerCheck` with, per question, the retrieved sources, the answer and its
@@ -363,5 +335,5 @@ def check_worker(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(acheck_worker(spec, questions=questions, competitors=competitors))
+        return asyncio.run(acheck_worker(spec, questions=questions, route_scores=route_scores))
     raise RuntimeError("check_worker() cannot run inside an event loop; await acheck_worker()")

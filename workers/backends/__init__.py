@@ -11,10 +11,12 @@ from tandem.workers.backends._base import (
     TokenCallback,
     TokenMeasure,
 )
+from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
 from tandem.workers.backends._factory import BackendSettings, make_backend
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 
 __all__ = [
+    "BUNDLED_MODELS",
     "Backend",
     "BackendSettings",
     "ChatMessage",
@@ -24,5 +26,7 @@ __all__ = [
     "OllamaSettings",
     "TokenCallback",
     "TokenMeasure",
+    "default_cache_dir",
+    "ensure_model",
     "make_backend",
 ]

@@ -23,53 +23,17 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Literal
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
+from tandem.workers.backends._host_config import OllamaHost
+from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 from tandem.workers.errors import BackendBusy, BackendUnavailable, RunError
-
-if TYPE_CHECKING:
-    from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 
 __all__ = ["HostHealth", "OllamaHost", "OllamaPool", "host_health", "reset_host_health"]
 
 MAX_BACKOFF = 8
 """A host that keeps failing waits at most this many cooldowns between probes."""
-
-
-class OllamaHost(BaseModel):
-    """One Ollama server in the pool (``[[ollama.hosts]]``; a bare URL string also works)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str
-    """The server's base URL (``http://gpu-1:11434``)."""
-    weight: float = Field(default=1.0, gt=0)
-    """Share of the traffic relative to the other hosts (2 = takes twice as many requests)."""
-    models: list[str] = Field(default_factory=list)
-    """Models this host serves (Ollama names, ``qwen2.5:1.5b``); empty: every model."""
-    max_parallel: int | None = Field(default=None, ge=1, le=64)
-    """Requests in flight per model on this host (its ``OLLAMA_NUM_PARALLEL``);
-    default: ``[ollama] max_parallel``."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_url(cls, value: Any) -> Any:
-        return {"url": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _normalise(self) -> OllamaHost:
-        url = self.url.strip().rstrip("/")
-        if not url:
-            raise ValueError("a host URL cannot be empty")
-        self.url = url if "://" in url else f"http://{url}"
-        return self
-
-    def serves(self, model: str) -> bool:
-        """Whether this host is meant to serve ``model``."""
-        return not self.models or model in self.models
 
 
 class HostHealth:
@@ -138,8 +102,6 @@ class OllamaPool:
     where: Literal["local", "remote"] = "local"
 
     def __init__(self, model: str, settings: OllamaSettings, *, worker: str | None = None) -> None:
-        from tandem.workers.backends.ollama import OllamaBackend
-
         hosts = [h for h in settings.hosts if h.serves(model)]
         if not hosts:
             raise ValueError(f"no [[ollama.hosts]] entry serves model '{model}'")

@@ -8,9 +8,9 @@ import pytest
 import tandem_maritime
 from tandem_maritime import CORPUS, specs
 
+from tandem.graphs.testing import check_worker
 from tandem.workers import register
 from tandem.workers.builtin import specs as builtin_specs
-from tandem.workers.testing import check_worker
 
 
 def test_every_example_is_retrieved_answered_cited_and_routed_here() -> None:

@@ -17,18 +17,26 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.agents._render import render_ledger
-from tandem.agents._repl_render import (
+from tandem.agents.privacy import EgressRequest
+from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell._repl_render import (
     render_cost,
     render_footer,
     render_privacy,
     render_route_decision,
 )
-from tandem.agents._session import ChatSession
+from tandem.agents.shell.render import StreamPrinter, render_ledger
+from tandem.graphs import Answer, Runtime, Session, TandemConfig, build_graph, open_checkpointer
+from tandem.graphs.ledger import build_ledger
 from tandem.workers.errors import TandemError, UsageError
 
 __all__ = ["HELP", "Repl", "redact_config", "run_repl"]
@@ -65,8 +73,12 @@ def redact_config(data: Any) -> Any:
     return data
 
 
+Reader = Callable[[str], Awaitable[str | None]]
+"""``await read(prompt)`` returns a line, or ``None`` at end of input."""
+
+
 class Repl:
-    """The read–answer loop over a :class:`ChatSession`.
+    """The read–answer loop over a :class:`~tandem.graphs.Session`.
 
     Args:
         session: The chat session.
@@ -77,15 +89,15 @@ class Repl:
 
     def __init__(
         self,
-        session: ChatSession,
+        session: Session,
         console: Console,
-        read: Callable[[str], Awaitable[str | None]],
+        read: Reader,
     ) -> None:
         self.session = session
         self.console = console
         self.read = read
-        self.current: asyncio.Task[Any] | None = None
-        self._streamed = ""
+        self.current: asyncio.Task[Answer] | None = None
+        self.printer = StreamPrinter(console)
         session.approve = self._approve  # [privacy] policy = "ask"
         self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
             "help": self._help,
@@ -139,23 +151,9 @@ class Repl:
             return "\n".join(lines)
 
     # -- answering ---------------------------------------------------------------------
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "token":
-            text = str(event.get("text", ""))
-            self._streamed += text
-            self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
-            self.console.file.flush()
-        elif kind == "reset":
-            if self._streamed:
-                self.console.print()
-            reason = escape(str(event.get("reason", "")))
-            self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
-            self._streamed = ""
-
-    async def _approve(self, request: dict[str, Any]) -> bool:
+    async def _approve(self, request: EgressRequest) -> bool:
         """Show exactly what would leave the machine, then ask yes/no (default no)."""
-        if self._streamed:
+        if self.printer.streamed:
             self.console.print()
         redacted = ", ".join(f"{k}×{v}" for k, v in request.get("redacted", {}).items())
         self.console.print(
@@ -165,17 +163,19 @@ class Repl:
             highlight=False,
         )
         for m in request.get("messages", []):
-            self.console.rule(str(m.get("role", "")), style="dim")
-            self.console.print(str(m.get("content", "")), markup=False, highlight=False)
+            self.console.rule(strip_controls(str(m.get("role", ""))), style="dim")
+            self.console.print(
+                strip_controls(str(m.get("content", ""))), markup=False, highlight=False
+            )
         self.console.rule(style="dim")
         reply = await self.read(f"send this to {request.get('model')}? [y/N] ")
-        self._streamed = ""
+        self.printer.streamed = ""
         return (reply or "").strip().lower() in ("y", "yes")
 
-    async def answer(self, query: str) -> Any:
+    async def answer(self, query: str) -> Answer | None:
         """Answer ``query``, streaming; returns the answer or ``None`` if cancelled/failed."""
-        self._streamed = ""
-        self.current = asyncio.create_task(self.session.ask(query, self._on_event))
+        self.printer.streamed = ""
+        self.current = asyncio.create_task(self.session.ask(query, self.printer))
         # Ctrl-C while an answer is written cancels it (the prompt has its own handling).
         loop = asyncio.get_running_loop()
         restore = _install_sigint(loop, self.interrupt)
@@ -194,11 +194,14 @@ class Repl:
             self.current = None
             if restore is not None:
                 restore()
-        if self._streamed.strip() != answer.text.strip():
-            if self._streamed:
+        streamed = self.printer.streamed
+        if streamed.strip() != answer.text.strip():
+            if streamed:
                 self.console.print()
-            self.console.print(answer.text or "(no answer)", markup=False, highlight=False)
-        elif self._streamed:
+            self.console.print(
+                strip_controls(answer.text) or "(no answer)", markup=False, highlight=False
+            )
+        elif streamed:
             self.console.print()
         self.console.print(render_footer(answer))
         return answer
@@ -255,8 +258,6 @@ class Repl:
         for n in trace.nodes:
             table.add_row(n.name, f"{n.start:.2f}", f"{n.seconds:.2f}", n.error[:40])
         self.console.print(table)
-        from tandem.graphs.ledger import build_ledger
-
         self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
 
     async def _privacy(self, arg: str) -> None:
@@ -340,19 +341,15 @@ def _install_sigint(
 
 
 def _prompt_reader(
-    history: Path | None, pt_input: Any = None, pt_output: Any = None
-) -> Callable[[str], Awaitable[str | None]]:
+    history: Path | None, pt_input: Input | None = None, pt_output: Output | None = None
+) -> Reader:
     """Read lines with prompt_toolkit (history file, Esc+Enter for a newline)."""
     if pt_input is None and not sys.stdin.isatty():
         return _plain_reader()
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory, InMemoryHistory
-    from prompt_toolkit.key_binding import KeyBindings
-
     bindings = KeyBindings()
 
     @bindings.add("escape", "enter")
-    def _newline(event: Any) -> None:
+    def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
     if history is not None:
@@ -373,7 +370,7 @@ def _prompt_reader(
     return read
 
 
-def _plain_reader() -> Callable[[str], Awaitable[str | None]]:
+def _plain_reader() -> Reader:
     """Lines from a non-interactive stdin (``echo … | tandem chat``)."""
 
     async def read(message: str) -> str | None:
@@ -384,22 +381,20 @@ def _plain_reader() -> Callable[[str], Awaitable[str | None]]:
 
 
 async def arun_repl(
-    runtime: Any,
+    runtime: Runtime,
     *,
     thread_id: str | None = None,
     console: Console | None = None,
-    read: Callable[[str], Awaitable[str | None]] | None = None,
-    pt_input: Any = None,
-    pt_output: Any = None,
-) -> ChatSession:
+    read: Reader | None = None,
+    pt_input: Input | None = None,
+    pt_output: Output | None = None,
+) -> Session:
     """Async core of :func:`run_repl`; returns the finished session."""
-    from tandem.graphs import build_graph, open_checkpointer
-
     console = console or Console()
     config = runtime.config
     async with open_checkpointer(config) as saver:
         graph = build_graph(runtime=runtime, checkpointer=saver)
-        session = ChatSession(graph, saver)
+        session = Session(graph, saver)
         if thread_id:
             try:
                 info = await session.switch(thread_id)
@@ -413,21 +408,30 @@ async def arun_repl(
             f"thread {session.thread_id} · /help for commands, Ctrl-D to quit",
             highlight=False,
         )
+        # Where each endpoint runs and why (the privacy guard acts on this).
+        for role, endpoint in runtime.endpoints.items():
+            colour = "green" if endpoint.local else "yellow"
+            console.print(
+                f"[dim]{escape(role)}:[/] [{colour}]{endpoint.where}[/] "
+                f"[dim]— {escape(endpoint.reason)}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
         reader = read or _prompt_reader(config.data_dir / "history", pt_input, pt_output)
         await Repl(session, console, reader).run()
         return session
 
 
 def run_repl(
-    config: Any = None,
+    config: TandemConfig | None = None,
     *,
-    runtime: Any = None,
+    runtime: Runtime | None = None,
     thread_id: str | None = None,
     console: Console | None = None,
-    read: Callable[[str], Awaitable[str | None]] | None = None,
-    pt_input: Any = None,
-    pt_output: Any = None,
-) -> ChatSession:
+    read: Reader | None = None,
+    pt_input: Input | None = None,
+    pt_output: Output | None = None,
+) -> Session:
     """Run the REPL until ``/exit`` or Ctrl-D.
 
     Args:
@@ -443,8 +447,6 @@ def run_repl(
         The session (its ledger, answers and last trace).
     """
     if runtime is None:
-        from tandem.graphs import Runtime
-
         runtime = Runtime(config)
     return asyncio.run(
         arun_repl(

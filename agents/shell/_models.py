@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
+import ollama
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tandem.agents._cli_common import ConfigOpt, console, err, prepare_models, run, runtime
+from tandem.agents.shell._common import ConfigOpt, console, err, prepare_models, run, runtime
+from tandem.graphs import Runtime
+from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
+from tandem.workers.backends.ollama import translate_ollama_error
 from tandem.workers.errors import ModelNotFound, RunError
 
-__all__ = ["models_app", "ollama_models", "used_models"]
+__all__ = ["is_pulled", "models_app", "ollama_models", "used_models"]
 
 models_app = typer.Typer(
     help="List, pull (Ollama) and prepare (embedded) the models tandem uses.",
@@ -25,7 +30,7 @@ models_app = typer.Typer(
 )
 
 
-def used_models(rt: Any) -> dict[str, list[str]]:
+def used_models(rt: Runtime) -> dict[str, list[str]]:
     """Model reference → what uses it (workers, embeddings, supervisor)."""
     uses: dict[str, list[str]] = {}
     for name, spec in rt.specs.items():
@@ -44,11 +49,6 @@ async def ollama_models(host: str, *, wait: float = 5.0) -> list[dict[str, Any]]
     Raises:
         RunError: The server cannot be reached (translated, with the host and a hint).
     """
-    import httpx
-    import ollama
-
-    from tandem.workers.backends.ollama import translate_ollama_error
-
     client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(wait))
     try:
         listing = await client.list()
@@ -59,7 +59,8 @@ async def ollama_models(host: str, *, wait: float = 5.0) -> list[dict[str, Any]]
     return [m.model_dump() for m in listing.models]
 
 
-def _present(name: str, available: set[str]) -> bool:
+def is_pulled(name: str, available: set[str]) -> bool:
+    """Whether the Ollama model ``name`` is among ``available`` (``name:latest`` counts)."""
     return name in available or (":" not in name and f"{name}:latest" in available)
 
 
@@ -68,8 +69,6 @@ def models_list(config: ConfigOpt = None) -> None:
     """List the models this configuration uses, and whether each one is ready."""
 
     async def go() -> None:
-        from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir
-
         rt = runtime(config)
         uses = used_models(rt)
         host = rt.config.ollama.host
@@ -92,7 +91,7 @@ def models_list(config: ConfigOpt = None) -> None:
             if engine == "ollama":
                 if available is None:
                     status = "[yellow]? server unreachable[/]"
-                elif _present(name, available):
+                elif is_pulled(name, available):
                     status, size = "[green]✓ pulled[/]", f"{sizes.get(name, 0) / 1e9:.1f} GB"
                 else:
                     status = f"[red]✗ missing[/] (tandem models pull {escape(name)})"
@@ -137,7 +136,7 @@ def models_pull(
                 console.print("this configuration uses no Ollama models")
                 return
             have = {str(m["model"]) for m in await ollama_models(host)}
-            wanted = [n for n in used if not _present(n, have)]
+            wanted = [n for n in used if not is_pulled(n, have)]
             if not wanted:
                 console.print(f"all {len(used)} Ollama models are already on {host}")
                 return
@@ -148,10 +147,6 @@ def models_pull(
 
 
 async def _pull(host: str, name: str) -> None:
-    import ollama
-
-    from tandem.workers.backends.ollama import translate_ollama_error
-
     client = ollama.AsyncClient(host=host)
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tandem.agents.shell._common import (
+    ConfigOpt,
+    console,
+    err,
+    ready,
+    run,
+    runtime,
+)
+from tandem.graphs import EvalReport, EvalRow, build_graph, evaluate, load_dataset
+
 __all__ = ["eval_command", "render_report"]
 
 
-def render_report(console: Console, report: Any) -> None:
+def render_report(console: Console, report: EvalReport) -> None:
     """Per-question table and the summary."""
     table = Table(title="tandem eval", title_justify="left")
     for col in ("#", "question", "route", "workers", "ok", "facts", "local", "s"):
@@ -56,9 +65,7 @@ def render_report(console: Console, report: Any) -> None:
 
 def eval_command(
     dataset: Annotated[Path, typer.Argument(help="JSONL: question, expected_workers, facts.")],
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Path to tandem.toml.")
-    ] = None,
+    config: ConfigOpt = None,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="Evaluate only the first N.")
     ] = None,
@@ -67,24 +74,16 @@ def eval_command(
     ] = False,
 ) -> None:
     """Evaluate routing and answers on a labelled dataset: route, facts, local share, latency."""
-    # The shared CLI helpers (runtime, model preparation, error handling) live in cli.py.
-    cli: Any = importlib.import_module("tandem.agents.cli")
 
     async def go() -> None:
-        from tandem.graphs import build_graph
-        from tandem.graphs.evaluate import evaluate, load_dataset
-
         cases = load_dataset(dataset)
-        rt = cli._runtime(config)
-        cli._prepare_models(rt, quiet=as_json)
-        await cli._ingest_missing(rt, quiet=as_json)
-        graph = build_graph(runtime=rt)
+        graph = build_graph(runtime=await ready(runtime(config), quiet=as_json))
         total = min(len(cases), limit) if limit else len(cases)
 
-        def progress(i: int, row: Any) -> None:
+        def progress(i: int, row: EvalRow) -> None:
             if not as_json:
                 mark = "✓" if row.route_ok and not row.facts_missing else "·"
-                cli.err.print(
+                err.print(
                     f"  [{i + 1}/{total}] {mark} {row.route:<10} {row.seconds:6.1f} s  "
                     f"{escape(row.question[:60])}",
                     highlight=False,
@@ -94,6 +93,6 @@ def eval_command(
         if as_json:
             sys.stdout.write(json.dumps(report.model_dump(), ensure_ascii=False) + "\n")
         else:
-            render_report(cli.console, report)
+            render_report(console, report)
 
-    cli._run(go)
+    run(go)

@@ -1,7 +1,7 @@
-"""Settings for the privacy guard (``[privacy]``) and the cost ledger (``[cost]``).
+"""Settings of the privacy guard (``[privacy]``), a field of :class:`~tandem.graphs.TandemConfig`.
 
-They live here, next to the code that uses them, and are fields of
-:class:`~tandem.graphs.TandemConfig`.
+They live here, next to the code that uses them; the cost settings (``[cost]``) live in
+:mod:`tandem.agents.cost`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["CostSettings", "ModelPrice", "PatternSpec", "Policy", "PrivacySettings"]
+from tandem.agents.privacy.endpoints import parse_trusted_host
+
+__all__ = [
+    "DEFAULT_LOCAL_SUPERVISOR",
+    "DEFAULT_THRESHOLDS",
+    "PatternSpec",
+    "Policy",
+    "PrivacySettings",
+]
 
 Policy = Literal["redact", "local_only", "ask", "allow"]
 """What may leave the machine for a remote model."""
@@ -27,6 +35,11 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "NATIONAL_ID": 0.3,
     "API_KEY": 0.5,
     "SECRET": 0.5,
+    "PASSPORT": 0.5,
+    "PASSWORD": 0.5,
+    "DATE_OF_BIRTH": 0.5,
+    "ADDRESS": 0.5,
+    "PERSON": 0.5,
 }
 """Per-entity minimum scores (Presidio's recognizers score differently: phone ~0.4)."""
 
@@ -100,6 +113,22 @@ class PrivacySettings(BaseModel):
     allowed_link_hosts: list[str] = Field(default_factory=list)
     """Hosts whose links and images may appear in model output; links to any other host are
     neutralised (markdown images/links are a known exfiltration channel)."""
+    trusted_hosts: list[str] = Field(default_factory=list)
+    """Hosts that are yours although not this machine (``gpu-box.lan``, ``gpu-box:11434``,
+    ``10.0.0.0/24``): a self-hosted engine (Ollama, vLLM …) there counts as local, and so does
+    an OpenAI-compatible server (``openai/…`` with this ``api_base``) — list a loopback
+    ``host:port`` here only if the model really runs on this machine, not a proxy or tunnel
+    to a hosted API. ``[[ollama.hosts]]`` entries are not trusted by being listed there."""
+    ner: Literal["auto", "on", "off"] = "auto"
+    """Named-entity recognition for person names and addresses (spaCy's small English
+    pipeline, ``pip install 'tandem[ner]'``): ``auto`` uses it when installed."""
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _trusted(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_trusted_host(entry)
+        return [e.strip() for e in value]
 
     @field_validator("thresholds")
     @classmethod
@@ -122,30 +151,3 @@ class PrivacySettings(BaseModel):
     def threshold(self, entity: str) -> float:
         """The minimum score for ``entity``."""
         return self.thresholds.get(entity, DEFAULT_THRESHOLDS.get(entity, 0.5))
-
-
-class ModelPrice(BaseModel):
-    """A custom price for one model, in US dollars per million tokens."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(ge=0.0)
-    """Dollars per million prompt tokens."""
-    output: float = Field(ge=0.0)
-    """Dollars per million completion tokens."""
-
-
-class CostSettings(BaseModel):
-    """Prices and per-run budgets (``[cost]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Custom prices by model string; they win over litellm's price list
-    (``[cost.prices."openai/my-model"] input = 0.15, output = 0.6``)."""
-    max_remote_usd_per_run: float | None = Field(default=None, ge=0.0)
-    """Upper bound on dollars spent on remote models in one run; a call whose worst-case cost
-    (prompt + ``max_tokens`` of output) would exceed it is not made. ``None``: no limit."""
-    max_supervisor_calls_per_run: int | None = Field(default=None, ge=0)
-    """Upper bound on large-model calls in one run (``0`` keeps every run on the workers).
-    ``None``: no limit."""

@@ -1,29 +1,60 @@
-"""A chat session: one runtime, one persisted thread at a time, and what happened so far.
+"""A session: one compiled graph, one conversation thread at a time, and what happened so far.
 
-The REPL (:mod:`tandem.agents.repl`) is a thin loop over this class: every slash command
-reads or changes a :class:`ChatSession`, so each is testable without a terminal.
+:class:`Session` is the library's conversational API. ``tandem ask``, ``tandem demo`` and
+the REPL (``tandem chat``) all answer through :meth:`Session.ask`, which streams a run and
+hands its ``custom`` events (``{"event": "token", "text": …}``, ``{"event": "reset", …}``)
+to a callback; the REPL's slash commands read or change a session, so each is testable
+without a terminal::
+
+    async with open_checkpointer(config) as saver:
+        session = Session(build_graph(config, checkpointer=saver), saver)
+        answer = await session.ask("How much notice must my landlord give?", print_event)
+        print(session.ledger().totals, session.savings())
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from tandem.graphs.checkpoint import DURABILITY, list_threads
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+
+from tandem.agents.cost import Savings, savings
+from tandem.agents.privacy import EgressRequest, egress_log_path
+from tandem.agents.router import RouteDecision
+from tandem.graphs.checkpoint import list_threads
+from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.graphs.nodes import check_text
+from tandem.graphs.runtime import Runtime
+from tandem.graphs.state import Answer, TandemState
+from tandem.workers.backends import make_backend
 from tandem.workers.errors import ConfigError, RunError, UsageError
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import parse_model_ref
 from tandem.workers.store import IngestReport
 
-__all__ = ["ChatSession", "NodeTiming", "RunTrace", "Savings", "ThreadInfo"]
+__all__ = [
+    "Approver",
+    "EventSink",
+    "NodeTiming",
+    "RunTrace",
+    "Session",
+    "SessionPrivacy",
+    "ThreadInfo",
+    "new_thread_id",
+]
 
 EventSink = Callable[[dict[str, Any]], None]
 """Receives the run's ``custom`` events: ``{"event": "token", "text": …}``, ``reset`` …"""
+
+Approver = Callable[[EgressRequest], Awaitable[bool]]
+"""Answers a ``[privacy] policy = "ask"`` prompt: ``True`` sends the payload."""
 
 
 @dataclass
@@ -57,36 +88,55 @@ class ThreadInfo:
 
 
 @dataclass
-class Savings:
-    """What the session would have cost with every call sent to the supervisor."""
+class SessionPrivacy:
+    """The egress policy and what left the machine during a session."""
 
-    local_tokens: int
-    """Tokens (in + out) answered by local models."""
-    usd: float | None
-    """Their price at the supervisor's rate; ``None`` when that rate is unknown."""
-    rate_source: str
-    """Where the rate came from (litellm's price list, this session's calls, or unknown)."""
+    policy: str
+    """The ``[privacy]`` policy in force."""
+    supervisor: str
+    """The supervisor model."""
+    supervisor_where: Literal["local", "remote"]
+    """Where it runs."""
+    remote_calls: list[CallRecord]
+    """Every call that left the machine."""
+    bytes_sent: int
+    """Bytes those calls sent."""
+    sensitive_found: dict[str, int]
+    """Sensitive spans found in the questions, by type."""
+    redacted_sent: dict[str, int]
+    """Placeholders sent instead of sensitive values, by type."""
+    egress_log: str
+    """The egress audit log (``tandem privacy log``)."""
+    questions: int
+    """Questions answered."""
 
 
-class ChatSession:
-    """One interactive session over a compiled graph with a checkpointer.
+class Session:
+    """Answers questions on one compiled graph, in one conversation thread at a time.
 
     Args:
-        graph: From :func:`~tandem.graphs.build_graph` with a checkpointer.
-        saver: That checkpointer (to list threads).
+        graph: From :func:`~tandem.graphs.build_graph` (with a checkpointer for threads that
+            persist; without one every question stands alone).
+        saver: That checkpointer (to list and switch threads).
         thread_id: Resume this thread; default: a new one.
     """
 
-    def __init__(self, graph: Any, saver: Any, *, thread_id: str | None = None) -> None:
+    def __init__(
+        self,
+        graph: TandemGraph,
+        saver: BaseCheckpointSaver[Any] | None = None,
+        *,
+        thread_id: str | None = None,
+    ) -> None:
         self.graph = graph
-        self.runtime: Any = graph.runtime
+        self.runtime: Runtime = graph.runtime
         self.saver = saver
         self.thread_id = thread_id or new_thread_id()
         self.calls: list[CallRecord] = []
-        self.answers: list[Any] = []
+        self.answers: list[Answer] = []
         self.last: RunTrace | None = None
         self.model_overrides: dict[str, tuple[str, str]] = {}
-        self.approve: Callable[[dict[str, Any]], Awaitable[bool]] | None = None
+        self.approve: Approver | None = None
         """Answers ``[privacy] policy = "ask"`` prompts (an ``EgressRequest``): True sends."""
 
     # -- asking -------------------------------------------------------------------------
@@ -95,7 +145,7 @@ class ChatSession:
         """The LangGraph config selecting this session's thread."""
         return {"configurable": {"thread_id": self.thread_id}}
 
-    async def ask(self, query: str, on_event: EventSink | None = None) -> Any:
+    async def ask(self, query: str, on_event: EventSink | None = None) -> Answer:
         """Answer ``query`` in the current thread, passing stream events to ``on_event``.
 
         Cancelling the task stops the run; the trace records that it was cancelled.
@@ -103,19 +153,21 @@ class ChatSession:
         Raises:
             TandemError: The run failed before producing an answer.
         """
+        check_text(query)
         trace = RunTrace(query=query)
         self.last = trace
         started = time.perf_counter()
         open_nodes: dict[str, NodeTiming] = {}
         final: dict[str, Any] = {}
-        payload: Any = {"query": query}
+        payload: TandemState | Command[Any] | None = {"query": query}
         try:
             while payload is not None:
                 async for mode, chunk in self.graph.astream(
                     payload,
-                    self.thread,
+                    self.thread,  # type: ignore[arg-type]
                     stream_mode=["custom", "values", "tasks"],
-                    durability=DURABILITY,
+                    # "sync" with a checkpointer (a turn is on disk before the next one).
+                    durability=self.graph.default_durability,
                 ):
                     now = time.perf_counter() - started
                     if mode == "custom":
@@ -132,7 +184,7 @@ class ChatSession:
             raise
         trace.seconds = time.perf_counter() - started
         answer = final.get("answer")
-        if answer is None or not any(n.name == "finish" for n in trace.nodes):
+        if not isinstance(answer, Answer) or not any(n.name == "finish" for n in trace.nodes):
             interrupts = final.get("__interrupt__")
             why = f"it paused: {interrupts}" if interrupts else "the run ended without an answer"
             raise RunError(why, hint="see /trace for the nodes that ran")
@@ -141,19 +193,18 @@ class ChatSession:
         self.answers.append(answer)
         return answer
 
-    async def _resume(self, final: dict[str, Any]) -> Any:
+    async def _resume(self, final: Mapping[str, Any]) -> Command[Any] | None:
         """The ``Command`` answering an egress-approval pause (``ask`` policy), else None."""
-        from langgraph.types import Command
-
         pending = final.get("__interrupt__") or ()
         value = getattr(pending[0], "value", None) if pending else None
         if self.approve is None or not isinstance(value, dict):
             return None
         if value.get("kind") != "egress_approval":
             return None
-        return Command(resume=bool(await self.approve(value)))
+        request: EgressRequest = value  # type: ignore[assignment]
+        return Command(resume=bool(await self.approve(request)))
 
-    async def route(self, query: str) -> Any:
+    async def route(self, query: str) -> RouteDecision:
         """The routing decision for ``query`` without running anything else."""
         if not query.strip():
             raise UsageError("usage: /route QUESTION")
@@ -166,29 +217,16 @@ class ChatSession:
         return build_ledger(self.calls)
 
     def savings(self) -> Savings:
-        """Estimate what the local calls would have cost at the supervisor's price."""
-        local = [c for c in self.calls if c.where == "local" and c.role == "worker"]
-        tokens = sum(c.tokens_in + c.tokens_out for c in local)
+        """What this session saved against sending every call to the supervisor model."""
         sup = self.runtime.supervisor.llm
-        if sup.where == "local":
-            return Savings(tokens, None, "no price: the supervisor is local too")
-        try:
-            import litellm
+        return savings(
+            self.calls,
+            sup.model,
+            self.runtime.config.cost.prices,
+            supervisor_where=sup.where,
+        )
 
-            usd = sum(
-                sum(litellm.cost_per_token(sup.model, c.tokens_in, c.tokens_out)) for c in local
-            )
-            return Savings(tokens, usd, f"litellm price of {sup.model}")
-        except Exception:  # the model has no published price (a custom endpoint)
-            pass
-        paid = [c for c in self.calls if c.role == "supervisor" and c.cost_usd > 0]
-        spent_tokens = sum(c.tokens_in + c.tokens_out for c in paid)
-        if spent_tokens:
-            rate = sum(c.cost_usd for c in paid) / spent_tokens
-            return Savings(tokens, tokens * rate, "this session's supervisor calls")
-        return Savings(tokens, None, f"no known price for {sup.model}")
-
-    def privacy(self) -> dict[str, Any]:
+    def privacy(self) -> SessionPrivacy:
         """The egress policy and what left the machine this session."""
         rt = self.runtime
         remote = [c for c in self.calls if c.where == "remote"]
@@ -199,23 +237,28 @@ class ChatSession:
                 findings[kind] = findings.get(kind, 0) + n
             for kind, n in answer.ledger.egress.redacted.items():
                 redacted[kind] = redacted.get(kind, 0) + n
-        return {
-            "policy": rt.config.privacy.policy,
-            "supervisor": rt.supervisor.llm.model,
-            "supervisor_where": rt.supervisor.llm.where,
-            "remote_calls": remote,
-            "bytes_sent": sum(c.bytes_sent for c in remote),
-            "sensitive_found": findings,
-            "redacted_sent": redacted,
-            "egress_log": str(rt.config.data_dir / "egress.jsonl"),
-            "questions": len(self.answers),
-        }
+        return SessionPrivacy(
+            policy=rt.config.privacy.policy,
+            supervisor=rt.supervisor.llm.model,
+            supervisor_where=rt.supervisor.llm.where,
+            remote_calls=remote,
+            bytes_sent=sum(c.bytes_sent for c in remote),
+            sensitive_found=findings,
+            redacted_sent=redacted,
+            egress_log=str(egress_log_path(rt.config.data_dir)),
+            questions=len(self.answers),
+        )
 
     # -- threads -------------------------------------------------------------------------
+    def _saver(self) -> BaseCheckpointSaver[Any]:
+        if self.saver is None:
+            raise UsageError("this session has no checkpointer, so it keeps no threads")
+        return self.saver
+
     async def threads(self, limit: int = 20) -> list[ThreadInfo]:
         """Threads in the checkpointer, most recent first."""
         out = []
-        for tid in await list_threads(self.saver, limit):
+        for tid in await list_threads(self._saver(), limit):
             out.append(await self.thread_info(tid))
         return out
 
@@ -237,7 +280,7 @@ class ChatSession:
         Raises:
             UsageError: No thread (or more than one) matches.
         """
-        known = await list_threads(self.saver, 1000)
+        known = await list_threads(self._saver(), 1000)
         matches = [t for t in known if t == thread_id] or [
             t for t in known if t.startswith(thread_id)
         ]
@@ -254,8 +297,6 @@ class ChatSession:
         Raises:
             UsageError: Unknown worker or not a model reference.
         """
-        from tandem.workers.backends import make_backend
-
         rt = self.runtime
         if worker not in rt.workers:
             raise UsageError(f"no worker named '{worker}'; known: {', '.join(rt.workers)}")
@@ -265,6 +306,8 @@ class ChatSession:
             raise UsageError(str(exc)) from None
         try:
             backend = make_backend(model, rt.backend_settings, worker=worker)
+            # The new endpoint is classified like the configured ones (and refused alike).
+            rt.check_backend(f"worker {worker}", model, backend, rt.specs[worker])
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         previous = str(rt.specs[worker].model)
@@ -288,8 +331,7 @@ class ChatSession:
         stores = self.runtime.stores
         if worker not in stores:
             raise UsageError(f"no worker named '{worker}'; known: {', '.join(stores)}")
-        report: IngestReport = await stores[worker].ingest(paths, progress=progress)
-        return report
+        return await stores[worker].ingest(paths, progress=progress)
 
 
 def new_thread_id() -> str:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tandem.agents._render import render_ledger
+from tandem.agents.router import RouteDecision
+from tandem.agents.shell.render import render_ledger
+from tandem.graphs import Answer, Session
+from tandem.graphs.session import SessionPrivacy
 
 __all__ = ["render_cost", "render_footer", "render_privacy", "render_route_decision"]
 
 
-def render_footer(answer: Any) -> Text:
+def render_footer(answer: Answer) -> Text:
     """One dim line under a streamed answer: route, citations, calls, local share, time."""
     t = answer.ledger.totals
     route = answer.route.kind + (" → supervisor" if answer.escalated else "")
@@ -30,7 +31,7 @@ def render_footer(answer: Any) -> Text:
     return line
 
 
-def render_route_decision(decision: Any) -> Group:
+def render_route_decision(decision: RouteDecision) -> Group:
     """Scores per worker, the kind and the reason (``/route``)."""
     head = Text.assemble(
         ("route: ", "bold"), f"{decision.kind} → {', '.join(decision.workers) or 'supervisor'}"
@@ -44,11 +45,13 @@ def render_route_decision(decision: Any) -> Group:
     return Group(head, table, Text(f"why: {decision.reason}", style="dim"))
 
 
-def render_cost(session: Any) -> list[Any]:
+def render_cost(session: Session) -> list[RenderableType]:
     """The session ledger plus local share and savings (``/cost``)."""
     ledger = session.ledger()
     t = ledger.totals
-    out: list[Any] = [render_ledger(ledger, title=f"session ledger · {len(session.answers)} Q")]
+    out: list[RenderableType] = [
+        render_ledger(ledger, title=f"session ledger · {len(session.answers)} Q")
+    ]
     saved = session.savings()
     money = f"${saved.usd:.4f}" if saved.usd is not None else "n/a"
     out.append(
@@ -68,20 +71,20 @@ def render_cost(session: Any) -> list[Any]:
     return out
 
 
-def render_privacy(info: dict[str, Any]) -> list[Any]:
+def render_privacy(info: SessionPrivacy) -> list[RenderableType]:
     """Policy and what left the machine this session (``/privacy``)."""
-    found = ", ".join(f"{k}×{v}" for k, v in info["sensitive_found"].items()) or "none"
-    out: list[Any] = [
+    found = ", ".join(f"{k}×{v}" for k, v in info.sensitive_found.items()) or "none"
+    out: list[RenderableType] = [
         Text.assemble(
             ("policy ", "bold"),
-            f"{info['policy']} · ",
+            f"{info.policy} · ",
             ("supervisor ", "bold"),
-            f"{info['supervisor']} ({info['supervisor_where']})\n",
+            f"{info.supervisor} ({info.supervisor_where})\n",
             ("sensitive spans found ", "bold"),
-            f"{found} in {info['questions']} questions",
+            f"{found} in {info.questions} questions",
         )
     ]
-    remote = info["remote_calls"]
+    remote = info.remote_calls
     if not remote:
         out.append(Text("nothing left this machine this session", style="green"))
         return out
@@ -91,12 +94,12 @@ def render_privacy(info: dict[str, Any]) -> list[Any]:
     for c in remote:
         table.add_row(f"{c.role}·{c.purpose}", c.model, c.host or "—", str(c.bytes_sent))
     out.append(table)
-    how = " (sensitive spans as placeholders)" if info["policy"] == "redact" else ""
-    out.append(Text(f"{len(remote)} calls sent {info['bytes_sent']} bytes{how}", style="yellow"))
-    sent = info.get("redacted_sent") or {}
+    how = " (sensitive spans as placeholders)" if info.policy == "redact" else ""
+    out.append(Text(f"{len(remote)} calls sent {info.bytes_sent} bytes{how}", style="yellow"))
+    sent = info.redacted_sent
     if sent:
         kinds = ", ".join(f"{k}×{v}" for k, v in sorted(sent.items()))
         out.append(Text(f"placeholders sent instead of values: {kinds}", style="yellow"))
-    if info.get("egress_log"):
-        out.append(Text(f"audit log: {info['egress_log']} (tandem privacy log)", style="dim"))
+    if info.egress_log:
+        out.append(Text(f"audit log: {info.egress_log} (tandem privacy log)", style="dim"))
     return out

@@ -6,45 +6,26 @@ installed plugin; plugins that were skipped are reported as warnings on stderr.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tandem.agents.shell._common import ConfigOpt, JsonOpt, console, err, run, runtime, warn_plugins
+from tandem.graphs import Runtime
 from tandem.workers.errors import TandemError
+from tandem.workers.store import SUPPORTED_SUFFIXES
 
 __all__ = ["workers_app"]
 
 workers_app = typer.Typer(help="Inspect the specialist workers.", no_args_is_help=True)
-_out = Console()
-_err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Path to tandem.toml (default: $TANDEM_CONFIG, ./tandem.toml)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _runtime(config: Path | None) -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from tandem.graphs import Runtime, load_config
-
-    return Runtime(load_config(config))
 
 
 def _files(paths: tuple[Path, ...]) -> int:
-    from tandem.workers.store import SUPPORTED_SUFFIXES
-
     total = 0
     for path in paths:
         if path.is_dir():
@@ -56,12 +37,7 @@ def _files(paths: tuple[Path, ...]) -> int:
     return total
 
 
-def _warn(rt: Any) -> None:
-    for problem in rt.plugin_errors:
-        _err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
-
-
-async def _rows(rt: Any) -> list[dict[str, Any]]:
+async def _rows(rt: Runtime) -> list[dict[str, Any]]:
     rows = []
     for name, spec in rt.specs.items():
         rows.append(
@@ -76,20 +52,12 @@ async def _rows(rt: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _run(fn: Any) -> None:
-    try:
-        asyncio.run(fn())
-    except TandemError as exc:
-        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
-
-
 @workers_app.command("list")
 def workers_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List workers with their origin (built-in, config or plugin), model and store size."""
 
     async def go() -> None:
-        rt = _runtime(config)
+        rt = runtime(config, warn=False)
         rows = await _rows(rt)
         if as_json:
             sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
@@ -107,12 +75,12 @@ def workers_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                     else "0 (ingested on first use)",
                     escape(r["description"][:60]),
                 )
-            _out.print(table)
+            console.print(table)
             for name in rt.plugin_report.disabled:
-                _err.print(f"[dim]{name}: disabled by \\[plugins] in the configuration[/]")
-        _warn(rt)
+                err.print(f"[dim]{name}: disabled by \\[plugins] in the configuration[/]")
+        warn_plugins(rt)
 
-    _run(go)
+    run(go)
 
 
 @workers_app.command("show")
@@ -124,12 +92,12 @@ def workers_show(
     """Show one worker: description, model, origin, knowledge, store and routing examples."""
 
     async def go() -> None:
-        rt = _runtime(config)
+        rt = runtime(config, warn=False)
         spec = rt.specs.get(name)
         if spec is None:
-            _warn(rt)
+            warn_plugins(rt)
             raise TandemError(f"no worker named '{name}'; known: {', '.join(rt.specs)}")
-        info = {
+        info: dict[str, Any] = {
             "name": spec.name,
             "description": spec.description,
             "model": spec.model,
@@ -163,7 +131,7 @@ def workers_show(
             )
             for example in spec.examples:
                 grid.add_row("routes", escape(example))
-            _out.print(grid)
-        _warn(rt)
+            console.print(grid)
+        warn_plugins(rt)
 
-    _run(go)
+    run(go)

@@ -17,20 +17,27 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
 
+from tandem.graphs import Runtime, load_config
+from tandem.graphs.runtime import embedded_models
+from tandem.workers.backends import ensure_model
 from tandem.workers.errors import TandemError
 
 __all__ = [
     "ConfigOpt",
+    "JsonOpt",
     "console",
     "err",
     "ingest_missing",
     "prepare_models",
+    "ready",
     "run",
     "runtime",
+    "warn_plugins",
 ]
 
 T = TypeVar("T")
@@ -44,6 +51,7 @@ ConfigOpt = Annotated[
         "--config", "-c", help="Path to tandem.toml (default: $TANDEM_CONFIG, ./tandem.toml)."
     ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -58,26 +66,27 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
 
 
-def runtime(config: Path | None) -> Any:
-    """Build a :class:`~tandem.graphs.Runtime`; skipped plugins are warnings on stderr."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from tandem.graphs import Runtime, load_config
-
-    rt = Runtime(load_config(config))
-    for problem in rt.plugin_errors:  # a skipped plugin is a warning, never a failure
+def warn_plugins(rt: Runtime) -> None:
+    """Skipped plugins, as warnings on stderr (a skipped plugin is never a failure)."""
+    for problem in rt.plugin_errors:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+
+
+def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
+    """Build a :class:`~tandem.graphs.Runtime`; with ``warn``, skipped plugins are warnings
+    on stderr at once (else call :func:`warn_plugins` when it suits the output)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    rt = Runtime(load_config(config))
+    if warn:
+        warn_plugins(rt)
     return rt
 
 
-def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
+def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
     """Assemble/verify the bundled models the runtime needs, with a progress bar."""
-    from tandem.graphs.runtime import embedded_models
-
     names = embedded_models(rt)
     if not names:
         return []
-    from tandem.workers.backends._bundled import ensure_model
-
     cache = rt.config.embedded.cache_dir
     paths = []
     with Progress(
@@ -92,7 +101,7 @@ def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
         for name in names:
             task = progress.add_task(f"model {name}", total=None)
 
-            def cb(done: int, total: int, task: Any = task) -> None:
+            def cb(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
             path = ensure_model(name, cache, cb)
@@ -102,7 +111,7 @@ def prepare_models(rt: Any, quiet: bool = False) -> list[Path]:
     return paths
 
 
-async def ingest_missing(rt: Any, quiet: bool = False) -> None:
+async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
     """Ingest each worker's declared knowledge into empty stores, with progress bars."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -112,7 +121,7 @@ async def ingest_missing(rt: Any, quiet: bool = False) -> None:
         console=err,
         disable=quiet,
     ) as progress:
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, TaskID] = {}
 
         def cb(worker: str, done: int, total: int, current: str) -> None:
             if worker not in tasks:
@@ -123,6 +132,8 @@ async def ingest_missing(rt: Any, quiet: bool = False) -> None:
             progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
 
         reports = await rt.ensure_ingested(progress=cb, notice=notice)
+    for name, problem in rt.knowledge_problems.items():  # once per run, never retried
+        err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():
         if not quiet:
             err.print(
@@ -131,3 +142,11 @@ async def ingest_missing(rt: Any, quiet: bool = False) -> None:
             )
         for problem in report.errors:
             err.print(f"  [yellow]{name}: {escape(problem)}[/]", highlight=False)
+
+
+async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
+    """``rt`` with its bundled models prepared and its empty stores ingested (progress bars
+    on stderr unless ``quiet``): what every command that answers questions needs first."""
+    prepare_models(rt, quiet=quiet)
+    await ingest_missing(rt, quiet=quiet)
+    return rt

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
+from langgraph.checkpoint.memory import InMemorySaver
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -21,20 +23,29 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tandem.agents._cli_common import ConfigOpt, console, err
-from tandem.agents._cli_common import ingest_missing as _ingest_missing
-from tandem.agents._cli_common import prepare_models as _prepare_models
-from tandem.agents._cli_common import run as _run
-from tandem.agents._cli_common import runtime as _runtime
-from tandem.agents._cli_doctor import doctor
-from tandem.agents._cli_models import models_app
-from tandem.agents._cli_workers import workers_app
-from tandem.agents._render import answer_json, render_answer, render_ledger
+from tandem.agents.privacy import EgressRequest
+from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell._common import (
+    ConfigOpt,
+    console,
+    err,
+    prepare_models,
+    ready,
+    run,
+    runtime,
+)
+from tandem.agents.shell._doctor import doctor
+from tandem.agents.shell._eval import eval_command
+from tandem.agents.shell._models import models_app
+from tandem.agents.shell._privacy import privacy_app
+from tandem.agents.shell._workers import workers_app
+from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer, render_ledger
+from tandem.agents.shell.repl import arun_repl, redact_config
+from tandem.graphs import Answer, Session, build_graph, load_config
 from tandem.workers.errors import TandemError
+from tandem.workers.store import SUPPORTED_SUFFIXES, IngestReport
 
-__all__ = ["app", "main"]
-
-T = TypeVar("T")
+__all__ = ["DEMO_QUESTIONS", "app", "main"]
 
 app = typer.Typer(
     name="tandem",
@@ -49,8 +60,8 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
-app.add_typer(__import__("tandem.agents._cli_privacy", fromlist=["_"]).privacy_app, name="privacy")
-app.command("eval")(__import__("tandem.agents._cli_eval", fromlist=["_"]).eval_command)
+app.add_typer(privacy_app, name="privacy")
+app.command("eval")(eval_command)
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",
@@ -60,37 +71,6 @@ DEMO_QUESTIONS = (
     "(anna.kowalski@example.com, +44 7700 900123) asking if she can water my plants while "
     "I'm away next week.",
 )
-
-
-async def _answer(
-    graph: Any, query: str, *, stream: bool, config: dict[str, Any] | None = None
-) -> Any:
-    """Run one query, streaming the answer's tokens to the terminal when asked.
-
-    Returns the answer and whether the streamed text is the whole answer (so it need not
-    be printed again).
-    """
-    final: dict[str, Any] = {}
-    streamed = ""
-    async for mode, chunk in graph.astream(
-        {"query": query}, config=config, stream_mode=["custom", "values"]
-    ):
-        if mode == "values":
-            final = chunk
-        elif stream and chunk.get("event") == "token":
-            streamed += chunk["text"]
-            console.print(chunk["text"], end="", markup=False, highlight=False, soft_wrap=True)
-        elif stream and chunk.get("event") == "reset":
-            if streamed:
-                console.print()
-            console.print(f"[dim]↻ {escape(str(chunk.get('reason', '')))}[/]", highlight=False)
-            streamed = ""
-    if streamed:
-        console.print()
-    answer = final.get("answer")
-    if answer is None:
-        raise TandemError("the graph finished without an answer")
-    return answer, bool(streamed) and streamed.strip() == answer.text.strip()
 
 
 @app.command()
@@ -103,23 +83,48 @@ def ask(
     stream: Annotated[
         bool, typer.Option("--stream/--no-stream", help="Stream the answer as it is written.")
     ] = True,
+    approve_egress: Annotated[
+        bool,
+        typer.Option(
+            "--approve-egress",
+            help="Under [privacy] policy = 'ask': send every (redacted) request without a "
+            "prompt; each is still written to the egress log.",
+        ),
+    ] = False,
 ) -> None:
-    """Answer one question: route it locally, escalate only when needed, show the ledger."""
+    """Answer one question: route it locally, escalate only when needed, show the ledger.
 
-    async def go() -> None:
-        from tandem.graphs import build_graph
+    Exit codes: 0 a complete answer; 1 an error (nothing answered; the message says why);
+    3 a partial answer (a part of the question is missing, named in the notes); 4 no model
+    answered; 5 policy = 'ask' needs an approval this command could not ask for.
+    """
 
-        rt = _runtime(config)
-        _prepare_models(rt, quiet=as_json)
-        await _ingest_missing(rt, quiet=as_json)
-        graph = build_graph(runtime=rt)
-        answer, streamed = await _answer(graph, question, stream=stream and not as_json)
+    async def go() -> int:
+        rt = await ready(runtime(config), quiet=as_json)
+        ask_policy = rt.config.privacy.policy == "ask"
+        # An approval pauses the graph: it needs a checkpointer to resume.
+        session = Session(
+            build_graph(runtime=rt, checkpointer=InMemorySaver() if ask_policy else None)
+        )
+        if ask_policy:
+            session.approve = _approver(approve_egress)
+        printer = StreamPrinter(console) if stream and not as_json else None
+        try:
+            answer = await _ask(session, question, printer)
+        except ApprovalNeeded as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return EXIT_APPROVAL
         if as_json:
             sys.stdout.write(json.dumps(answer_json(answer), ensure_ascii=False) + "\n")
         else:
-            render_answer(console, answer, show_text=not streamed)
+            render_answer(
+                console, answer, show_text=printer is None or not printer.shows(answer.text)
+            )
+        return EXIT_CODES[answer.status]
 
-    _run(go)
+    code = run(go)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -136,14 +141,9 @@ def chat(
     """
 
     async def go() -> None:
-        from tandem.agents.repl import arun_repl
+        await arun_repl(await ready(runtime(config)), thread_id=thread, console=console)
 
-        rt = _runtime(config)
-        _prepare_models(rt)
-        await _ingest_missing(rt)
-        await arun_repl(rt, thread_id=thread, console=console)
-
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -160,29 +160,24 @@ def demo(
     """
 
     async def go() -> None:
-        from tandem.graphs import build_graph, build_ledger
-
         console.rule("[bold]tandem demo")
-        rt = _runtime(config)
+        rt = runtime(config)
         console.print(
             f"supervisor: [cyan]{rt.supervisor.model}[/] ({rt.supervisor.llm.where}) · "
             f"workers: {escape(', '.join(f'{n} [{s.model}]' for n, s in rt.specs.items()))} · "
             f"embeddings: {rt.config.router.embed_model}"
         )
-        _prepare_models(rt)
-        await _ingest_missing(rt)
-        graph = build_graph(runtime=rt)
+        session = Session(build_graph(runtime=await ready(rt)))
         summary = Table(title="demo summary", title_justify="left")
         for col in ("question", "route", "workers", "calls", "local", "seconds", "cost $"):
             summary.add_column(col)
-        calls = []
         for n, q in enumerate(question or DEMO_QUESTIONS, 1):
             console.rule(f"[bold]question {n}")
-            console.print(f"[bold]Q:[/] {q}")
-            answer, streamed = await _answer(graph, q, stream=True)
-            render_answer(console, answer, show_text=not streamed)
+            console.print(f"[bold]Q:[/] {escape(strip_controls(q))}")
+            printer = StreamPrinter(console)
+            answer = await _ask(session, q, printer)
+            render_answer(console, answer, show_text=not printer.shows(answer.text))
             t = answer.ledger.totals
-            calls.extend(answer.ledger.calls)
             summary.add_row(
                 q[:48] + ("…" if len(q) > 48 else ""),
                 answer.route.kind + (" ↑" if answer.escalated else ""),
@@ -194,9 +189,9 @@ def demo(
             )
         console.rule()
         console.print(summary)
-        console.print(render_ledger(build_ledger(calls), title="session ledger"))
+        console.print(render_ledger(session.ledger(), title="session ledger"))
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -225,12 +220,10 @@ def ingest(
         raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
-        from tandem.workers.store import IngestReport
-
-        rt = _runtime(config)
+        rt = runtime(config)
         if worker not in rt.stores:
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
-        _prepare_models(rt)
+        prepare_models(rt)
         ignored = _unsupported_in(paths)
         store = rt.stores[worker]
         with Progress(
@@ -271,13 +264,11 @@ def ingest(
         if report.errors:
             raise typer.Exit(1)
 
-    _run(go)
+    run(go)
 
 
 def _unsupported_in(paths: list[Path]) -> int:
     """Files in the given folders that ingestion ignores (not .md/.txt)."""
-    from tandem.workers.store import SUPPORTED_SUFFIXES
-
     return sum(
         1
         for root in paths
@@ -293,17 +284,60 @@ def config_show(config: ConfigOpt = None) -> None:
     of keys that look like credentials are masked."""
 
     async def go() -> None:
-        from tandem.agents.repl import redact_config
-        from tandem.graphs import load_config
-
         cfg = load_config(config)
         console.print_json(json.dumps(redact_config(json.loads(cfg.model_dump_json()))))
         err.print(f"source: {cfg.source or 'defaults (no tandem.toml)'}")
 
-    _run(go)
+    run(go)
 
 
 app.command("doctor")(doctor)
+
+
+EXIT_CODES = {"complete": 0, "partial": 3, "unanswered": 4}
+"""``tandem ask``'s exit code for each :attr:`Answer.status` (1: an error)."""
+EXIT_APPROVAL = 5
+
+
+class ApprovalNeeded(TandemError):
+    """Policy ``ask`` wants an approval and there is no terminal to ask on."""
+
+
+def _approver(approve_all: bool) -> Callable[[EgressRequest], Awaitable[bool]]:
+    """Answers ``ask`` prompts: all yes (--approve-egress), on the terminal, or fails."""
+
+    async def approve(request: EgressRequest) -> bool:
+        what = (
+            f"{request['purpose']} request to {request['model']} "
+            f"({request['bytes']} bytes, redacted: "
+            + (", ".join(f"{k}×{n}" for k, n in request["redacted"].items()) or "nothing")
+            + ")"
+        )
+        if approve_all:
+            err.print(f"[dim]sending (--approve-egress): {escape(what)}[/]", highlight=False)
+            return True
+        if not sys.stdin.isatty():
+            raise ApprovalNeeded(
+                f"[privacy] policy = 'ask' needs your approval before a {what} leaves this "
+                "machine, and there is no terminal to ask on; nothing was sent",
+                hint="run it in a terminal to answer the prompt, pass --approve-egress to send "
+                "without a prompt, or use `tandem chat`",
+            )
+        err.print(f"[bold]send {escape(what)}?[/]", highlight=False)
+        for m in request["messages"]:
+            text = escape(strip_controls(m.get("content", "")))
+            err.print(f"[dim]{escape(m.get('role', ''))}:[/] {text}", highlight=False)
+        return bool(typer.confirm("send it?", default=False, err=True))
+
+    return approve
+
+
+async def _ask(session: Session, query: str, printer: StreamPrinter | None) -> Answer:
+    """One question through the session, streaming its tokens to the terminal if asked."""
+    answer = await session.ask(query, printer)
+    if printer is not None and printer.streamed:
+        console.print()
+    return answer
 
 
 def main() -> None:

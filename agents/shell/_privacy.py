@@ -14,13 +14,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.agents._cli_common import ConfigOpt, console, err, run
-from tandem.agents._egress import (
+from tandem.agents.privacy import (
     EgressRecord,
     egress_log_path,
     read_egress_log,
     summarize_egress,
 )
+from tandem.agents.shell._common import ConfigOpt, console, err, run
+from tandem.graphs import load_config
 
 __all__ = ["privacy_app"]
 
@@ -43,8 +44,6 @@ def privacy_log(
     """Show the egress audit log: one record per remote model call."""
 
     async def go() -> None:
-        from tandem.graphs import load_config
-
         cfg = load_config(config)
         path = egress_log_path(cfg.data_dir)
         records, bad = read_egress_log(path)

@@ -1,24 +1,64 @@
-"""Rich rendering of answers, routes and ledgers for the terminal."""
+"""Rich rendering of answers, routes and ledgers for the terminal, and the printer that
+streams an answer as it is written."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["answer_json", "render_answer", "render_ledger", "render_route"]
+from tandem.agents.privacy.terminal import strip_controls
+from tandem.graphs import Answer, Ledger
+
+__all__ = ["StreamPrinter", "answer_json", "render_answer", "render_ledger", "render_route"]
 
 
-def render_route(answer: Any) -> Text:
+class StreamPrinter:
+    """Prints a run's ``custom`` events as they arrive: answer tokens, and ``↻ reason`` when
+    a streamed draft is dropped (an escalation, a repaired reply). Pass it as the event sink
+    of :meth:`tandem.graphs.Session.ask`.
+
+    Args:
+        console: Where the text goes.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.streamed = ""
+        """The text printed since the last reset."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "token":
+            # The graph already strips control sequences from what it streams; a terminal
+            # gets the same guarantee whatever produced the event.
+            text = strip_controls(str(event.get("text", "")))
+            self.streamed += text
+            self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+            self.console.file.flush()
+        elif kind == "reset":
+            if self.streamed:
+                self.console.print()
+            reason = escape(strip_controls(str(event.get("reason", ""))))
+            self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
+            self.streamed = ""
+
+    def shows(self, text: str) -> bool:
+        """Whether what was streamed is ``text`` (so it need not be printed again)."""
+        return bool(self.streamed) and self.streamed.strip() == text.strip()
+
+
+def render_route(answer: Answer) -> Text:
     """One line: the route kind, the workers and why."""
     route = answer.route
     kind = route.kind + (" → escalated to supervisor" if answer.escalated else "")
     workers = ", ".join(route.workers) or "—"
     line = Text.assemble(("route ", "bold"), (kind, "cyan"), f"  workers: {workers}\n")
-    line.append(f"why: {route.reason}", style="dim")
+    line.append(f"why: {strip_controls(route.reason)}", style="dim")
     return line
 
 
@@ -26,7 +66,7 @@ def _short(model: str) -> str:
     return model.removeprefix("embedded:").removeprefix("embedded/").removeprefix("ollama:")
 
 
-def render_ledger(ledger: Any, title: str = "ledger") -> Table:
+def render_ledger(ledger: Ledger, title: str = "ledger") -> Table:
     """A table of model calls with totals (a cost column only when something cost money)."""
     paid = ledger.totals.cost_usd > 0
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
@@ -63,7 +103,7 @@ def render_ledger(ledger: Any, title: str = "ledger") -> Table:
     return table
 
 
-def _egress(answer: Any) -> str:
+def _egress(answer: Answer) -> str:
     t = answer.ledger.totals
     found = ", ".join(f"{k}×{v}" for k, v in answer.privacy.findings.items())
     sensitive = f"sensitive spans: {found}" if found else "no sensitive spans found"
@@ -73,26 +113,28 @@ def _egress(answer: Any) -> str:
     return f"{t.remote_calls} remote calls sent {t.bytes_sent_remote} bytes{how} · {sensitive}"
 
 
-def render_answer(console: Console, answer: Any, *, show_text: bool = True) -> None:
+def render_answer(console: Console, answer: Answer, *, show_text: bool = True) -> None:
     """Print an answer with its route, citations, notes and ledger."""
-    parts: list[Any] = []
+    parts: list[RenderableType] = []
     if show_text:
-        parts.append(Text(answer.text or "(no answer)"))
+        parts.append(Text(strip_controls(answer.text) or "(no answer)"))
     console.print(Panel(Group(*parts), title="answer", title_align="left")) if parts else None
     console.print(render_route(answer))
     if answer.citations:
         cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations)
-        console.print(Text.assemble(("citations ", "bold"), cites))
+        console.print(Text.assemble(("citations ", "bold"), strip_controls(cites)))
     for note in answer.notes:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(f"note: {strip_controls(note)}", style="yellow"))
     console.print(Text.assemble(("privacy ", "bold"), _egress(answer)))
     console.print(render_ledger(answer.ledger))
 
 
-def answer_json(answer: Any) -> dict[str, Any]:
+def answer_json(answer: Answer) -> dict[str, Any]:
     """The one-object JSON form of an answer (``tandem ask --json``)."""
     return {
         "text": answer.text,
+        "status": answer.status,
+        "missing": list(answer.missing),
         "route": {
             "kind": answer.route.kind,
             "workers": list(answer.route.workers),

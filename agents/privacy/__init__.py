@@ -1,0 +1,64 @@
+"""Privacy: what may leave the machine, and the record of what did.
+
+One subpackage, one concern each:
+
+* :mod:`.settings` — ``[privacy]``: the policy, thresholds, patterns, deny-lists;
+* :mod:`.detect` — sensitive-span detection (Presidio's pattern recognizers, offline);
+* :mod:`.redact` — reversible redaction to ``<EMAIL_1>``-style placeholders;
+* :mod:`.hygiene` — links and images in model output neutralised;
+* :mod:`.egress` — the egress audit log (one JSONL record per remote call);
+* :mod:`.policy` — what the policy lets out (query, history, worker results) and back;
+* :mod:`.guard` — :class:`GuardedLLM`, the supervisor model with budgets, redaction,
+  ``ask`` approval and the audit, its collaborators passed in a :class:`GuardScope`.
+
+Under the ``ask`` policy the graph pauses before each remote call with an
+:class:`EgressRequest` as the LangGraph interrupt value; resume it with
+``Command(resume=True)`` to send or ``Command(resume=False)`` to continue locally.
+"""
+
+from __future__ import annotations
+
+from tandem.agents.privacy.detect import Detector, Finding, detector_for
+from tandem.agents.privacy.egress import (
+    EgressRecord,
+    EgressSummary,
+    egress_log_path,
+    read_egress_log,
+    summarize_egress,
+)
+from tandem.agents.privacy.guard import (
+    EgressAudit,
+    EgressRequest,
+    GuardedLLM,
+    GuardReport,
+    GuardScope,
+    NoEgressLLM,
+)
+from tandem.agents.privacy.hygiene import neutralize_links
+from tandem.agents.privacy.redact import PLACEHOLDER, Redactor, find_sensitive, restore
+from tandem.agents.privacy.settings import PatternSpec, Policy, PrivacySettings
+
+__all__ = [
+    "PLACEHOLDER",
+    "Detector",
+    "EgressAudit",
+    "EgressRecord",
+    "EgressRequest",
+    "EgressSummary",
+    "Finding",
+    "GuardReport",
+    "GuardScope",
+    "GuardedLLM",
+    "NoEgressLLM",
+    "PatternSpec",
+    "Policy",
+    "PrivacySettings",
+    "Redactor",
+    "detector_for",
+    "egress_log_path",
+    "find_sensitive",
+    "neutralize_links",
+    "read_egress_log",
+    "restore",
+    "summarize_egress",
+]

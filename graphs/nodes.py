@@ -1,0 +1,442 @@
+"""The hybrid graph's nodes: what each step of a run does (wired in :mod:`.hybrid`).
+
+Every node receives the state (a worker, its ``Send`` payload) and the privacy guard of
+this step (:class:`~tandem.graphs._guard.StepGuard`), which hands out the guarded
+supervisor and prepares what may leave the machine; what the guard decided is merged into
+the node's update by the wiring. Failures degrade the answer (its ``notes``), never crash
+the run: the fallbacks and the deadline are :mod:`._fallback`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.types import Send
+
+from tandem.agents.privacy import GuardReport, restore
+from tandem.agents.privacy.policy import LOCAL_ONLY_KEY, merge_local
+from tandem.agents.router import RouteDecision
+from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
+from tandem.graphs._fallback import (
+    deadline_at,
+    escalate_failed,
+    local_synthesis,
+    missing_parts,
+    run_worker,
+    trim_thread,
+    within,
+)
+from tandem.graphs._followup import context_query, route_follow_up
+from tandem.graphs._guard import (
+    NEW_TURN,
+    StepGuard,
+    final_text,
+    private_workers,
+    run_ledger,
+    timed_detect,
+)
+from tandem.graphs._stream import answer_sink, emit, token_stream
+from tandem.graphs.runtime import Runtime, empty_workers
+from tandem.graphs.state import Answer, TandemState, WorkerInput
+from tandem.workers.errors import RunError, StoreError, UsageError
+from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+
+__all__ = ["Nodes"]
+
+
+def check_text(text: str) -> str:
+    """``text`` if it can be encoded as UTF-8 (no lone surrogates, e.g. from invalid bytes).
+
+    Raises:
+        UsageError: Naming the position, instead of a traceback deep in a model client.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"the query is not valid text: character {exc.start + 1} is not valid UTF-8 "
+            f"({text[exc.start]!r})",
+            hint="check the terminal's or file's encoding (tandem expects UTF-8)",
+        ) from None
+    return text
+
+
+def _history(
+    messages: Sequence[AnyMessage], *, remote: bool, limit: int = 6, width: int = 400
+) -> str:
+    """The last turns as text; for a remote model, turns that drew on a ``local_only``
+    worker are replaced (their question may name, their answer quote, what never leaves)."""
+    lines = []
+    for m in list(messages)[-limit:]:
+        who = "user" if isinstance(m, HumanMessage) else "assistant"
+        if remote and m.additional_kwargs.get(LOCAL_ONLY_KEY):
+            lines.append(f"{who}: (withheld: this turn used local-only knowledge)")
+            continue
+        text = " ".join(str(m.content).split())
+        lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
+    return "\n".join(lines)
+
+
+def _without_empty(
+    decision: RouteDecision, empty: dict[str, str]
+) -> tuple[RouteDecision, list[str]]:
+    """The route without workers that have no knowledge (they would answer from nothing)."""
+    skipped = [w for w in decision.workers if w in empty]
+    if not skipped:
+        return decision, []
+    notes = [f"worker '{w}' has no knowledge ({empty[w]}); it was not asked" for w in skipped]
+    left = [w for w in decision.workers if w not in empty]
+    if decision.kind == "direct" or not left:
+        why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
+        return decision.model_copy(
+            update={"kind": "supervisor", "workers": [], "reason": why}
+        ), notes
+    return decision.model_copy(update={"workers": left}), notes
+
+
+class Nodes:
+    """The graph's nodes, bound to a :class:`Runtime`."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def guard(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        query = check_text(state.get("query") or "").strip()
+        if not query:
+            raise UsageError("the query is empty")
+        limit = self.rt.config.reliability.max_query_chars
+        if len(query) > limit:
+            raise UsageError(
+                f"the query is {len(query)} characters; the limit is {limit}",
+                hint="shorten it or ingest long material into a worker's store "
+                "([reliability] max_query_chars)",
+            )
+        policy = self.rt.config.privacy.policy
+        sup = self.rt.supervisor_for(policy)
+        redactor, redacted, counts, ms = timed_detect(self.rt, query)
+        report = GuardReport(
+            policy=policy,
+            findings=counts,
+            redacted_query=redacted,
+            mapping=redactor.mapping,
+            supervisor_where=sup.llm.where,
+            detect_ms=ms,
+        )
+        return {
+            "query": query,
+            "guard": report,
+            "results": None,
+            "calls": None,
+            "notes": None,
+            "escalated": False,
+            "draft": "",
+            "plan": Plan(),
+            "query_vector": None,
+            "deadline": deadline_at(self.rt),
+            **NEW_TURN,
+        }
+
+    async def route(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        calls: list[CallRecord] = []
+        try:
+            decision, vector = await self.rt.router.decide(state["query"], calls)
+            decision, vector = await route_follow_up(
+                self.rt.router, state["query"], state.get("messages") or [], decision, vector, calls
+            )
+        except RunError as exc:
+            return {
+                "route": RouteDecision(kind="plan", reason=f"router unavailable: {exc}"),
+                "calls": calls,
+                "notes": [f"routing failed, the supervisor plans instead: {exc}"],
+            }
+        decision, notes = _without_empty(decision, await empty_workers(self.rt))
+        return {
+            "route": decision,
+            "query_vector": vector,
+            "calls": calls,
+            "phase": "direct",
+            "notes": notes,
+        }
+
+    def after_route(self, state: TandemState) -> Any:
+        decision = state["route"]
+        if decision.kind == "direct":
+            subtask = Subtask(
+                worker=decision.workers[0], instruction=state["query"], query=context_query(state)
+            )
+            payload: WorkerInput = {
+                "subtask": subtask,
+                "query_vector": state.get("query_vector"),
+                "phase": "direct",
+                "deadline": state.get("deadline"),
+            }
+            return [Send("worker", payload)]
+        return decision.kind
+
+    async def worker(self, data: WorkerInput, step: StepGuard) -> dict[str, Any]:
+        subtask = data["subtask"]
+        worker = self.rt.workers.get(subtask.worker)
+        if worker is None:
+            failed = WorkerResult(
+                worker=subtask.worker,
+                instruction=subtask.instruction,
+                status="failed",
+                reason="no such worker",
+            )
+            return {"results": [failed]}
+        notes: list[str] = []
+        try:
+            await self.rt.ensure_ingested([subtask.worker])
+        except RunError as exc:
+            if not isinstance(exc, StoreError):  # a failing store is reported once, below
+                notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
+        direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        allowed = self.rt.config.privacy.allowed_link_hosts
+        sink = answer_sink(subtask.worker, allowed) if direct else None
+        # Fallback model/host and the run deadline: graphs/_fallback.py.
+        run, more = await run_worker(
+            self.rt,
+            worker,
+            subtask,
+            query_vector=data.get("query_vector"),
+            on_token=sink,
+            deadline=data.get("deadline"),
+        )
+        if sink is not None:
+            sink.flush()
+        notes.extend(more)
+        step.note_passages(subtask.worker, run.passages)
+        if run.result.status == "failed":
+            notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
+        return {"results": [run.result], "calls": run.calls, "notes": notes}
+
+    def after_worker(self, state: TandemState) -> str:
+        return "check" if state.get("phase") == "direct" else "synthesize"
+
+    async def check(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        result = state["results"][-1]
+        spec = self.rt.specs.get(result.worker)
+        threshold = spec.min_confidence if spec else 0.5
+        if result.status == "ok" and not result.needs_escalation and result.confidence >= threshold:
+            return {"draft": result.answer, "escalated": False}
+        why = (
+            result.reason
+            if result.status == "failed"
+            else "asked to escalate"
+            if result.needs_escalation
+            else f"confidence {result.confidence:.2f} < {threshold:.2f}"
+        )
+        emit({"event": "reset", "reason": f"escalated: {why}"})  # drop the streamed draft
+        return {
+            "escalated": True,
+            "notes": [f"'{result.worker}' was not confident ({why}); escalated to the supervisor"],
+        }
+
+    def after_check(self, state: TandemState) -> str:
+        return "plan" if state.get("escalated") else "finish"
+
+    async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        remote = sup.llm.where == "remote"
+        redactor, query, history, prior = step.outbound(
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
+        )
+        empty = await empty_workers(self.rt)
+        specs = [s for s in self.rt.specs.values() if s.name not in empty]
+        try:
+            plan, calls, notes = await within(
+                state.get("deadline"),
+                sup.plan(query, specs, prior=prior, history=history),
+                "the supervisor's plan",
+                self.rt,
+            )
+        except RunError as exc:
+            fallback = state["route"].workers or [
+                n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
+            ]
+            plan = Plan(
+                subtasks=[],
+                rationale=f"supervisor unreachable; asked the router's workers: {fallback}",
+            )
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
+            calls = [sup.failed_record(exc, "plan")]
+            notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
+        route = state["route"]
+        covered = {step.worker for step in plan.subtasks}
+        missing = [w for w in route.workers if w not in covered] if route.kind == "plan" else []
+        if plan.subtasks and missing:
+            # The router matched these specialists to parts of the question (small planners
+            # often send every part to one of them); dropping one would drop that part.
+            extra = [PlanStep(worker=w, instruction=state["query"]) for w in missing]
+            plan.subtasks = [*extra, *plan.subtasks][: self.rt.config.max_subtasks]
+            notes = [*notes, f"added the router's {missing} that the plan left out"]
+        if not plan.subtasks and route.workers:
+            # A planner that returns nothing usable should not leave the question to the
+            # supervisor alone when the router already knows which specialists fit.
+            workers = route.workers
+            plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in workers]
+            notes = [
+                *notes,
+                f"the supervisor's plan was empty; asked the router's workers {workers}",
+            ]
+        if redactor:
+            mapping = redactor.mapping
+            for planned in plan.subtasks:
+                planned.instruction = restore(planned.instruction, mapping)
+        return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
+
+    def after_plan(self, state: TandemState) -> Any:
+        subtasks = subtasks_from_plan(state["plan"], context_query(state))
+        if not subtasks:
+            return "synthesize"
+        deadline = state.get("deadline")
+        return [
+            Send(
+                "worker",
+                {"subtask": st, "query_vector": None, "phase": "planned", "deadline": deadline},
+            )
+            for st in subtasks
+        ]
+
+    async def synthesize(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        deadline = state.get("deadline")
+        remote = sup.llm.where == "remote"
+        history = _history(state.get("messages") or [], remote=remote)
+        # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
+        # guard prepares text for it; a local_only worker's part never leaves the machine.
+        private = set() if not remote else private_workers(self.rt)
+        added, calls, notes, down = await escalate_failed(
+            self.rt,
+            sup,
+            [r for r in state.get("results") or [] if r.worker not in private],
+            redact=lambda text: step.outbound(sup, text, "", ())[1],
+            history=step.outbound(sup, "", history, ())[2],
+            deadline=deadline,
+        )
+        local = [*(state.get("results") or []), *added]
+        update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        # A remote supervisor synthesizes the other parts; local_only parts join here.
+        kept = [r for r in local if r.worker in private]
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
+        if kept and all(r.worker in private for r in local):
+            text = local_synthesis(local)
+            update["no_answer"] = not any(r.status == "ok" for r in local)
+            if stream is not None:
+                stream(text)
+                stream.flush()
+            return {**update, "draft": text}
+        try:
+            if down is not None:
+                raise down  # the supervisor is unreachable: do not wait for it a second time
+            _, query, history, results = step.outbound(sup, state["query"], history, local)
+            text, more = await within(
+                deadline,
+                sup.synthesize(query, results, history=history, on_token=stream),
+                "the synthesis",
+                self.rt,
+            )
+            if kept:
+                merged = merge_local(text, kept)
+                if stream is not None and merged != text:
+                    stream(merged[len(text) :])
+                text = merged
+            if stream is not None:
+                stream.flush()
+        except RunError as exc:
+            return {
+                **update,
+                "draft": local_synthesis(local),
+                "no_answer": not any(r.status == "ok" for r in local),
+                "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
+                "notes": [
+                    *notes,
+                    f"the supervisor could not synthesize ({exc}); joined answers locally",
+                ],
+            }
+        return {**update, "draft": text, "calls": [*calls, *more]}
+
+    async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        sup = step.supervisor()
+        remote = sup.llm.where == "remote"
+        _, query, history, _ = step.outbound(
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
+        )
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
+        try:
+            text, calls = await within(
+                state.get("deadline"),
+                sup.answer(query, history=history, on_token=stream),
+                "the supervisor's answer",
+                self.rt,
+            )
+            if stream is not None:
+                stream.flush()
+        except RunError as exc:
+            return {
+                "draft": "No answer: the supervisor could not answer and no specialist "
+                "covers this question (see the notes).",
+                "no_answer": True,
+                "calls": [sup.failed_record(exc, "answer")],
+                "notes": [f"the supervisor could not answer: {exc}"],
+            }
+        return {"draft": text, "calls": calls}
+
+    async def finish(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        guard = state["guard"]
+        results = list(state.get("results") or [])
+        text = final_text(self.rt, state)
+        citations: list[Citation] = []
+        for r in results:
+            if r.status == "ok":
+                citations.extend(c for c in r.citations if c not in citations)
+        missing = missing_parts(results)
+        # No model answered: a failure text, or a synthesis of nothing but failed parts.
+        no_answer = (
+            bool(state.get("no_answer"))
+            or not text.strip()
+            or (bool(results) and not any(r.status == "ok" for r in results))
+        )
+        answer = Answer(
+            text=text,
+            status="unanswered" if no_answer else "partial" if missing else "complete",
+            missing=missing,
+            route=state["route"],
+            citations=citations,
+            worker_results=results,
+            ledger=run_ledger(self.rt, state),
+            escalated=bool(state.get("escalated")),
+            notes=list(dict.fromkeys(state.get("notes") or [])),  # a store error only once
+            privacy=guard,
+        )
+        limit = self.rt.config.reliability.max_thread_messages
+        drop, trimmed = trim_thread(state.get("messages") or [], limit)
+        if trimmed:
+            answer.notes.append(trimmed)
+        # A turn that drew on a local_only worker is never shown to a remote model later.
+        private = private_workers(self.rt)
+        marks = (
+            {LOCAL_ONLY_KEY: True}
+            if any(r.worker in private and r.status == "ok" for r in results)
+            else {}
+        )
+        return {
+            "answer": answer,
+            "messages": [
+                *drop,
+                HumanMessage(state["query"], additional_kwargs=marks),
+                AIMessage(text, additional_kwargs=marks),
+            ],
+        }
