@@ -1,0 +1,88 @@
+"""``tandem serve``: tandem as an OpenAI-compatible model endpoint.
+
+Endpoints (README, "tandem serve"):
+
+* ``POST /v1/chat/completions`` — the last user message is the question, earlier messages
+  its context (or ``thread_id`` selects a persisted thread); ``stream: true`` streams
+  OpenAI's ``chat.completion.chunk`` events. Model ``tandem`` lets the router decide,
+  ``tandem/<worker>`` forces one specialist. The route, workers, citations, local share,
+  cost and savings come back in a ``tandem`` object (and the ``x-tandem-route`` header).
+* ``GET /v1/models`` — ``tandem`` and ``tandem/<worker>`` for each specialist.
+* ``GET /metrics`` (Prometheus), ``GET /healthz`` (the process is up), ``GET /readyz``
+  (models and stores reachable).
+
+Starlette, uvicorn and prometheus-client are imported from here only, so the rest of the
+CLI does not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.markup import escape
+
+from tandem.agents.shell._common import err, ingest_missing, prepare_models, runtime
+from tandem.agents.shell.serve._app import Server, create_app, tandem_section
+from tandem.agents.shell.serve._engine import Engine, Outcome, RunRequest, SessionEngine
+from tandem.agents.shell.serve._metrics import ServerMetrics
+from tandem.agents.shell.serve._run import access_line, is_loopback, serve_app
+from tandem.agents.shell.serve._wire import ChatRequest, WireError, parse_chat_request
+from tandem.graphs import open_checkpointer
+
+__all__ = [
+    "ChatRequest",
+    "Engine",
+    "Outcome",
+    "RunRequest",
+    "Server",
+    "ServerMetrics",
+    "SessionEngine",
+    "WireError",
+    "api_keys",
+    "create_app",
+    "is_loopback",
+    "parse_chat_request",
+    "run_server",
+    "tandem_section",
+]
+
+
+def api_keys(configured: list[str]) -> list[str]:
+    """``[serve] api_keys`` plus the comma-separated ``TANDEM_API_KEYS``."""
+    extra = [k.strip() for k in os.environ.get("TANDEM_API_KEYS", "").split(",")]
+    return list(dict.fromkeys(k for k in [*configured, *extra] if k))
+
+
+async def run_server(config: Path | None, *, host: str | None, port: int | None) -> None:
+    """Load the configuration, prepare models and stores, and serve until a signal.
+
+    Raises:
+        UsageError: A non-loopback ``host`` without API keys (nothing is started).
+        TandemError: The configuration, models or checkpointer cannot be used.
+    """
+    rt = runtime(config)
+    settings = rt.config.serve
+    host = host or settings.host
+    port = settings.port if port is None else port
+    keys = api_keys(settings.api_keys)
+    access = access_line(host, len(keys))  # refuses before anything is loaded
+    prepare_models(rt)
+    await ingest_missing(rt)
+    async with open_checkpointer(rt.config) as saver:
+        engine = SessionEngine(rt, saver)
+        app = create_app(engine, settings, api_keys=keys)
+        server: Server = app.state.server
+        shown = f"[{host}]" if ":" in host else host
+        models = ", ".join(["tandem", *(f"tandem/{w}" for w in engine.workers)])
+        err.print(
+            f"tandem serve: http://{shown}:{port}/v1 · models: {escape(models)} · "
+            f"policy: {rt.config.privacy.policy} · {escape(access)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+        def stop() -> None:
+            server.draining = True
+
+        await serve_app(app, host, port, grace=settings.shutdown_grace, on_stop=stop)
