@@ -176,17 +176,15 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[
         str | None,
-        typer.Option(help="Interface to listen on (default: [serve] host, 127.0.0.1)."),
+        typer.Option(help="Interface to listen on (default: serve.host, 127.0.0.1)."),
     ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="TCP port (default: [serve] port, 8400).")
-    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: serve.port, 8400).")] = None,
 ) -> None:
     """Serve tandem as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/models,
     /metrics, /healthz, /readyz.
 
-    Without API keys ([serve] api_keys, TANDEM_API_KEYS) it listens on loopback only.
-    SIGTERM/Ctrl-C lets in-flight requests finish ([serve] shutdown_grace).
+    Without API keys (serve.api_keys in tandem.toml, or TANDEM_API_KEYS) it listens on
+    loopback only. SIGTERM/Ctrl-C lets in-flight requests finish (serve.shutdown_grace).
     """
     # Starlette, uvicorn and prometheus-client load only for this command.
     from tandem.agents.shell.serve import run_server
