@@ -358,7 +358,10 @@ class ChatCompletions:
             await _send_error(send, s.error(_run_error(exc)))
             return
         s.finished(outcome, started, req.worker is not None)
-        headers = [("x-tandem-thread", outcome.thread_id)] if outcome.thread_id else []
+        run_ms = (time.monotonic() - started) * 1000
+        headers = [("server-timing", f"run;dur={run_ms:.2f}")]  # the HTTP layer's share is the rest
+        if outcome.thread_id:
+            headers.append(("x-tandem-thread", outcome.thread_id))
         if req.ignored:
             headers.append(("x-tandem-ignored", ",".join(req.ignored)))
         cid = new_id()
