@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from tandem.agents.shell._common import err, ingest_missing, prepare_models, runtime
+from tandem.agents.shell._common import err, ready, runtime
 from tandem.agents.shell.serve._app import Server, create_app, tandem_section
 from tandem.agents.shell.serve._engine import Engine, Outcome, RunRequest, SessionEngine
 from tandem.agents.shell.serve._metrics import ServerMetrics
@@ -67,8 +67,7 @@ async def run_server(config: Path | None, *, host: str | None, port: int | None)
     port = settings.port if port is None else port
     keys = api_keys(settings.api_keys)
     access = access_line(host, len(keys))  # refuses before anything is loaded
-    prepare_models(rt)
-    await ingest_missing(rt)
+    await ready(rt)
     async with open_checkpointer(rt.config) as saver:
         engine = SessionEngine(rt, saver)
         app = create_app(engine, settings, api_keys=keys)
