@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -391,11 +392,22 @@ async def test_a_request_over_the_body_limit_is_a_413(serve: Callable[..., Any])
     assert info.value.status_code == 413 and engine.started == 0
 
 
+def _slow_chat(fake: FakeOllama, seconds: float) -> None:
+    """Chat calls wait ``seconds``; embeddings (routing) stay instant."""
+    inner = fake.routes[("POST", "/api/chat")]
+
+    def slow(path: str, body: dict[str, Any]) -> Any:
+        time.sleep(seconds)
+        return inner(path, body)
+
+    fake.routes[("POST", "/api/chat")] = slow
+
+
 async def test_the_request_deadline_cancels_the_run(
     serve: Callable[..., Any], fake_ollama: FakeOllama
 ) -> None:
-    app, engine = await serve(serve={"deadline": 0.3, "keepalive": 0.05})
-    fake_ollama.latency = 0.25
+    app, engine = await serve(serve={"deadline": 0.5, "keepalive": 0.05})
+    _slow_chat(fake_ollama, 2.0)  # routing is quick, the worker is not: streams open first
     async with client(app, max_retries=0) as c:
         with pytest.raises(openai.APIStatusError) as info:
             await c.chat.completions.create(model="tandem", messages=USER)
