@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,8 @@ from tandem.workers.records import CallRecord
 from tandem.workers.telemetry import add_call_observer, remove_call_observer
 
 __all__ = ["disable", "enable", "enabled", "traced_config", "traced_step"]
+
+log = logging.getLogger("tandem.tracing")
 
 _SCOPE = "tandem"
 _CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -68,7 +71,15 @@ def enabled() -> bool:
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
         )
         if endpoint and not _truthy(os.environ.get("OTEL_SDK_DISABLED")):
-            enable()
+            try:
+                enable()
+            except ImportError as exc:  # an exporter that is not installed: run untraced
+                log.warning(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT is set but traces cannot be exported (%s); "
+                    "install opentelemetry-exporter-otlp-proto-http (or -grpc with "
+                    "OTEL_EXPORTER_OTLP_PROTOCOL=grpc)",
+                    exc,
+                )
     return _State.on
 
 

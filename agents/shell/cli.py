@@ -179,8 +179,16 @@ def serve(
     loopback only. SIGTERM/Ctrl-C lets in-flight requests finish (serve.shutdown_grace).
     """
     # Starlette, uvicorn and prometheus-client load only for this command.
-    from tandem.agents.shell.serve import run_server
-
+    try:
+        from tandem.agents.shell.serve import run_server
+    except ImportError as exc:
+        err.print(
+            f"[bold red]error:[/] tandem serve needs its extra: pip install 'tandem[serve]' "
+            f"({escape(str(exc))})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     run(lambda: run_server(config, host=host, port=port))
 
 
