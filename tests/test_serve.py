@@ -330,12 +330,15 @@ async def test_threads_keep_the_conversation_and_history_seeds_a_new_one(
         first = await ask(model="tandem", messages=[*earlier, *USER], extra_body=t1)
         assert first.headers["x-tandem-thread"] == "t1"
         assert first.parse().model_extra["tandem"]["thread_id"] == "t1"
-        # The thread has its own history now: the client may send the new question only.
-        await ask(
+        # The thread has its own history now: the client may send the new question only;
+        # earlier messages it sends anyway are not used (and the response says so).
+        second = await ask(
             model="tandem",
-            messages=[{"role": "user", "content": "And how is it paid back?"}],
-            extra_body={"thread_id": "t1"},
+            messages=[*earlier, {"role": "user", "content": "And how is it paid back?"}],
+            extra_body=t1,
         )
+        notes = second.parse().model_extra["tandem"]["notes"]
+        assert any("thread t1 has its own history" in n for n in notes)
         stateless = await ask(model="tandem", messages=USER)
         assert "x-tandem-thread" not in stateless.headers
     assert engine.threaded is not None
@@ -418,6 +421,29 @@ async def test_the_request_deadline_cancels_the_run(
                 pass
         assert "deadline" in mid.value.message
     await _eventually(lambda: engine.cancelled == 2)
+
+
+async def test_requests_on_one_thread_run_one_at_a_time(
+    serve: Callable[..., Any], fake_ollama: FakeOllama
+) -> None:
+    app, _ = await serve()
+    fake_ollama.latency = 0.05
+    async with client(app) as c:
+        questions = [DIRECT_Q, "And how is it paid back?", "Can it be withheld for cleaning?"]
+        await asyncio.gather(
+            *(
+                c.chat.completions.create(
+                    model="tandem",
+                    messages=[{"role": "user", "content": q}],
+                    extra_body={"thread_id": "busy"},
+                )
+                for q in questions
+            )
+        )
+    engine = app.state.server.engine
+    state = await engine.threaded.aget_state({"configurable": {"thread_id": "busy"}})
+    texts = [str(m.content) for m in state.values["messages"]]
+    assert sorted(texts[0::2]) == sorted(questions) and len(texts) == 6  # no turn lost
 
 
 async def test_readiness_and_unknown_paths(serve: Callable[..., Any]) -> None:

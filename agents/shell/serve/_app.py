@@ -114,7 +114,11 @@ def _run_error(exc: BaseException) -> WireError:
 
 
 def tandem_section(
-    answer: Answer, req: ChatRequest, thread_id: str | None, text: str | None = None
+    answer: Answer,
+    req: ChatRequest,
+    thread_id: str | None,
+    text: str | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``tandem`` extension object: how the answer was produced and what it cost.
 
@@ -123,7 +127,7 @@ def tandem_section(
     is the message).
     """
     t = answer.ledger.totals
-    notes = list(answer.notes)
+    notes = [*answer.notes, *notes]
     if req.system_messages:
         notes.append(
             f"{req.system_messages} system/developer message(s) not used: tandem's specialists "
@@ -373,7 +377,7 @@ class ChatCompletions:
             return
         answer = outcome.answer
         t = answer.ledger.totals
-        section = tandem_section(answer, req, outcome.thread_id)
+        section = tandem_section(answer, req, outcome.thread_id, notes=outcome.notes)
         body = completion(
             cid, req.model, answer.text, tokens=(t.tokens_in, t.tokens_out), tandem=section
         )
@@ -508,7 +512,7 @@ class _Stream:
             if rest:
                 await self.content(rest)
             final = None if consistent else answer.text
-            tandem = tandem_section(answer, req, outcome.thread_id, final)
+            tandem = tandem_section(answer, req, outcome.thread_id, final, outcome.notes)
             tokens = (answer.ledger.totals.tokens_in, answer.ledger.totals.tokens_out)
         await self.body(self.frame(finish_reason="stop", tandem=tandem))
         if req.include_usage:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -48,6 +49,8 @@ class Outcome:
     answer: Answer | None = None
     approval: dict[str, Any] | None = None
     thread_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the server did with the request that the answer's own notes do not say."""
 
 
 class Engine:
@@ -92,6 +95,10 @@ class SessionEngine(Engine):
         self.threaded = build_graph(runtime=runtime, checkpointer=saver) if saver else None
         self._ready: tuple[float, dict[str, str]] | None = None
         self._ready_lock = asyncio.Lock()
+        # One run at a time per thread: a second request on a busy thread waits its turn.
+        self._threads: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @property
     def workers(self) -> list[str]:
@@ -135,13 +142,20 @@ class SessionEngine(Engine):
         assert self.threaded is not None  # check() refused it otherwise
         thread = request.thread_id
         session = Session(self.threaded, self.saver, thread_id=thread)
-        try:
-            answer = await self._threaded(session, request, events)
-        except ApprovalRequired as exc:
-            return Outcome(approval=dict(exc.request), thread_id=thread)
-        return Outcome(answer=answer, thread_id=thread)
+        lock = self._threads.get(thread)
+        if lock is None:
+            lock = self._threads[thread] = asyncio.Lock()
+        outcome = Outcome(thread_id=thread)
+        async with lock:
+            try:
+                outcome.answer = await self._threaded(session, request, events, outcome.notes)
+            except ApprovalRequired as exc:
+                outcome.approval = dict(exc.request)
+        return outcome
 
-    async def _threaded(self, session: Session, request: RunRequest, events: EventSink) -> Answer:
+    async def _threaded(
+        self, session: Session, request: RunRequest, events: EventSink, notes: list[str]
+    ) -> Answer:
         pending = await session.pending()
         waiting = pending is not None and pending.approval is not None
         if request.approve is not None:
@@ -168,6 +182,11 @@ class SessionEngine(Engine):
         info = await session.thread_info(session.thread_id)
         # A new thread starts from the request's earlier messages; an existing one has its own.
         history = request.history if info.turns == 0 else []
+        if request.history and info.turns:
+            notes.append(
+                f"the request's {len(request.history)} earlier message(s) were not used: "
+                f"thread {session.thread_id} has its own history ({info.turns} turns)"
+            )
         return await session.ask(
             request.query, events, history=history, force_worker=request.worker
         )
