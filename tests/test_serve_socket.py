@@ -182,3 +182,58 @@ def test_the_cli_exports_spans_when_otlp_is_configured(project: Any) -> None:
     assert len(chat) == sum(c["role"] == "worker" for c in answer["ledger"]["calls"])
     for span in collector.spans:  # no question text left the process
         assert all("Brightwater" not in str(a.value) for a in span.attributes)
+
+
+def test_a_hundred_concurrent_streams_each_get_their_own_answer(project: Any) -> None:
+    import asyncio
+    import re
+
+    cwd, ollama, _ = project
+    ref = re.compile(r"\bref (zq\d{4})\b")
+
+    def echo(request: dict[str, Any]) -> str:
+        task = next(m["content"] for m in reversed(request["messages"]) if "Task:" in m["content"])
+        token = ref.search(task)
+        answer = f"Within 14 days (ref {token.group(1) if token else 'none'})."
+        return json.dumps({"answer": answer, "confidence": 0.9, "citations": []})
+
+    ollama.respond_with("qwen2.5:1.5b", echo)
+    toml = (cwd / "tandem.toml").read_text()
+    toml = toml.replace("min_score = 0.12", "min_score = 0.05")  # tokens add routing noise
+    toml = toml.replace("[ollama]\n", "[ollama]\nmax_parallel = 32\n")
+    (cwd / "tandem.toml").write_text(toml + "[serve]\nmax_concurrent = 100\n")
+    port = _port()
+    proc = _serve(cwd, "--port", str(port))
+
+    async def clients() -> list[tuple[int, str]]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+            client = openai.AsyncOpenAI(
+                api_key="unused", base_url=f"http://127.0.0.1:{port}/v1", http_client=http
+            )
+
+            async def one(n: int) -> tuple[int, str]:
+                stream = await client.chat.completions.create(
+                    model="tandem",
+                    messages=[{"role": "user", "content": f"{QUESTION} ref zq{n:04d}"}],
+                    stream=True,
+                    extra_body={"thread_id": f"c{n}"} if n % 2 else {},
+                )
+                text = "".join(
+                    [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                )
+                return n, text
+
+            return list(await asyncio.gather(*(one(n) for n in range(100))))
+
+    try:
+        _wait_ready(proc, port)
+        answers = asyncio.run(clients())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert len(answers) == 100
+    assert all(ref.findall(text) == [f"zq{n:04d}"] for n, text in answers)
