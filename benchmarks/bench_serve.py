@@ -63,11 +63,11 @@ def _port() -> int:
 # -- (a) overhead -------------------------------------------------------------------------
 
 
-async def _overhead(ollama: Endpoint, openai_ep: Endpoint, runs: int) -> dict[str, Any]:
+async def _overhead(ollama: Endpoint, openai_ep: Endpoint, data: Path, runs: int) -> dict[str, Any]:
     import uvicorn
     from langgraph.checkpoint.memory import InMemorySaver
 
-    config = fake_config(ollama, openai_ep, seeded_data_dir(), **allow_parallel({}))
+    config = fake_config(ollama, openai_ep, data, **allow_parallel({}))
     runtime = Runtime(config)
     await runtime.ensure_ingested()
     engine = SessionEngine(runtime, InMemorySaver())
@@ -271,7 +271,7 @@ def _load() -> dict[str, Any]:
 
 def run(runs: int = RUNS) -> BenchResult:
     with remote_fakes(0.0, 0.0) as (ollama, openai_ep):
-        over = asyncio.run(_overhead(ollama, openai_ep, runs))
+        over = asyncio.run(_overhead(ollama, openai_ep, seeded_data_dir(), runs))
     load = _load()
     batches = load["batches"]
     measured = batches[1:]

@@ -17,18 +17,22 @@ CLI does not pay for them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 from rich.markup import escape
 
+from tandem.agents.cost import price_tokens
+from tandem.agents.privacy import detector_for
 from tandem.agents.shell._common import err, ready, runtime
 from tandem.agents.shell.serve._app import Server, create_app, tandem_section
 from tandem.agents.shell.serve._engine import Engine, Outcome, RunRequest, SessionEngine
 from tandem.agents.shell.serve._metrics import ServerMetrics
 from tandem.agents.shell.serve._run import access_line, is_loopback, serve_app
 from tandem.agents.shell.serve._wire import ChatRequest, WireError, parse_chat_request
-from tandem.graphs import open_checkpointer
+from tandem.graphs import Runtime, open_checkpointer
+from tandem.workers.errors import TandemError
 
 __all__ = [
     "ChatRequest",
@@ -45,7 +49,22 @@ __all__ = [
     "parse_chat_request",
     "run_server",
     "tandem_section",
+    "warm_up",
 ]
+
+
+async def warm_up(rt: Runtime) -> None:
+    """Pay the first request's one-off costs at start, off the event loop where they can:
+    the privacy detector's engine, litellm's price list (the ledger's first use imports
+    litellm: seconds during which every other request would wait) and the router's worker
+    profiles (an embedding call)."""
+    await asyncio.to_thread(detector_for(rt.config.privacy).find, "warm-up")
+    sup = rt.supervisor.llm.model
+    await asyncio.to_thread(price_tokens, sup, 1, 1, rt.config.cost.prices)
+    try:
+        await rt.router.decide("warm-up")
+    except TandemError as exc:  # /readyz reports an unreachable model; serve anyway
+        err.print(f"[yellow]warning:[/] routing warm-up failed: {escape(str(exc))}")
 
 
 def api_keys(configured: list[str]) -> list[str]:
@@ -68,6 +87,7 @@ async def run_server(config: Path | None, *, host: str | None, port: int | None)
     keys = api_keys(settings.api_keys)
     access = access_line(host, len(keys))  # refuses before anything is loaded
     await ready(rt)
+    await warm_up(rt)
     async with open_checkpointer(rt.config) as saver:
         engine = SessionEngine(rt, saver)
         app = create_app(engine, settings, api_keys=keys)

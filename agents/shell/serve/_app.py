@@ -428,11 +428,14 @@ class _Stream:
         self.opened = True
         await self.body(self.frame(delta={"role": "assistant", "content": "", "refusal": None}))
 
-    async def content(self, piece: str) -> None:
+    def content_frame(self, piece: str) -> bytes:
         if self.first_token is None:
             self.first_token = time.monotonic() - self.started
             self.s.metrics.first_token.observe(self.first_token)
-        await self.body(self.frame(delta={"content": piece}))
+        return self.frame(delta={"content": piece})
+
+    async def content(self, piece: str) -> None:
+        await self.body(self.content_frame(piece))
 
     async def fail(self, error: WireError) -> None:
         self.s.error(error)
@@ -442,21 +445,35 @@ class _Stream:
         await self.body(sse(error.body()) + DONE)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    def sink(self, event: dict[str, Any]) -> None:
+        """The run's events, as they happen (in the run's task)."""
+        if event.get("event") == "token" and event.get("worker"):
+            return  # a specialist's draft: held back, the final answer brings it (StreamText)
+        self.events.put_nowait(event)
+
+    async def tick(self) -> None:
+        """Wake the pump every ``keepalive`` seconds (a comment line if nothing was sent)."""
+        while True:
+            await asyncio.sleep(self.s.settings.keepalive)
+            self.events.put_nowait({"event": "_tick"})
+
     async def respond(self, left: float | None) -> None:
         s = self.s
-        task = s.start(self.run, self.events.put_nowait)
+        task = s.start(self.run, self.sink)
         task.add_done_callback(lambda _: self.events.put_nowait({"event": "_end"}))
         watcher = asyncio.ensure_future(_watch(self.receive))
         watcher.add_done_callback(lambda _: self.events.put_nowait({"event": "_gone"}))
+        ticker = asyncio.ensure_future(self.tick())
         try:
             async with asyncio.timeout(left):
-                ended = await self.pump(task)
+                ended = await self.pump()
         except TimeoutError:
             await _cancel(task)
             await self.fail(_deadline_error(s.deadline or 0))
             return
         finally:
             watcher.cancel()
+            ticker.cancel()
             if not task.done():
                 await _cancel(task)  # hung up, or this request was cancelled (shutdown)
         if not ended:
@@ -470,31 +487,42 @@ class _Stream:
         s.finished(outcome, self.started, self.req.worker is not None)
         await self.finish(outcome)
 
-    async def pump(self, task: asyncio.Task[Outcome]) -> bool:
-        """Forward events until the run ends (True) or the client hangs up (False)."""
-        keepalive = self.s.settings.keepalive
+    async def pump(self) -> bool:
+        """Forward events until the run ends (True) or the client hangs up (False).
+
+        Events that arrived together go out in one write.
+        """
+        quiet = True  # nothing sent since the last tick
         while True:
-            try:
-                event = await asyncio.wait_for(self.events.get(), keepalive)
-            except TimeoutError:
-                if self.opened:
-                    await self.body(KEEPALIVE)
-                continue
-            kind = event.get("event")
-            if kind == "_gone":
-                return False
-            if kind == "_end":
-                return True
-            if kind == "route" and not self.opened:
-                await self.open(event.get("route"), self.run.thread_id)
-            elif kind == "token":
-                if not self.opened:
-                    await self.open(None, self.run.thread_id)
-                piece = self.text.token(str(event.get("text", "")), draft=bool(event.get("worker")))
-                if piece:
-                    await self.content(piece)
-            elif kind == "reset":
-                self.text.reset()
+            batch = [await self.events.get()]
+            while not self.events.empty():
+                batch.append(self.events.get_nowait())
+            out = bytearray()
+            for event in batch:
+                kind = event.get("event")
+                if kind == "_gone":
+                    return False
+                if kind == "_end":
+                    if out:
+                        await self.body(bytes(out))
+                    return True
+                if kind == "_tick":
+                    if self.opened and quiet and not out:
+                        out += KEEPALIVE
+                    quiet = True
+                elif kind == "route" and not self.opened:
+                    await self.open(event.get("route"), self.run.thread_id)
+                elif kind == "token":
+                    if not self.opened:
+                        await self.open(None, self.run.thread_id)
+                    piece = self.text.token(str(event.get("text", "")), draft=False)
+                    if piece:
+                        out += self.content_frame(piece)
+                elif kind == "reset":
+                    self.text.reset()
+            if out:
+                quiet = False
+                await self.body(bytes(out))
 
     async def finish(self, outcome: Outcome) -> None:
         req = self.req
@@ -514,7 +542,7 @@ class _Stream:
             final = None if consistent else answer.text
             tandem = tandem_section(answer, req, outcome.thread_id, final, outcome.notes)
             tokens = (answer.ledger.totals.tokens_in, answer.ledger.totals.tokens_out)
-        await self.body(self.frame(finish_reason="stop", tandem=tandem))
+        out = self.frame(finish_reason="stop", tandem=tandem)
         if req.include_usage:
             last = chunk(
                 self.cid,
@@ -524,9 +552,8 @@ class _Stream:
                 with_usage=True,
                 usage_row=usage(*tokens),
             )
-            await self.body(sse(last))
-        await self.body(DONE)
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            out += sse(last)
+        await self.send({"type": "http.response.body", "body": out + DONE, "more_body": False})
 
 
 _PATHS = frozenset({"/v1/chat/completions", "/v1/models", "/metrics", "/healthz", "/readyz"})
