@@ -446,6 +446,28 @@ async def test_requests_on_one_thread_run_one_at_a_time(
     assert sorted(texts[0::2]) == sorted(questions) and len(texts) == 6  # no turn lost
 
 
+async def test_the_same_question_again_resumes_a_thread_run_that_was_stopped(
+    serve: Callable[..., Any], fake_ollama: FakeOllama
+) -> None:
+    app, engine = await serve()
+    _slow_chat(fake_ollama, 0.5)  # routing is quick; the worker is still answering
+    thread = {"thread_id": "stopped"}
+    async with client(app) as c:
+        stream = await c.chat.completions.create(
+            model="tandem", messages=USER, stream=True, extra_body=thread
+        )
+        await stream.__anext__()  # routed: the route step is checkpointed
+        await stream.close()  # hang up while the worker runs: the run is cancelled
+        await _eventually(lambda: engine.cancelled == 1)
+        routed = len(fake_ollama.requests_to("/api/embed"))
+        again = await c.chat.completions.create(model="tandem", messages=USER, extra_body=thread)
+    assert "14 days" in (again.choices[0].message.content or "")
+    assert len(fake_ollama.requests_to("/api/embed")) == routed  # routing was not redone
+    assert engine.threaded is not None
+    state = await engine.threaded.aget_state({"configurable": {"thread_id": "stopped"}})
+    assert [str(m.content) for m in state.values["messages"]][0::2] == [DIRECT_Q]  # one turn
+
+
 async def test_readiness_and_unknown_paths(serve: Callable[..., Any]) -> None:
     app, _ = await serve()
     async with httpx.AsyncClient(
