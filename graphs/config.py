@@ -128,6 +128,10 @@ class ServeSettings(BaseModel):
     """Use OpenAI's ``user`` field as the thread id when a request sends no ``thread_id``."""
     metrics_auth: bool = False
     """Require an API key for ``GET /metrics`` too (``/healthz`` and ``/readyz`` never do)."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Web origins allowed to call the API from a browser (a chat UI served from another
+    origin that calls tandem directly), e.g. ``["http://localhost:3000"]``; ``["*"]`` allows
+    any. Empty: no CORS headers (server-side clients need none)."""
     keepalive: float = Field(default=15.0, gt=0)
     """Seconds between SSE comment lines on a stream that has nothing to send yet (keeps
     proxies from closing it; clients ignore them)."""

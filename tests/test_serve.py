@@ -468,6 +468,18 @@ async def test_the_same_question_again_resumes_a_thread_run_that_was_stopped(
     assert [str(m.content) for m in state.values["messages"]][0::2] == [DIRECT_Q]  # one turn
 
 
+async def test_cors_for_browser_chat_uis_only_when_configured(serve: Callable[..., Any]) -> None:
+    origin = {"origin": "http://localhost:3000"}
+    preflight = {**origin, "access-control-request-method": "POST"}
+    for settings, allowed in (({}, None), ({"cors_origins": [origin["origin"]]}, origin["origin"])):
+        app, _ = await serve(serve=settings)
+        async with httpx.AsyncClient(
+            transport=StreamingASGITransport(app), base_url="http://tandem"
+        ) as http:
+            r = await http.options("/v1/chat/completions", headers=preflight)
+            assert r.headers.get("access-control-allow-origin") == allowed
+
+
 async def test_readiness_and_unknown_paths(serve: Callable[..., Any]) -> None:
     app, _ = await serve()
     async with httpx.AsyncClient(

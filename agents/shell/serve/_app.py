@@ -688,6 +688,17 @@ def create_app(
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
+    if server.settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(server.settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type"],
+            expose_headers=["x-tandem-route", "x-tandem-thread", "x-tandem-ignored"],
+            max_age=600,
+        )
     app.add_middleware(_HttpMetrics, metrics=server.metrics)
     app.state.server = server
     return app
