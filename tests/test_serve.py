@@ -278,7 +278,7 @@ async def test_above_the_concurrency_limit_requests_get_429_with_retry_after(
     serve: Callable[..., Any], fake_ollama: FakeOllama
 ) -> None:
     app, engine = await serve(serve={"max_concurrent": 1, "queue": 1, "queue_timeout": 5})
-    fake_ollama.latency = 0.2
+    _slow_chat(fake_ollama, 0.15)
     async with client(app, max_retries=0) as c:
         ask = c.chat.completions.create
         running = [asyncio.ensure_future(ask(model="tandem", messages=USER)) for _ in range(2)]
@@ -409,7 +409,7 @@ def _slow_chat(fake: FakeOllama, seconds: float) -> None:
 async def test_the_request_deadline_cancels_the_run(
     serve: Callable[..., Any], fake_ollama: FakeOllama
 ) -> None:
-    app, engine = await serve(serve={"deadline": 0.5, "keepalive": 0.05})
+    app, engine = await serve(serve={"deadline": 0.3, "keepalive": 0.05})
     _slow_chat(fake_ollama, 2.0)  # routing is quick, the worker is not: streams open first
     async with client(app, max_retries=0) as c:
         with pytest.raises(openai.APIStatusError) as info:
