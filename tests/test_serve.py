@@ -365,6 +365,12 @@ async def test_ask_policy_needs_a_thread_and_resumes_with_the_approval(
         approval = paused.parse().model_extra["tandem"]["approval"]
         assert approval["kind"] == "egress_approval" and approval["bytes"] > 0
         assert not fake_openai.completions()  # nothing was sent yet
+        streamed = await c.chat.completions.create(  # a stream pauses the same way
+            model="tandem", messages=USER, stream=True, extra_body={"thread_id": "a2"}
+        )
+        last = [chunk async for chunk in streamed][-1]
+        assert last.choices[0].finish_reason == "stop"
+        assert last.model_extra["tandem"]["approval"]["kind"] == "egress_approval"
         with pytest.raises(openai.BadRequestError) as again:
             await c.chat.completions.create(
                 model="tandem", messages=USER, extra_body={"thread_id": "a1"}
