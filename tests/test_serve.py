@@ -352,7 +352,7 @@ async def test_ask_policy_needs_a_thread_and_resumes_with_the_approval(
     serve: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
     low = {"answer": "not sure", "confidence": 0.1, "citations": [], "needs_escalation": True}
-    fake_ollama.script(CHAT, json.dumps(low))
+    fake_ollama.script(CHAT, json.dumps(low), json.dumps(low))  # threads a1 and a2 escalate
     app, _ = await serve(privacy={"policy": "ask"}, supervisor={"egress": "remote"})
     async with client(app) as c:
         with pytest.raises(openai.BadRequestError) as info:
