@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 
-__all__ = ["AnswerExtractor", "answer_sink", "emit"]
+__all__ = ["STREAM_DRAFTS", "AnswerExtractor", "answer_sink", "emit"]
 
 _KEY = re.compile(r'"answer"\s*:\s*"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -97,10 +97,22 @@ def emit(event: dict[str, Any]) -> None:
         writer(event)
 
 
+STREAM_DRAFTS = "tandem_stream_drafts"
+"""``configurable`` key: ``False`` when the caller will not show a specialist's draft as it
+is written (it waits for the answer), so the worker's model is not asked to stream."""
+
+
+def _drafts_wanted() -> bool:
+    try:
+        return bool(get_config().get("configurable", {}).get(STREAM_DRAFTS, True))
+    except Exception:  # not inside a graph run
+        return True
+
+
 def answer_sink(worker: str) -> Callable[[str], None] | None:
     """An ``on_token`` callback streaming the answer field of ``worker``'s JSON reply."""
     writer = _writer()
-    if writer is None:
+    if writer is None or not _drafts_wanted():
         return None
     extractor = AnswerExtractor()
 

@@ -28,6 +28,7 @@ from langgraph.types import Command
 from tandem.agents.cost import Savings, savings
 from tandem.agents.privacy import EgressRequest, egress_log_path
 from tandem.agents.router import RouteDecision
+from tandem.graphs._stream import STREAM_DRAFTS
 from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.ledger import Ledger, build_ledger
@@ -194,6 +195,7 @@ class Session:
         *,
         history: History = (),
         force_worker: str | None = None,
+        drafts: bool = True,
     ) -> Answer:
         """Answer ``query`` in the current thread, passing stream events to ``on_event``.
 
@@ -205,6 +207,9 @@ class Session:
             history: Earlier turns to answer in the context of; they join the thread before
                 the question (for a graph without a checkpointer they are the only context).
             force_worker: Skip routing: this specialist answers and is not escalated.
+            drafts: Stream a direct answer's draft as the specialist writes it (token
+                events with a ``worker``); ``False`` when the caller only shows final text:
+                the specialist's model is then not asked to stream.
 
         Raises:
             ApprovalRequired: The run paused for an egress approval and :attr:`approve` is
@@ -216,10 +221,14 @@ class Session:
             payload["messages"] = [
                 HumanMessage(text) if role == "user" else AIMessage(text) for role, text in history
             ]
-        return await self._run(payload, query, on_event)
+        return await self._run(payload, query, on_event, drafts=drafts)
 
     async def resume(
-        self, approve: bool | None = None, on_event: EventSink | None = None
+        self,
+        approve: bool | None = None,
+        on_event: EventSink | None = None,
+        *,
+        drafts: bool = True,
     ) -> Answer:
         """Continue this thread's unfinished run (see :meth:`pending`).
 
@@ -228,6 +237,7 @@ class Session:
                 a run that was stopped mid-way (it redoes only the steps that had not
                 finished).
             on_event: Receives the run's events.
+            drafts: As for :meth:`ask`.
 
         Raises:
             UsageError: Nothing to resume, or ``approve`` does not fit what is pending.
@@ -242,7 +252,7 @@ class Session:
                 hint="answer a pending approval with True/False; resume a stopped run with None",
             )
         payload: Command[Any] | None = None if approve is None else Command(resume=approve)
-        return await self._run(payload, pending.query, on_event)
+        return await self._run(payload, pending.query, on_event, drafts=drafts)
 
     async def pending(self) -> Pending | None:
         """This thread's unfinished run, if any (needs a checkpointer)."""
@@ -263,8 +273,15 @@ class Session:
         payload: TandemState | Command[Any] | None,
         query: str,
         on_event: EventSink | None,
+        *,
+        drafts: bool = True,
     ) -> Answer:
         trace = RunTrace(query=query)
+        config: dict[str, Any] = self.thread
+        if not drafts:
+            config = {"configurable": {**config["configurable"], STREAM_DRAFTS: False}}
+        # Token events only when someone listens (the custom stream costs ~1 ms a run).
+        modes = ["custom", "values", "tasks"] if on_event is not None else ["values", "tasks"]
         self.last = trace
         started = time.perf_counter()
         open_nodes: dict[str, NodeTiming] = {}
@@ -273,8 +290,8 @@ class Session:
             while True:  # a None payload (the first time) continues a stopped run
                 async for mode, chunk in self.graph.astream(
                     payload,
-                    self.thread,  # type: ignore[arg-type]
-                    stream_mode=["custom", "values", "tasks"],
+                    config,  # type: ignore[arg-type]
+                    stream_mode=modes,
                     # "sync" with a checkpointer (a turn is on disk before the next one).
                     durability=self.graph.default_durability,
                 ):

@@ -180,7 +180,7 @@ def serve(
     """
     # Starlette, uvicorn and prometheus-client load only for this command.
     try:
-        from tandem.agents.shell.serve import run_server
+        from tandem.agents.shell.serve import run_server, server_loop
     except ImportError as exc:
         err.print(
             f"[bold red]error:[/] tandem serve needs its extra: pip install 'tandem[serve]' "
@@ -189,7 +189,7 @@ def serve(
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
-    run(lambda: run_server(config, host=host, port=port))
+    run(lambda: run_server(config, host=host, port=port), loop_factory=server_loop())
 
 
 @app.command()

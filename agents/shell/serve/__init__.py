@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
@@ -49,6 +50,7 @@ __all__ = [
     "is_loopback",
     "parse_chat_request",
     "run_server",
+    "server_loop",
     "tandem_section",
     "warm_up",
 ]
@@ -66,6 +68,17 @@ async def warm_up(rt: Runtime) -> None:
         await rt.router.decide("warm-up")
     except TandemError as exc:  # /readyz reports an unreachable model; serve anyway
         err.print(f"[yellow]warning:[/] routing warm-up failed: {escape(str(exc))}")
+
+
+def server_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop factory when it is installed (uvicorn's own choice; it takes
+    about a third off the HTTP layer's time), else None (asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def api_keys(configured: list[str]) -> list[str]:

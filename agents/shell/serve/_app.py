@@ -308,6 +308,7 @@ class ChatCompletions:
                 thread_id=req.thread_id,
                 worker=req.worker,
                 approve=req.approve,
+                stream=req.stream,
             )
             s.engine.check(run)
         except _Gone:

@@ -40,6 +40,8 @@ class RunRequest:
     thread_id: str | None = None
     worker: str | None = None
     approve: bool | None = None
+    stream: bool = False
+    """The client streams (token events are wanted); else only the answer counts."""
 
 
 @dataclass
@@ -133,10 +135,16 @@ class SessionEngine(Engine):
                 event = {**event, "route": route.model_dump(mode="json")}
             on_event(event)
 
+        # A JSON response needs no token events: the run then skips the custom stream.
+        sink: EventSink | None = events if request.stream else None
         if request.thread_id is None:
             session = Session(self.stateless)
             answer = await session.ask(
-                request.query, events, history=request.history, force_worker=request.worker
+                request.query,
+                sink,
+                history=request.history,
+                force_worker=request.worker,
+                drafts=False,  # held back until it passed the confidence check anyway
             )
             return Outcome(answer=answer)
         assert self.threaded is not None  # check() refused it otherwise
@@ -148,13 +156,13 @@ class SessionEngine(Engine):
         outcome = Outcome(thread_id=thread)
         async with lock:
             try:
-                outcome.answer = await self._threaded(session, request, events, outcome.notes)
+                outcome.answer = await self._threaded(session, request, sink, outcome.notes)
             except ApprovalRequired as exc:
                 outcome.approval = dict(exc.request)
         return outcome
 
     async def _threaded(
-        self, session: Session, request: RunRequest, events: EventSink, notes: list[str]
+        self, session: Session, request: RunRequest, events: EventSink | None, notes: list[str]
     ) -> Answer:
         pending = await session.pending()
         waiting = pending is not None and pending.approval is not None
@@ -166,7 +174,7 @@ class SessionEngine(Engine):
                     param="approve",
                     code="no_pending_approval",
                 )
-            return await session.resume(request.approve, events)
+            return await session.resume(request.approve, events, drafts=False)
         if waiting:
             raise WireError(
                 400,
@@ -178,7 +186,7 @@ class SessionEngine(Engine):
         if pending is not None and pending.query == request.query:
             # The same question again on a thread whose run was stopped (a restart, a
             # dropped connection): it goes on from its last finished step.
-            return await session.resume(None, events)
+            return await session.resume(None, events, drafts=False)
         info = await session.thread_info(session.thread_id)
         # A new thread starts from the request's earlier messages; an existing one has its own.
         history = request.history if info.turns == 0 else []
@@ -188,7 +196,7 @@ class SessionEngine(Engine):
                 f"thread {session.thread_id} has its own history ({info.turns} turns)"
             )
         return await session.ask(
-            request.query, events, history=history, force_worker=request.worker
+            request.query, events, history=history, force_worker=request.worker, drafts=False
         )
 
     async def ready(self) -> dict[str, str]:
