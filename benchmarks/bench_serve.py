@@ -1,12 +1,15 @@
 """(7) ``tandem serve``: the HTTP layer's overhead, and 100 concurrent streaming clients.
 
-(a) Overhead. One process, one event loop: ``tandem serve``'s app under uvicorn on a loopback
-socket, and the same runtime's graph called with ``graph.ainvoke``, interleaved request by
-request, against fake models in a separate process (latency 0, so the run itself is as short
-as it gets and the overhead is as visible as it gets). Overhead = p50(HTTP round trip) −
-p50(``ainvoke``), for a JSON response and for a stream read to ``[DONE]``; per request, the
-round trip minus the server's own run time (its ``Server-Timing`` header) is the HTTP layer
-alone. The client (httpx) runs on the same loop, so its CPU counts too: an upper bound.
+(a) Overhead. One process, one event loop (uvloop, as ``tandem serve`` runs when it is
+installed): ``tandem serve``'s app under uvicorn on a loopback socket, and the same runtime's
+graph called with ``graph.ainvoke``, interleaved request by request, against fake models in a
+separate process (latency 0, so the run itself is as short as it gets and the overhead as
+visible as it gets). Overhead = the median over requests of (HTTP round trip − the
+``ainvoke`` just before it), for a JSON response and for a stream read to ``[DONE]``. The
+server's runs do not stream a specialist's draft (it is held back anyway), which a default
+``ainvoke`` does, so its graph part is cheaper; the HTTP layer alone — the round trip minus
+the server's own run time (its ``Server-Timing`` header) — is reported too. The client
+(httpx) runs on the same loop, so its CPU counts: an upper bound.
 
 (b) Load. The real ``tandem serve`` command as its own process (a ``tandem.toml`` pointing at
 the fakes, whose worker model waits ``L`` and quotes the ``ref zqNNNN`` token of its task),
@@ -42,7 +45,7 @@ from _common import (
 )
 from _fakehost import REF, Endpoint, remote_fakes
 
-from tandem.agents.shell.serve import SessionEngine, create_app
+from tandem.agents.shell.serve import SessionEngine, create_app, server_loop
 from tandem.graphs import Runtime
 from tandem.graphs.config import ServeSettings
 from tandem.workers.testing import fake_config_toml
@@ -126,6 +129,10 @@ async def _overhead(ollama: Endpoint, openai_ep: Endpoint, data: Path, runs: int
     await serving
     p50 = statistics.median
     return {
+        # Per request: the HTTP round trip minus the ainvoke run just before it (interleaved,
+        # so slow drift in the machine's load cancels out); the headline figures.
+        "paired": p50([h - d for h, d in zip(http, direct, strict=True)]),
+        "paired_stream": p50([s - d for s, d in zip(stream, direct, strict=True)]),
         "ainvoke": p50(direct),
         "http": p50(http),
         "stream": p50(stream),
@@ -271,7 +278,9 @@ def _load() -> dict[str, Any]:
 
 def run(runs: int = RUNS) -> BenchResult:
     with remote_fakes(0.0, 0.0) as (ollama, openai_ep):
-        over = asyncio.run(_overhead(ollama, openai_ep, seeded_data_dir(), runs))
+        data = seeded_data_dir()
+        with asyncio.Runner(loop_factory=server_loop()) as runner:
+            over = runner.run(_overhead(ollama, openai_ep, data, runs))
     load = _load()
     batches = load["batches"]
     measured = batches[1:]
@@ -283,16 +292,23 @@ def run(runs: int = RUNS) -> BenchResult:
     figures = [
         Figure(
             "HTTP overhead vs graph.ainvoke, p50 (JSON response)",
-            over["overhead"] * ms,
+            over["paired"] * ms,
             "≤ 3 ms",
-            over["overhead"] * ms <= 3,
+            over["paired"] * ms <= 3,
             fmt="{:.2f} ms",
         ),
         Figure(
             "HTTP overhead vs graph.ainvoke, p50 (stream to [DONE])",
-            over["stream_overhead"] * ms,
+            over["paired_stream"] * ms,
             "≤ 3 ms",
-            over["stream_overhead"] * ms <= 3,
+            over["paired_stream"] * ms <= 3,
+            fmt="{:.2f} ms",
+        ),
+        Figure(
+            "HTTP layer alone (round trip − server run time), p50",
+            over["layer"] * ms,
+            "≤ 3 ms",
+            over["layer"] * ms <= 3,
             fmt="{:.2f} ms",
         ),
         Figure(
@@ -349,12 +365,19 @@ def run(runs: int = RUNS) -> BenchResult:
         extra_tables=[
             (
                 f"Overhead (median of {runs} interleaved requests each, latency 0)",
-                ["graph.ainvoke", "HTTP JSON", "HTTP stream", "HTTP layer alone (p50 / p95)"],
+                [
+                    "graph.ainvoke p50",
+                    "HTTP JSON p50",
+                    "HTTP stream p50",
+                    "p50 differences (JSON / stream)",
+                    "HTTP layer alone (p50 / p95)",
+                ],
                 [
                     [
                         f"{over['ainvoke'] * ms:.2f} ms",
                         f"{over['http'] * ms:.2f} ms",
                         f"{over['stream'] * ms:.2f} ms",
+                        f"{over['overhead'] * ms:.2f} / {over['stream_overhead'] * ms:.2f} ms",
                         f"{over['layer'] * ms:.2f} / {over['layer_p95'] * ms:.2f} ms",
                     ]
                 ],
