@@ -32,6 +32,7 @@ from tandem.graphs._stream import STREAM_DRAFTS
 from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.graphs.nodes import check_text
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 from tandem.workers.backends import make_backend
@@ -216,10 +217,12 @@ class Session:
                 not set.
             TandemError: The run failed before producing an answer.
         """
+        check_text(query)
         payload: TandemState = {"query": query, "force_worker": force_worker}
         if history:
             payload["messages"] = [
-                HumanMessage(text) if role == "user" else AIMessage(text) for role, text in history
+                HumanMessage(check_text(text)) if role == "user" else AIMessage(check_text(text))
+                for role, text in history
             ]
         return await self._run(payload, query, on_event, drafts=drafts)
 
@@ -439,6 +442,8 @@ class Session:
             raise UsageError(str(exc)) from None
         try:
             backend = make_backend(model, rt.backend_settings, worker=worker)
+            # The new endpoint is classified like the configured ones (and refused alike).
+            rt.check_backend(f"worker {worker}", model, backend, rt.specs[worker])
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         previous = str(rt.specs[worker].model)
