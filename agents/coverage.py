@@ -180,7 +180,8 @@ def answer_part(result: WorkerResult) -> str:
     """One paragraph of a structured answer: the specialist's answer, attributed."""
     if is_answer(result):
         return f"{result.answer.strip()} [{result.worker}]"
-    why = result.reason or ("not covered" if result.status == "ok" else "failed")
+    # A failure's error text goes to the run's notes, never into the answer.
+    why = "failed" if result.status == "failed" else "not covered"
     return f"{result.instruction.strip()} — not answered ({result.worker}: {why})."
 
 

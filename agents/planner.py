@@ -1,7 +1,8 @@
 """Plans the router already knows, and how a planned answer is put together.
 
 When the router split a question into parts and matched every part to a specialist with
-confidence (:attr:`~tandem.agents.router.RouteDecision.parts`), the plan is built from
+confidence (:attr:`~tandem.agents.router.RouteDecision.parts` with
+:attr:`~tandem.agents.router.RouteDecision.split` set), the plan is built from
 those parts directly — one subtask per part, the part's own words as the instruction —
 and the supervisor's planning call is skipped. It still plans when the decomposition is
 unclear (a part without a specialist, an escalated direct answer, ``mode = "supervisor"``)
@@ -29,8 +30,9 @@ class PlannerSettings(BaseModel):
     mode: Literal["auto", "supervisor"] = "auto"
     """``auto``: build the plan from the router's parts when it split the question with
     confidence (no planning call); ``supervisor``: the supervisor always plans."""
-    min_part_probability: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Every part needs at least this router probability for a router-built plan."""
+    min_part_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    """A bar on top of the router's own: every part needs at least this probability for a
+    router-built plan (0: the router's split is trusted as it is)."""
     synthesis: Literal["auto", "structured", "prose"] = "auto"
     """``structured``: one paragraph per part (the specialists' own answers) and a short
     joint conclusion from the supervisor; ``prose``: the supervisor writes the whole answer;
@@ -54,11 +56,12 @@ def router_plan(
 
     Args:
         route: The router's decision.
-        workers: The registered worker names.
+        workers: The workers that may take a part (the route's, minus any without
+            knowledge).
         settings: The ``[planner]`` settings.
         max_subtasks: Upper bound on subtasks (a longer split is left to the supervisor).
     """
-    if settings.mode != "auto" or route.kind != "plan" or not route.parts:
+    if settings.mode != "auto" or route.kind != "plan" or not route.split or not route.parts:
         return None
     parts = route.parts
     if len(parts) > max_subtasks or any(

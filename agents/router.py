@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["RouteDecision", "RoutePart", "Router", "RouterSettings", "split_parts"]
 
@@ -81,6 +82,9 @@ class RouteDecision(BaseModel):
     """For a ``plan`` whose split was confident: every part of the question with its
     specialist, covering every chosen worker (a planner may build the plan from them
     without asking the supervisor). Empty otherwise."""
+    split: bool = False
+    """``plan`` only: the parts decided the plan — every chosen worker has a part of its
+    own, with its own text (a plan can be built from ``parts`` directly)."""
 
 
 _QUESTION_WORDS = (
@@ -169,14 +173,16 @@ class Router:
         self._mean: list[float] = []
 
     def _call(self, tokens: int, seconds: float, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="embed",
-            model=self.embedder.ref,
-            where=self.embedder.where,
-            tokens_in=tokens,
-            seconds=seconds,
-            host=self.embedder.host,
-            purpose=purpose,
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=self.embedder.ref,
+                where=self.embedder.where,
+                tokens_in=tokens,
+                seconds=seconds,
+                host=self.embedder.host,
+                purpose=purpose,
+            )
         )
 
     def _load_cache(self) -> dict[str, list[float]]:
@@ -289,6 +295,7 @@ class Router:
                 scores=scores,
                 reason=f"multi-part question: parts match {', '.join(chosen)}",
                 parts=parts if confident else [],
+                split=confident,
             )
         # Parts that land on different specialists win over a weak score for the whole
         # question (a long two-domain question scores low against every single profile).

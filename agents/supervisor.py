@@ -22,6 +22,7 @@ from tandem.workers.errors import BadModelOutput, RunError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
 from tandem.workers.retry import RetryPolicy, with_retry
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["Plan", "PlanStep", "Supervisor", "subtasks_from_plan"]
 
@@ -64,7 +65,9 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
     lines = []
     for r in results:
         sources = ", ".join(sorted({c.source for c in r.citations})) or "none"
-        body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        # A failure is named, its error text is not passed on: it is no answer, and it
+        # would come back as one.
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
         lines.append(
             f'<result worker="{r.worker}" status="{r.status}" confidence="{r.confidence:.2f}" '
             f'sources="{_esc(sources)}">{_esc(body)}</result>'
@@ -77,7 +80,8 @@ def _parts_block(results: Sequence[WorkerResult], query: str = "") -> str:
     question unless it is the query's own words, as a router-built part is)."""
     lines = []
     for i, r in enumerate(results, 1):
-        body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        # A failure is named, its error text is not passed on (it would come back as an answer).
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
         status = "" if r.status == "ok" else f' status="{r.status}"'
         asked = "" if r.instruction.strip() in query else f"Question: {_esc(r.instruction)}\n"
         lines.append(
@@ -108,28 +112,33 @@ class Supervisor:
         return self.llm.model
 
     def _record(self, reply: LLMReply, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="supervisor",
-            model=reply.model,
-            where=reply.where,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            seconds=reply.seconds,
-            cost_usd=reply.cost_usd,
-            host=reply.host,
-            purpose=purpose,
-            bytes_sent=reply.bytes_sent,
+        return call_finished(
+            CallRecord(
+                role="supervisor",
+                model=reply.model,
+                where=reply.where,
+                tokens_in=reply.tokens_in,
+                tokens_out=reply.tokens_out,
+                seconds=reply.seconds,
+                cost_usd=reply.cost_usd,
+                host=reply.host,
+                purpose=purpose,
+                bytes_sent=reply.bytes_sent,
+            )
         )
 
     def failed_record(self, exc: RunError, purpose: str) -> CallRecord:
-        """A ledger row for a call that failed."""
-        return CallRecord(
-            role="supervisor",
-            model=self.llm.model,
-            where=self.llm.where,
-            purpose=purpose,
-            attempts=exc.attempts,
-            error=str(exc),
+        """A ledger row for a call that failed (with what its attempts may have cost)."""
+        return call_finished(
+            CallRecord(
+                role="supervisor",
+                model=self.llm.model,
+                where=self.llm.where,
+                purpose=purpose,
+                attempts=exc.attempts,
+                error=str(exc),
+                cost_usd=exc.cost_usd,
+            )
         )
 
     async def _call(

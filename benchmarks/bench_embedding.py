@@ -1,4 +1,4 @@
-"""(7) Embeddings: the bundled MiniLM (int8 ONNX) against the old path, the 0.5B chat
+"""(5b) Embeddings: the bundled MiniLM (int8 ONNX) against the old path, the 0.5B chat
 model's mean-pooled hidden states (GGUF through llama.cpp), side by side in one run.
 
 Both run in-process on one CPU thread (``[embedded] embed_threads = 1`` / ``n_threads =
@@ -132,7 +132,7 @@ def run() -> BenchResult:
     speed = {k: median(old[k]) / median(new[k]) for k in ("query", "batch", "profiles")}
     return BenchResult(
         key="embedding",
-        title="7. Embeddings: bundled MiniLM vs the chat model's mean-pooled embeddings",
+        title="5b. Embeddings: bundled MiniLM vs the chat model's mean-pooled embeddings",
         method=f"In-process, 1 CPU thread each. Query: one short routing question "
         "(`routing.jsonl`, a different one each run). Batch: 32 such questions in one call. "
         "Profiles: a fresh `Router.profiles()` (descriptions + examples of the 3 demo workers, "

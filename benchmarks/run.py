@@ -42,6 +42,7 @@ ALL = (
     "retrieval",
     "embedding",
     "concurrency",
+    "serve",
     "startup",
     "crossdomain",
     "eval",
@@ -81,6 +82,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_cross_domain
 
         return bench_cross_domain.run()
+    if key == "serve":
+        import bench_serve
+
+        return bench_serve.run()
     import bench_eval
 
     return bench_eval.run()

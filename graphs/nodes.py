@@ -9,31 +9,23 @@ the run: the fallbacks and the deadline are :mod:`._fallback`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
-from tandem.agents.coverage import (
-    answer_part,
-    checked_conclusion,
-    is_answer,
-    missing_parts,
-    parts_in_order,
-    structured_answer,
-    supporting,
-)
+from tandem.agents.coverage import parts_in_order
 from tandem.agents.planner import router_plan, synthesis_style
 from tandem.agents.privacy import GuardReport, restore
+from tandem.agents.privacy.policy import LOCAL_ONLY_KEY, merge_local
 from tandem.agents.router import RouteDecision
-from tandem.agents.supervisor import Plan, PlanStep, Supervisor, subtasks_from_plan
+from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
 from tandem.graphs._fallback import (
     deadline_at,
     escalate_failed,
     local_synthesis,
+    missing_parts,
     run_worker,
     trim_thread,
     within,
@@ -47,58 +39,64 @@ from tandem.graphs._guard import (
     run_ledger,
     timed_detect,
 )
-from tandem.graphs._stream import answer_sink, emit
-from tandem.graphs.runtime import Runtime
+from tandem.graphs._stream import answer_sink, emit, token_stream
+from tandem.graphs._synthesis import Synthesis, cited, kept_citations
+from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
-from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+from tandem.workers.records import CallRecord, Subtask, WorkerResult
 
 __all__ = ["Nodes"]
 
 
-def _history(messages: Sequence[AnyMessage], limit: int = 6, width: int = 400) -> str:
+def check_text(text: str) -> str:
+    """``text`` if it can be encoded as UTF-8 (no lone surrogates, e.g. from invalid bytes).
+
+    Raises:
+        UsageError: Naming the position, instead of a traceback deep in a model client.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"the query is not valid text: character {exc.start + 1} is not valid UTF-8 "
+            f"({text[exc.start]!r})",
+            hint="check the terminal's or file's encoding (tandem expects UTF-8)",
+        ) from None
+    return text
+
+
+def _history(
+    messages: Sequence[AnyMessage], *, remote: bool, limit: int = 6, width: int = 400
+) -> str:
+    """The last turns as text; for a remote model, turns that drew on a ``local_only``
+    worker are replaced (their question may name, their answer quote, what never leaves)."""
     lines = []
     for m in list(messages)[-limit:]:
         who = "user" if isinstance(m, HumanMessage) else "assistant"
+        if remote and m.additional_kwargs.get(LOCAL_ONLY_KEY):
+            lines.append(f"{who}: (withheld: this turn used local-only knowledge)")
+            continue
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
 
 
-def _token_sink() -> Callable[[str], None] | None:
-    try:
-        writer = get_stream_writer()
-    except Exception:
-        return None
-    return lambda piece: writer({"event": "token", "text": piece})
-
-
-def _cited(result: WorkerResult, passages: Sequence[Document]) -> WorkerResult:
-    """``result`` citing only the passages that state its answer (small models cite every
-    passage they were shown)."""
-    if result.status != "ok" or len(result.citations) < 2:
-        return result
-    by_key = {
-        (str(d.metadata.get("source", "?")), int(d.metadata.get("chunk", 0))): d for d in passages
-    }
-    cited = [c for c in result.citations if (c.source, c.chunk) in by_key]
-    texts = [by_key[(c.source, c.chunk)].page_content for c in cited]
-    keep = supporting(result.answer, texts, result.instruction)
-    if not keep:
-        return result
-    return result.model_copy(update={"citations": [cited[i] for i in keep]})
-
-
-def _kept_citations(state: TandemState, text: str) -> list[Citation]:
-    """Citations of the answers the final text kept (a dropped or failed part cites nothing)."""
-    results = [r for r in state.get("results") or [] if is_answer(r)]
-    if state.get("phase") == "planned":
-        parts = parts_in_order(state["plan"].subtasks, results)
-        results = [r for r in parts if r not in missing_parts(text, [r])]
-    citations: list[Citation] = []
-    for r in results:
-        citations.extend(c for c in r.citations if c not in citations)
-    return citations
+def _without_empty(
+    decision: RouteDecision, empty: dict[str, str]
+) -> tuple[RouteDecision, list[str]]:
+    """The route without workers that have no knowledge (they would answer from nothing)."""
+    skipped = [w for w in decision.workers if w in empty]
+    if not skipped:
+        return decision, []
+    notes = [f"worker '{w}' has no knowledge ({empty[w]}); it was not asked" for w in skipped]
+    left = [w for w in decision.workers if w not in empty]
+    if decision.kind == "direct" or not left:
+        why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
+        return decision.model_copy(
+            update={"kind": "supervisor", "workers": [], "reason": why}
+        ), notes
+    return decision.model_copy(update={"workers": left}), notes
 
 
 class Nodes:
@@ -108,9 +106,15 @@ class Nodes:
         self.rt = rt
 
     async def guard(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
-        query = (state.get("query") or "").strip()
+        query = check_text(state.get("query") or "").strip()
         if not query:
             raise UsageError("the query is empty")
+        forced = state.get("force_worker")
+        if forced is not None and forced not in self.rt.specs:
+            raise UsageError(
+                f"no worker named '{forced}'; known: {', '.join(self.rt.specs)}",
+                hint="force one of the configured workers (or none, to let the router decide)",
+            )
         limit = self.rt.config.reliability.max_query_chars
         if len(query) > limit:
             raise UsageError(
@@ -144,6 +148,12 @@ class Nodes:
         }
 
     async def route(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        forced = state.get("force_worker")
+        if forced:
+            decision = RouteDecision(
+                kind="direct", workers=[forced], reason=f"forced: the caller asked for '{forced}'"
+            )
+            return {"route": decision, "query_vector": None, "phase": "direct"}
         calls: list[CallRecord] = []
         try:
             decision, vector = await self.rt.router.decide(state["query"], calls)
@@ -156,7 +166,14 @@ class Nodes:
                 "calls": calls,
                 "notes": [f"routing failed, the supervisor plans instead: {exc}"],
             }
-        return {"route": decision, "query_vector": vector, "calls": calls, "phase": "direct"}
+        decision, notes = _without_empty(decision, await empty_workers(self.rt))
+        return {
+            "route": decision,
+            "query_vector": vector,
+            "calls": calls,
+            "phase": "direct",
+            "notes": notes,
+        }
 
     def after_route(self, state: TandemState) -> Any:
         decision = state["route"]
@@ -191,18 +208,22 @@ class Nodes:
             if not isinstance(exc, StoreError):  # a failing store is reported once, below
                 notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
         direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        allowed = self.rt.config.privacy.allowed_link_hosts
+        sink = answer_sink(subtask.worker, allowed) if direct else None
         # Fallback model/host and the run deadline: graphs/_fallback.py.
         run, more = await run_worker(
             self.rt,
             worker,
             subtask,
             query_vector=data.get("query_vector"),
-            on_token=answer_sink(subtask.worker) if direct else None,
+            on_token=sink,
             deadline=data.get("deadline"),
         )
+        if sink is not None:
+            sink.flush()
         notes.extend(more)
         step.note_passages(subtask.worker, run.passages)
-        result = _cited(run.result, run.passages)
+        result = cited(run.result, run.passages)
         if result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
         return {"results": [result], "calls": run.calls, "notes": notes}
@@ -223,6 +244,14 @@ class Nodes:
             if result.needs_escalation
             else f"confidence {result.confidence:.2f} < {threshold:.2f}"
         )
+        if state.get("force_worker"):
+            # The caller chose this specialist: its answer stands (or its failure is said).
+            draft = result.answer or f"The '{result.worker}' specialist could not answer ({why})."
+            return {
+                "draft": draft,
+                "escalated": False,
+                "notes": [f"'{result.worker}' was not confident ({why}); not escalated: forced"],
+            }
         emit({"event": "reset", "reason": f"escalated: {why}"})  # drop the streamed draft
         return {
             "escalated": True,
@@ -236,7 +265,7 @@ class Nodes:
         route = state["route"]
         if not state.get("escalated"):
             built = router_plan(
-                route, self.rt.specs, self.rt.config.planner, self.rt.config.max_subtasks
+                route, route.workers, self.rt.config.planner, self.rt.config.max_subtasks
             )
             if built is not None:  # the router's parts are the plan: no planning call
                 reason = f"{route.reason}; plan built from the router's parts (no planning call)"
@@ -246,10 +275,15 @@ class Nodes:
                     "phase": "planned",
                 }
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         redactor, query, history, prior = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
         )
-        specs = list(self.rt.specs.values())
+        empty = await empty_workers(self.rt)
+        specs = [s for s in self.rt.specs.values() if s.name not in empty]
         try:
             plan, calls, notes = await within(
                 state.get("deadline"),
@@ -307,10 +341,11 @@ class Nodes:
     async def synthesize(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
         deadline = state.get("deadline")
-        history = _history(state.get("messages") or [])
+        remote = sup.llm.where == "remote"
+        history = _history(state.get("messages") or [], remote=remote)
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
-        private = set() if sup.llm.where != "remote" else private_workers(self.rt)
+        private = set() if not remote else private_workers(self.rt)
         added, calls, notes, down = await escalate_failed(
             self.rt,
             sup,
@@ -321,20 +356,40 @@ class Nodes:
         )
         local = [*(state.get("results") or []), *added]
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        # A remote supervisor synthesizes the other parts; local_only parts join here.
+        kept = [r for r in local if r.worker in private]
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
+        if kept and all(r.worker in private for r in local):
+            text = local_synthesis(local)
+            update["no_answer"] = not any(r.status == "ok" for r in local)
+            if stream is not None:
+                stream(text)
+                stream.flush()
+            return {**update, "draft": text}
+        synthesis = Synthesis(self.rt, sup, deadline, stream)
         style = synthesis_style(self.rt.config.planner, sup.llm.model)
+        write = synthesis.structured if style == "structured" else synthesis.prose
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
-            parts = parts_in_order(state["plan"].subtasks, local)
+            shared = [r for r in local if r.worker not in private]
+            parts = parts_in_order(state["plan"].subtasks, shared)
             _, query, history, shown = step.outbound(sup, state["query"], history, parts)
-            if style == "structured":
-                text, more, extra = await self._structured(state, sup, query, history, parts, shown)
-            else:
-                text, more, extra = await self._prose(state, sup, query, history, parts, shown)
+            text, more, extra = await write(query, history, parts, shown)
+            if kept:
+                merged = merge_local(text, kept)
+                if stream is not None and merged != text:
+                    stream(merged[len(text) :])
+                text = merged
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
                 **update,
                 "draft": local_synthesis(local),
+                "no_answer": not any(r.status == "ok" for r in local),
                 "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
                 "notes": [
                     *notes,
@@ -343,105 +398,32 @@ class Nodes:
             }
         return {**update, "draft": text, "calls": [*calls, *more], "notes": [*notes, *extra]}
 
-    async def _structured(
-        self,
-        state: TandemState,
-        sup: Supervisor,
-        query: str,
-        history: str,
-        parts: list[WorkerResult],
-        shown: list[WorkerResult],
-    ) -> tuple[str, list[CallRecord], list[str]]:
-        """One paragraph per part (the specialists' answers, shown at once), then the
-        supervisor's short joint conclusion."""
-        sink = _token_sink()
-        head = structured_answer(parts)
-        if sink is not None:
-            sink(head)
-        conclusion, calls = await within(
-            state.get("deadline"),
-            sup.conclude(query, shown, history=history),
-            "the conclusion",
-            self.rt,
-        )
-        notes = []
-        kept = checked_conclusion(conclusion, shown, query)
-        if conclusion and not kept:
-            notes.append("dropped the supervisor's conclusion: it stated numbers no answer gave")
-        if kept and sink is not None:
-            sink(f"\n\n{kept}")
-        return structured_answer(parts, kept), calls, notes
-
-    async def _prose(
-        self,
-        state: TandemState,
-        sup: Supervisor,
-        query: str,
-        history: str,
-        parts: list[WorkerResult],
-        shown: list[WorkerResult],
-    ) -> tuple[str, list[CallRecord], list[str]]:
-        """The supervisor writes the answer; a part it leaves out is asked for once more
-        (``reask``) or added from the specialist's answer (``append``)."""
-        deadline = state.get("deadline")
-        text, calls = await within(
-            deadline,
-            sup.synthesize(query, shown, history=history, on_token=_token_sink()),
-            "the synthesis",
-            self.rt,
-        )
-        notes: list[str] = []
-        missing = missing_parts(text, shown)
-        repair = self.rt.config.planner.repair
-        if missing and (repair == "reask" or (repair == "auto" and sup.llm.where == "remote")):
-            names = ", ".join(r.worker for r in missing)
-            emit({"event": "reset", "reason": f"the answer left out {names}; asking again"})
-            again, more = await within(
-                deadline,
-                sup.synthesize(
-                    query,
-                    shown,
-                    history=history,
-                    on_token=_token_sink(),
-                    missing=missing,
-                    draft=text,
-                ),
-                "the synthesis",
-                self.rt,
-            )
-            calls = [*calls, *more]
-            text = again
-            notes.append(f"the synthesis left out {names}; asked the supervisor again")
-            missing = missing_parts(text, shown)
-        if missing:
-            sink = _token_sink()
-            for r in missing:
-                added = f"\n\n{answer_part(parts[shown.index(r)])}"
-                text += added
-                if sink is not None:
-                    sink(added)
-            notes.append(
-                "the synthesis left out "
-                + ", ".join(f"{r.worker}'s part" for r in missing)
-                + "; added the specialist's answer"
-            )
-        return text, calls, notes
-
     async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         _, query, history, _ = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
+        )
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
         )
         try:
             text, calls = await within(
                 state.get("deadline"),
-                sup.answer(query, history=history, on_token=_token_sink()),
+                sup.answer(query, history=history, on_token=stream),
                 "the supervisor's answer",
                 self.rt,
             )
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
-                "draft": "The supervisor is unavailable and no specialist covers this question.",
+                "draft": "No answer: the supervisor could not answer and no specialist "
+                "covers this question (see the notes).",
+                "no_answer": True,
                 "calls": [sup.failed_record(exc, "answer")],
                 "notes": [f"the supervisor could not answer: {exc}"],
             }
@@ -451,9 +433,18 @@ class Nodes:
         guard = state["guard"]
         results = list(state.get("results") or [])
         text = final_text(self.rt, state)
-        citations = _kept_citations(state, text)
+        citations = kept_citations(state, text)
+        missing = missing_parts(results)
+        # No model answered: a failure text, or a synthesis of nothing but failed parts.
+        no_answer = (
+            bool(state.get("no_answer"))
+            or not text.strip()
+            or (bool(results) and not any(r.status == "ok" for r in results))
+        )
         answer = Answer(
             text=text,
+            status="unanswered" if no_answer else "partial" if missing else "complete",
+            missing=missing,
             route=state["route"],
             citations=citations,
             worker_results=results,
@@ -466,7 +457,19 @@ class Nodes:
         drop, trimmed = trim_thread(state.get("messages") or [], limit)
         if trimmed:
             answer.notes.append(trimmed)
+        # A turn that drew on a local_only worker is never shown to a remote model later.
+        private = private_workers(self.rt)
+        marks = (
+            {LOCAL_ONLY_KEY: True}
+            if any(r.worker in private and r.status == "ok" for r in results)
+            else {}
+        )
         return {
             "answer": answer,
-            "messages": [*drop, HumanMessage(state["query"]), AIMessage(text)],
+            "messages": [
+                *drop,
+                HumanMessage(state["query"], additional_kwargs=marks),
+                AIMessage(text, additional_kwargs=marks),
+            ],
+            "force_worker": None,  # a forced specialist is for one turn only
         }

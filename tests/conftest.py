@@ -25,6 +25,7 @@ _CONFIG_FIELDS = (
     "COST",
     "RETRY",
     "RELIABILITY",
+    "SERVE",
     "STORES",
     "WORKERS",
     "BUILTIN_WORKERS",
@@ -69,6 +70,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_chat_model_embeddings(request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+    """Outside ``embedded`` tests nothing may load a GGUF chat model to embed (it takes
+    seconds per text): the default embedding model is MiniLM, the fakes serve Ollama's."""
+    if request.node.get_closest_marker("embedded"):
+        return
+    from tandem.workers.backends import embedded
+
+    real = embedded._load
+
+    def guarded(name: str, mode: str, settings: Any) -> Any:
+        if mode == "embed":
+            raise AssertionError(f"a fast test loaded the {name} GGUF to embed with it")
+        return real(name, mode, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedded, "_load", guarded)
 
 
 @pytest.fixture
@@ -143,7 +162,9 @@ def make_config(
             "planner": {"mode": "supervisor", "repair": "append"},
             "workers": demo_specs(),
             "data_dir": data_dir,
-            "privacy": {"policy": "allow"},
+            # The fake OpenAI server stands in for a model on this machine: an "openai/" model
+            # is remote whatever its endpoint unless its host:port is trusted.
+            "privacy": {"policy": "allow", "trusted_hosts": [fake_openai.url.split("://")[1]]},
             # Keep retries (one layer, 3 attempts) but without real backoff delays.
             "retry": {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.0},
         }
@@ -186,3 +207,23 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _close_test_stores(tmp_path: Path) -> Iterator[None]:
+    """Close the Chroma clients a test opened under its own tmp_path when it ends.
+
+    tandem keeps one client per store directory for the life of the process; in a suite
+    of hundreds of graphs their open files would pass 1024 descriptors, where ``select()``
+    (prompt_toolkit's input loop) fails. Module- and session-scoped stores live elsewhere.
+    """
+    yield
+    from tandem.workers.store import _CLIENTS
+
+    root = str(tmp_path.resolve())
+    for key in [k for k in _CLIENTS if k.startswith(root)]:
+        client = _CLIENTS.pop(key)
+        inner = getattr(client, "_client", None)
+        close = getattr(inner, "close", None)
+        if callable(close):
+            close()

@@ -26,9 +26,13 @@ PARTS = [
 AUTO = {"planner": {"mode": "auto"}}
 
 
-def _plan_route(*parts: RoutePart, workers: list[str] | None = None) -> RouteDecision:
+def _plan_route(
+    *parts: RoutePart, workers: list[str] | None = None, split: bool = True
+) -> RouteDecision:
     chosen = workers or list(dict.fromkeys(p.worker for p in parts if p.worker))
-    return RouteDecision(kind="plan", workers=chosen, reason="multi-part", parts=list(parts))
+    return RouteDecision(
+        kind="plan", workers=chosen, reason="multi-part", parts=list(parts), split=split
+    )
 
 
 def _result(worker: str, instruction: str, answer: str, **kw: Any) -> WorkerResult:
@@ -95,8 +99,17 @@ def test_router_plan_is_one_subtask_per_part_in_the_parts_own_words() -> None:
                 RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
                 RoutePart(text=PARTS[1], worker="finance", probability=0.3),
             ),
+            PlannerSettings(min_part_probability=0.5),
+            "an unsure part (below [planner] min_part_probability)",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="finance", probability=0.9),
+                split=False,
+            ),
             PlannerSettings(),
-            "an unsure part",
+            "the router did not decide the plan by its parts",
         ),
         (
             _plan_route(

@@ -16,6 +16,8 @@ from rich.markup import escape
 from tandem.workers.errors import TandemError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.progress import Progress, TaskID
 
     from tandem.graphs import Runtime
@@ -48,12 +50,20 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning tandem errors into a one-line message and exit code 1."""
+def run(
+    coro_fn: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a coroutine, turning tandem errors into a one-line message and exit code 1.
+
+    ``loop_factory``: the event loop to run it on (default: asyncio's).
+    """
     try:
         import asyncio
 
-        return asyncio.run(coro_fn())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro_fn())
     except TandemError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -145,7 +155,9 @@ async def _ingest(rt: Runtime, progress: Progress) -> dict[str, IngestReport]:
     return await rt.ensure_ingested(progress=cb, notice=notice)
 
 
-def _report(reports: dict[str, IngestReport], quiet: bool) -> None:
+def _report(rt: Runtime, reports: dict[str, IngestReport], quiet: bool) -> None:
+    for name, problem in rt.knowledge_problems.items():  # once per run, never retried
+        err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():
         if not quiet:
             err.print(
@@ -162,7 +174,7 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
 
     with Progress(*_columns(), console=err, disable=quiet) as progress:
         reports = await _ingest(rt, progress)
-    _report(reports, quiet)
+    _report(rt, reports, quiet)
 
 
 async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
@@ -200,7 +212,7 @@ async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
             return reports
 
         _, reports = await asyncio.gather(asyncio.to_thread(others), ingest())
-    _report(reports, quiet)
+    _report(rt, reports, quiet)
     if not quiet and max(took.values()) >= 1.0:
         err.print(
             f"[dim]ready in {time.perf_counter() - started:.1f} s: models "

@@ -13,6 +13,8 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
+from tandem.agents.privacy.terminal import strip_controls
+
 if TYPE_CHECKING:
     from tandem.graphs import Answer, Ledger
 
@@ -47,10 +49,12 @@ class StreamPrinter:
         kind = event.get("event")
         if kind == "status":
             if not self.streamed:  # a status line only until the answer starts
-                self.status(str(event.get("text", "")))
+                self.status(strip_controls(str(event.get("text", ""))))
         elif kind == "token":
             self.close()
-            text = str(event.get("text", ""))
+            # The graph already strips control sequences from what it streams; a terminal
+            # gets the same guarantee whatever produced the event.
+            text = strip_controls(str(event.get("text", "")))
             self.streamed += text
             self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
             self.console.file.flush()
@@ -58,7 +62,7 @@ class StreamPrinter:
             self.close()
             if self.streamed:
                 self.console.print()
-            reason = escape(str(event.get("reason", "")))
+            reason = escape(strip_controls(str(event.get("reason", ""))))
             self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
             self.streamed = ""
 
@@ -89,7 +93,7 @@ def render_route(answer: Answer) -> Text:
     kind = route.kind + (" → escalated to supervisor" if answer.escalated else "")
     workers = ", ".join(route.workers) or "—"
     line = Text.assemble(("route ", "bold"), (kind, "cyan"), f"  workers: {workers}\n")
-    line.append(f"why: {route.reason}", style="dim")
+    line.append(f"why: {strip_controls(route.reason)}", style="dim")
     return line
 
 
@@ -169,7 +173,7 @@ def demo_summary(rows: list[DemoRow]) -> Table:
     for r in rows:
         t = r.answer.ledger.totals
         table.add_row(
-            " ".join(r.question.split()),
+            " ".join(strip_controls(r.question).split()),
             r.answer.route.kind + (" ↑" if r.answer.escalated else ""),
             ", ".join(r.answer.route.workers) or "—",
             str(t.calls),
@@ -206,14 +210,14 @@ def render_answer(console: Console, answer: Answer, *, show_text: bool = True) -
     """Print an answer with its route, citations, notes and ledger."""
     parts: list[RenderableType] = []
     if show_text:
-        parts.append(Text(answer.text or "(no answer)"))
+        parts.append(Text(strip_controls(answer.text) or "(no answer)"))
     console.print(Panel(Group(*parts), title="answer", title_align="left")) if parts else None
     console.print(render_route(answer))
     if answer.citations:
         cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations)
-        console.print(Text.assemble(("citations ", "bold"), cites))
+        console.print(Text.assemble(("citations ", "bold"), strip_controls(cites)))
     for note in answer.notes:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(f"note: {strip_controls(note)}", style="yellow"))
     console.print(Text.assemble(("privacy ", "bold"), _egress(answer)))
     console.print(render_ledger(answer.ledger))
 
@@ -222,6 +226,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
     """The one-object JSON form of an answer (``tandem ask --json``)."""
     return {
         "text": answer.text,
+        "status": answer.status,
+        "missing": list(answer.missing),
         "route": {
             "kind": answer.route.kind,
             "workers": list(answer.route.workers),
