@@ -45,6 +45,7 @@ ALL = (
     "serve",
     "startup",
     "crossdomain",
+    "firstrun",
     "eval",
 )
 
@@ -82,6 +83,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_cross_domain
 
         return bench_cross_domain.run()
+    if key == "firstrun":
+        import bench_first_run
+
+        return bench_first_run.run()
     if key == "serve":
         import bench_serve
 
