@@ -35,7 +35,9 @@ def _limit(total: int) -> int:
 def run() -> BenchResult:
     cases = load_jsonl("cross_domain.jsonl")
     cases = cases[: _limit(len(cases))]
-    config = TandemConfig(data_dir=scratch("tandem-bench-cross-"), checkpointer="memory")
+    config = TandemConfig(
+        data_dir=scratch("tandem-bench-cross-"), checkpointer="memory", builtin_workers=True
+    )
     graph = build_graph(config)
     rows_path = HERE / "results" / "crossdomain_rows.jsonl"
     rows_path.parent.mkdir(exist_ok=True)

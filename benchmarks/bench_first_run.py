@@ -56,12 +56,18 @@ def _section(out: str, n: int) -> str:
 
 def _demo(exe: str) -> dict[str, object]:
     work = scratch("tandem-bench-firstrun-")
-    (work / "tandem.toml").write_text(
-        f'data_dir = "{work / "data"}"\n\n[embedded]\ncache_dir = "{work / "models"}"\n'
-    )
     env = dict(os.environ)
-    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "TANDEM_PLUGINS": "", "COLUMNS": "80"})
-    env.pop("TANDEM_MODEL_CACHE", None)
+    # Zero config, as `make demo` runs it: no tandem.toml, fresh stores and model cache.
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "TANDEM_PLUGINS": "builtin",  # the demo specialists only
+            "COLUMNS": "80",
+            "TANDEM_HOME": str(work / "data"),
+            "TANDEM_MODEL_CACHE": str(work / "models"),
+        }
+    )
+    env.pop("TANDEM_CONFIG", None)
     started = time.perf_counter()
     proc = subprocess.run(
         [exe, "demo"], cwd=work, capture_output=True, text=True, env=env, check=False
