@@ -346,15 +346,18 @@ class Nodes:
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
         private = set() if not remote else private_workers(self.rt)
+        # The plan's parts: an escalated direct attempt is not one (it is not re-asked).
+        steps = state["plan"].subtasks
+        planned = parts_in_order(steps, state.get("results") or [])
         added, calls, notes, down = await escalate_failed(
             self.rt,
             sup,
-            [r for r in state.get("results") or [] if r.worker not in private],
+            [r for r in planned if r.worker not in private],
             redact=lambda text: step.outbound(sup, text, "", ())[1],
             history=step.outbound(sup, "", history, ())[2],
             deadline=deadline,
         )
-        local = [*(state.get("results") or []), *added]
+        local = parts_in_order(steps, [*planned, *added])
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         # A remote supervisor synthesizes the other parts; local_only parts join here.
         kept = [r for r in local if r.worker in private]
@@ -374,8 +377,7 @@ class Nodes:
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
-            shared = [r for r in local if r.worker not in private]
-            parts = parts_in_order(state["plan"].subtasks, shared)
+            parts = [r for r in local if r.worker not in private]
             _, query, history, shown = step.outbound(sup, state["query"], history, parts)
             text, more, extra = await write(query, history, parts, shown)
             if kept:
@@ -434,12 +436,15 @@ class Nodes:
         results = list(state.get("results") or [])
         text = final_text(self.rt, state)
         citations = kept_citations(state, text)
-        missing = missing_parts(results)
+        # A planned answer is judged by the plan's parts (not an escalated direct attempt).
+        plan = state.get("plan") if state.get("phase") == "planned" else None
+        parts = parts_in_order(plan.subtasks, results) if plan is not None else results
+        missing = missing_parts(parts)
         # No model answered: a failure text, or a synthesis of nothing but failed parts.
         no_answer = (
             bool(state.get("no_answer"))
             or not text.strip()
-            or (bool(results) and not any(r.status == "ok" for r in results))
+            or (bool(parts) and not any(r.status == "ok" for r in parts))
         )
         answer = Answer(
             text=text,
