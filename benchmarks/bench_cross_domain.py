@@ -21,6 +21,7 @@ from typing import Any
 from _common import HERE, BenchResult, Figure, load_jsonl, scratch
 
 from tandem.graphs import TandemConfig, build_graph
+from tandem.workers.builtin import specs
 
 
 def _norm(text: str) -> str:
@@ -35,8 +36,12 @@ def _limit(total: int) -> int:
 def run() -> BenchResult:
     cases = load_jsonl("cross_domain.jsonl")
     cases = cases[: _limit(len(cases))]
+    # The built-in specialists, named (the benchmarks run with TANDEM_PLUGINS="").
     config = TandemConfig(
-        data_dir=scratch("tandem-bench-cross-"), checkpointer="memory", builtin_workers=True
+        data_dir=scratch("tandem-bench-cross-"),
+        checkpointer="memory",
+        workers=specs(),
+        builtin_workers=False,
     )
     graph = build_graph(config)
     rows_path = HERE / "results" / "crossdomain_rows.jsonl"

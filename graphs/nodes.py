@@ -326,7 +326,12 @@ class Nodes:
         return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
 
     def after_plan(self, state: TandemState) -> Any:
-        subtasks = subtasks_from_plan(state["plan"], context_query(state))
+        context = context_query(state)
+        if state["plan"].source == "router" and context == state["query"]:
+            # A router part is the user's own words: the whole question beside it only
+            # leads a small model to answer the other parts (a follow-up keeps its context).
+            context = ""
+        subtasks = subtasks_from_plan(state["plan"], context)
         if not subtasks:
             return "synthesize"
         deadline = state.get("deadline")

@@ -167,6 +167,18 @@ async def test_a_confident_split_skips_the_planning_call(
     assert sorted(r.instruction for r in answer.worker_results) == sorted(PARTS)
 
 
+async def test_a_router_part_is_asked_without_the_rest_of_the_question(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    await make_graph(**AUTO).ainvoke({"query": CROSS_Q})
+    prompts = [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()]
+    tasks = sorted(p for p in prompts if p.startswith("Task: "))
+    # Each specialist sees its own part only: the other part beside it led the 0.5B
+    # finance model to answer "8%" (the tenancy part's number).
+    assert [t.splitlines()[0] for t in tasks] == sorted(f"Task: {p}" for p in PARTS)
+    assert not any("the user's full question" in t for t in tasks)
+
+
 async def test_mode_supervisor_keeps_the_planning_call(
     make_graph: Any, fake_openai: FakeOpenAI
 ) -> None:
