@@ -128,7 +128,10 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
                 tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
             progress.update(tasks[worker], completed=done, total=total, current=current)
 
-        reports = await rt.ensure_ingested(progress=cb)
+        def notice(line: str) -> None:
+            progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+        reports = await rt.ensure_ingested(progress=cb, notice=notice)
     for name, report in reports.items():
         if not quiet:
             err.print(
