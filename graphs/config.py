@@ -37,6 +37,7 @@ from tandem.workers.store import StoreSettings
 
 __all__ = [
     "DEFAULT_SUPERVISOR",
+    "CascadeSettings",
     "PrivacySettings",
     "SupervisorSettings",
     "TandemConfig",
@@ -134,6 +135,15 @@ class _EnvSource(EnvSettingsSource):
         return super().get_field_value(field, field_name)
 
 
+class CascadeSettings(BaseModel):
+    """The ``[cascade]`` section: when a direct answer may stay local (see
+    :mod:`tandem.graphs.cascade`)."""
+
+    max_local_error: float | None = Field(default=0.05, gt=0.0, lt=1.0)
+    """The largest share of local answers allowed to be wrong, read off the calibration's
+    cross-validated answers; ``None``: only each worker's ``min_confidence`` applies."""
+
+
 class TandemConfig(BaseSettings):
     """Everything tandem needs to run; every field has a safe default."""
 
@@ -157,6 +167,8 @@ class TandemConfig(BaseSettings):
     """The single retry layer for model calls."""
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     """Run deadline, per-worker fallbacks, escalation of failed subtasks and input bounds."""
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings)
+    """When a direct answer stays local: the risk target for ``p_correct``."""
     stores: StoreSettings = Field(default_factory=StoreSettings)
     """Where the worker stores live: a local Chroma directory, or a Chroma server (``url``)."""
     workers: list[WorkerSpec] = Field(default_factory=list)

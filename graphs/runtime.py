@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.workers.backends import Backend, BackendSettings, make_backend
 from tandem.workers.errors import ConfigError
@@ -107,6 +108,10 @@ class Runtime:
         self.stores = {
             n: WorkerStore(n, client, self.embedder, timeout=timeout) for n in self.specs
         }
+        self.cascade: dict[str, WorkerCascade] = {
+            n: self.cascade_for(s, s.model) for n, s in self.specs.items()
+        }
+        """Each worker's calibration and the threshold its direct answers must reach."""
         self.workers = {
             n: Worker(
                 s,
@@ -115,6 +120,7 @@ class Runtime:
                 self.embedder,
                 retry=cfg.retry,
                 max_tokens=cfg.worker_max_tokens,
+                calibration=self.cascade[n].calibration,
             )
             for n, s in self.specs.items()
         }
@@ -134,6 +140,11 @@ class Runtime:
         self._local: Supervisor | None = None
         self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
+
+    def cascade_for(self, spec: WorkerSpec, model: str) -> WorkerCascade:
+        """The calibration and threshold for ``spec`` answering with ``model``."""
+        cfg = self.config
+        return resolve(spec, model, cfg.router.embed_model, cfg.cascade, cfg.data_dir)
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""

@@ -2,9 +2,12 @@
 
 Retrieved passages are wrapped as quoted data (``<passage>`` blocks, angle
 brackets escaped) and the system prompt says they are never instructions.
-Invalid JSON gets one repair attempt with the validation error fed back; after
-that — or on any backend failure — the worker returns a ``failed`` result
+A reply cut off by the token cap is closed locally (:mod:`tandem.workers.reply`);
+other invalid JSON gets one repair attempt with the validation error fed back;
+after that — or on any backend failure — the worker returns a ``failed`` result
 instead of raising, so one broken worker degrades a run instead of killing it.
+Every answer carries its :class:`~tandem.workers.records.AnswerSignals` and, with
+a calibration, ``p_correct`` (:mod:`tandem.workers.calibration`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from langchain_core.documents import Document
 from pydantic import ValidationError
 
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
+from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, WorkerResult
+from tandem.workers.reply import close_truncated, parse_reply
 from tandem.workers.retry import RetryPolicy, with_retry
+from tandem.workers.signals import compute_signals
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import WorkerStore
 
@@ -107,6 +113,7 @@ class Worker:
         embedder: Embeds subtask text for retrieval.
         retry: The retry policy for model calls.
         max_tokens: Cap on the worker's output length.
+        calibration: Turns an answer's signals into ``p_correct`` (``None``: not computed).
     """
 
     def __init__(
@@ -118,6 +125,7 @@ class Worker:
         *,
         retry: RetryPolicy | None = None,
         max_tokens: int = 512,
+        calibration: Calibration | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -125,6 +133,7 @@ class Worker:
         self.embedder = embedder
         self.retry = retry or RetryPolicy()
         self.max_tokens = max_tokens
+        self.calibration = calibration
 
     def _record(
         self, purpose: str, res: ChatResult | None, started: float, **kw: Any
@@ -203,7 +212,11 @@ class Worker:
             ) -> ChatResult:
                 tries.append(1)
                 return await self.backend.chat(
-                    msgs, schema=schema, max_tokens=self.max_tokens, on_token=on_token
+                    msgs,
+                    schema=schema,
+                    max_tokens=self.max_tokens,
+                    on_token=on_token,
+                    logprobs=True,
                 )
 
             try:
@@ -216,8 +229,12 @@ class Worker:
                 return run
             run.calls.append(self._record(purpose, res, started, attempts=len(tries)))
             try:
-                reply = WorkerReply.model_validate(json.loads(res.content))
+                reply = parse_reply(res.content)
             except (json.JSONDecodeError, ValidationError) as exc:
+                closed = close_truncated(res.content) if res.done_reason == "length" else None
+                if closed is not None:  # cut off by the cap: closed here, no second call
+                    run.result = self._ok(subtask, closed, passages, note, res, truncated=True)
+                    return run
                 error = _describe(exc)
                 messages = [
                     *messages,
@@ -229,13 +246,22 @@ class Worker:
                     },
                 ]
                 continue
-            run.result = self._ok(subtask, reply, passages, note)
+            repaired = purpose == "repair"
+            run.result = self._ok(subtask, reply, passages, note, res, repaired=repaired)
             return run
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
 
     def _ok(
-        self, subtask: Subtask, reply: WorkerReply, passages: Sequence[Document], note: str
+        self,
+        subtask: Subtask,
+        reply: WorkerReply,
+        passages: Sequence[Document],
+        note: str,
+        res: ChatResult,
+        *,
+        truncated: bool = False,
+        repaired: bool = False,
     ) -> WorkerResult:
         by_id = {f"S{i}": doc for i, doc in enumerate(passages, 1)}
         citations: list[Citation] = []
@@ -249,7 +275,19 @@ class Worker:
                         chunk=int(doc.metadata.get("chunk", 0)),
                     )
                 )
-        low = reply.confidence < self.spec.min_confidence
+        signals = compute_signals(
+            reply,
+            passages,
+            subtask.instruction,
+            content=res.content,
+            logprobs=res.logprobs,
+            truncated=truncated,
+            repaired=repaired,
+        )
+        p_correct = None
+        if self.calibration is not None:
+            p_correct = round(self.calibration.p_correct(signals), 4)
+        low = (p_correct if p_correct is not None else reply.confidence) < self.spec.min_confidence
         reasons = [r for r in (note, "low confidence" if low else "") if r]
         return WorkerResult(
             worker=self.spec.name,
@@ -262,6 +300,8 @@ class Worker:
             reason="; ".join(reasons),
             grounded=bool(passages),
             model=self.backend.ref,
+            signals=signals,
+            p_correct=p_correct,
         )
 
     def _failed(self, subtask: Subtask, reason: str, note: str) -> WorkerResult:

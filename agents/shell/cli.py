@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tandem.agents.shell._calibrate import calibrate_command
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -58,6 +59,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
 app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",

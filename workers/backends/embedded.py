@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.backends._bundled import EXTRA_INSTALL_COMMAND, ensure_model
+from tandem.workers.backends._logprobs import LogprobRecorder
 from tandem.workers.errors import BackendRejected, BadModelOutput, ModelAssetError, RunError
 
 if TYPE_CHECKING:
@@ -184,8 +185,12 @@ class EmbeddedBackend:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Generate a reply; see :meth:`tandem.workers.backends._base.Backend.chat`.
+
+        ``logprobs`` records each generated token's log-probability with a logits
+        processor (see :mod:`._logprobs`), not llama.cpp's ``logits_all`` mode.
 
         The reply is streamed to ``on_token`` (called on the event loop thread) when given;
         an exception raised by ``on_token`` stops generation and propagates unchanged.
@@ -206,6 +211,9 @@ class EmbeddedBackend:
         }
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        recorder = LogprobRecorder() if logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = [recorder]
         start = time.perf_counter()
         if on_token is None:
             try:
@@ -223,6 +231,7 @@ class EmbeddedBackend:
             tokens_out=tokens_out,
             seconds=time.perf_counter() - start,
             done_reason=reason,
+            logprobs=recorder.entries(loaded.llama) if recorder is not None else None,
         )
 
     async def _stream(
@@ -313,8 +322,9 @@ def _complete(
     import llama_cpp
 
     counter = _TokenCounter()
+    processors = llama_cpp.LogitsProcessorList([counter, *kwargs.get("logits_processor", [])])
     chunks: Any = llm.create_chat_completion(
-        **kwargs, stream=True, logits_processor=llama_cpp.LogitsProcessorList([counter])
+        **{**kwargs, "logits_processor": processors}, stream=True
     )
     pieces: list[str] = []
     reason = ""
