@@ -82,9 +82,10 @@ def close_truncated(content: str) -> WorkerReply | None:
         text = json.loads(f'"{raw}"')
     except json.JSONDecodeError:
         text = raw
-    text = drop_repeats(str(text))
+    text = str(text)
     if not closed:
         text = _whole(text)
+    text = drop_repeats(text)
     if not text.strip():
         return None
     rest = content[end + 1 :] if closed else ""
