@@ -71,7 +71,7 @@ async def test_ollama_logprobs_in_the_documented_shape_streamed_or_not(
     assert bare.logprobs is None and "logprobs" not in fake_ollama.chat_requests()[-1]
 
 
-async def test_fake_server_sends_ollamas_logprob_fields(fake_ollama: FakeOllama) -> None:
+def test_fake_server_sends_ollamas_logprob_fields(fake_ollama: FakeOllama) -> None:
     import httpx
 
     fake_ollama.script(MODEL, "hello world")

@@ -123,6 +123,6 @@ def test_metrics_and_fit() -> None:
     assert [(p.coverage, p.error) for p in rc] == [(0.5, 0.0), (1.0, 0.5)]
     x = [[float(i % 10), 0.0] for i in range(60)]
     y = [int(row[0] >= 5) for row in x]
-    mu, sd, w, b = fit(x, y)
+    _, _, w, _ = fit(x, y)
     assert w[0] > 1.0 and w[1] == 0.0  # the constant feature gets no weight
     assert auroc(cross_validated(x, y), y) == 1.0
