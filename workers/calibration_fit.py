@@ -24,6 +24,7 @@ __all__ = [
     "fit",
     "fit_calibration",
     "folds",
+    "predict",
     "risk_coverage",
     "threshold_for",
 ]
@@ -63,6 +64,13 @@ def fit(
         if float(np.abs(step).max()) < 1e-9:
             break
     return mu.tolist(), sd.tolist(), w[:-1].tolist(), float(w[-1])
+
+
+def predict(
+    model: tuple[list[float], list[float], list[float], float], x: Sequence[Sequence[float]]
+) -> list[float]:
+    """``p`` for each row of ``x`` under a model from :func:`fit`."""
+    return [float(v) for v in _predict(model, x)]
 
 
 def _predict(model: tuple[list[float], list[float], list[float], float], x: Any) -> Any:
