@@ -139,7 +139,9 @@ def make_config(
             },
             "workers": demo_specs(),
             "data_dir": data_dir,
-            "privacy": {"policy": "allow"},
+            # The fake OpenAI server stands in for a model on this machine: an "openai/" model
+            # is remote whatever its endpoint unless its host:port is trusted.
+            "privacy": {"policy": "allow", "trusted_hosts": [fake_openai.url.split("://")[1]]},
             # Keep retries (one layer, 3 attempts) but without real backoff delays.
             "retry": {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.0},
         }
@@ -182,3 +184,23 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _close_test_stores(tmp_path: Path) -> Iterator[None]:
+    """Close the Chroma clients a test opened under its own tmp_path when it ends.
+
+    tandem keeps one client per store directory for the life of the process; in a suite
+    of hundreds of graphs their open files would pass 1024 descriptors, where ``select()``
+    (prompt_toolkit's input loop) fails. Module- and session-scoped stores live elsewhere.
+    """
+    yield
+    from tandem.workers.store import _CLIENTS
+
+    root = str(tmp_path.resolve())
+    for key in [k for k in _CLIENTS if k.startswith(root)]:
+        client = _CLIENTS.pop(key)
+        inner = getattr(client, "_client", None)
+        close = getattr(inner, "close", None)
+        if callable(close):
+            close()

@@ -36,6 +36,12 @@ def test_spans_by_kind() -> None:
     ]
 
 
+def test_terminal_control_sequences_are_no_spans() -> None:
+    # The sanitiser drops them before anyone reads the answer: "]0;" is not the number 0.
+    answer = "Back in 14 days. \x1b]0;title\x07\x1b[2Jdone"
+    assert [str(s) for s in find_spans(answer)] == ["duration 14 days"]
+
+
 @pytest.mark.parametrize(
     ("span", "ok"),
     [

@@ -49,6 +49,11 @@ _NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:of\s+|the\s+)?[A-Z][a-z]+)*")
 _NOT_NAME_WORDS = "The A An If Yes No You Your It This That In For Under When Not I VC Only Also"
 _NOT_NAMES = frozenset(_NOT_NAME_WORDS.split())
 _NUMBER = re.compile(_NUM)
+# Terminal control sequences (OSC titles, CSI codes, other C0 controls) are no claim: the
+# output sanitiser drops them before anyone sees the answer, so their digits are not spans.
+_CONTROL = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]"
+)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP_WORDS = (
     "a an and are as at be by can do does for from how i if in is it my of on or the to what "
@@ -89,6 +94,7 @@ def _digits(number: str) -> str:
 def find_spans(answer: str) -> list[Span]:
     """The checkable spans of an answer, in order of kind (a number inside an amount,
     percentage, date or duration is not counted again on its own)."""
+    answer = _CONTROL.sub(" ", answer)
     spans: list[Span] = []
     taken: list[tuple[int, int]] = []
     for kind, pattern in _KINDS:

@@ -132,6 +132,8 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
             progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
 
         reports = await rt.ensure_ingested(progress=cb, notice=notice)
+    for name, problem in rt.knowledge_problems.items():  # once per run, never retried
+        err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():
         if not quiet:
             err.print(
