@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["RouteDecision", "Router", "RouterSettings", "split_parts"]
 
@@ -109,14 +110,16 @@ class Router:
         self._mean: list[float] = []
 
     def _call(self, tokens: int, seconds: float, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="embed",
-            model=self.embedder.ref,
-            where=self.embedder.where,
-            tokens_in=tokens,
-            seconds=seconds,
-            host=self.embedder.host,
-            purpose=purpose,
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=self.embedder.ref,
+                where=self.embedder.where,
+                tokens_in=tokens,
+                seconds=seconds,
+                host=self.embedder.host,
+                purpose=purpose,
+            )
         )
 
     def _load_cache(self) -> dict[str, list[float]]:

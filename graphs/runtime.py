@@ -78,8 +78,9 @@ def make_supervisor_llm(
     )
 
 
-def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
-    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model.
+def check_embedded_name(ref: str, *, key: str, file: str | None, chat: bool = False) -> None:
+    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model, or,
+    where a model must answer (``chat``), one that only embeds (``embedded:minilm``).
 
     Raises:
         ConfigError: Naming the file and key, and the names that exist.
@@ -93,6 +94,14 @@ def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
             file=file,
             key=key,
             hint=f"use one of {', '.join(sorted(BUNDLED_MODELS))} (or an ollama: model)",
+        )
+    if chat and BUNDLED_MODELS[name].embeds_only:
+        chats = sorted(n for n, a in BUNDLED_MODELS.items() if not a.embeds_only)
+        raise ConfigError(
+            f"'{ref}' is an embedding-only model: it only embeds texts and cannot answer",
+            file=file,
+            key=key,
+            hint=f"use a chat model ({', '.join(chats)}); '{ref}' belongs in [router] embed_model",
         )
 
 
@@ -161,8 +170,11 @@ class Runtime:
                 spec.model,
                 key=where or f"{spec.name}.model",
                 file=cfg.source if spec.origin == "config" else f"plugin {spec.origin}",
+                chat=True,
             )
-        check_embedded_name(cfg.supervisor.model, key="supervisor.model", file=cfg.source)
+        check_embedded_name(
+            cfg.supervisor.model, key="supervisor.model", file=cfg.source, chat=True
+        )
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
         self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
@@ -192,7 +204,7 @@ class Runtime:
             if n in self.specs:
                 fb_model = fb.model or self.specs[n].model
                 check_embedded_name(
-                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source
+                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source, chat=True
                 )
                 self.check_backend(
                     f"fallback of worker {n}",

@@ -14,7 +14,6 @@ from tandem.workers.backends._base import (
 )
 from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
 from tandem.workers.backends._factory import BackendSettings, make_backend
-from tandem.workers.backends._refs import parse_model_ref
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
 
 __all__ = [
@@ -32,5 +31,4 @@ __all__ = [
     "default_cache_dir",
     "ensure_model",
     "make_backend",
-    "parse_model_ref",
 ]

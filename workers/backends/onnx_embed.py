@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ def tokenizer_dir(name: str) -> Path:
 
 @dataclass
 class _Engine:
-    """One loaded model: its session, tokenizers and the lock that serialises runs."""
+    """One loaded model: its session, tokenizer and the lock that serialises runs."""
 
     session: onnxruntime.InferenceSession
     tokenizer: Tokenizer
@@ -123,7 +124,7 @@ def _batches(lengths: Sequence[int], size: int, max_tokens: int) -> list[list[in
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     n = len(order)
-    best = [0] + [0x7FFFFFFF] * n  # best[i]: cheapest split of the i shortest texts
+    best = [0] + [sys.maxsize] * n  # best[i]: cheapest split of the i shortest texts
     start = [0] * (n + 1)
     for i in range(1, n + 1):
         width = lengths[order[i - 1]]
