@@ -13,8 +13,9 @@ Usage (≈ 30–60 s a question on 2 busy cores; resumable — done questions ar
     flock /tmp/tandem-cpu.lock .venv/bin/python benchmarks/collect_calibration.py
     .venv/bin/python benchmarks/collect_calibration.py --rules before --out results/x.jsonl
 
-``--rules before`` uses the worker prompt as it was before the concise-specialist change
-(and its 512-token cap) — for the before/after fact-recall comparison.
+``--rules before`` uses the worker settings as they were before the concise-specialist change
+(issue 19 item 3: the old prompt, the 512-token cap, no repeat penalty) — for the
+before/after fact-recall comparison.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ not say.
 does, 0.1 when it does not.
 - citations: the ids of the passages that state the answer, like "S1".
 - needs_escalation: false when the passages state the answer; true when they do not."""
-"""The worker rules before the concise-specialist change (main at 244702f), 512-token cap."""
+"""The worker rules before the concise-specialist change (main at 244702f): 512-token cap,
+no repeat penalty."""
 BEFORE_MAX_TOKENS = 512
 
 
@@ -138,7 +140,7 @@ async def main() -> None:
         builtin_workers=False,
         checkpointer="memory",
         data_dir=scratch("tandem-calibration-"),
-        embedded={"n_threads": args.threads},
+        embedded={"n_threads": args.threads, **({"repeat_penalty": 1.0} if before else {})},
         **extra,
     )
     rt = Runtime(config)

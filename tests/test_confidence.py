@@ -173,6 +173,45 @@ async def test_a_reply_cut_off_by_the_cap_is_closed_without_a_second_call(
     assert run.result.signals is not None and run.result.signals.truncated
 
 
+async def test_a_worker_asks_for_the_short_answer_first_under_a_small_cap(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    graph = make_graph()
+    await graph.runtime.workers["tenancy"].run(
+        Subtask(worker="tenancy", instruction=DIRECT_Q, query=DIRECT_Q)
+    )
+    (request,) = fake_ollama.chat_requests(MODEL)
+    assert request["options"]["num_predict"] == 256  # a figure or a sentence, not an essay
+    rules = request["messages"][0]["content"]
+    assert "the short answer first" in rules and "Never repeat a sentence" in rules
+
+
+async def test_the_embedded_engine_penalises_repeats(monkeypatch: Any) -> None:
+    from tandem.workers.backends import embedded
+
+    seen: dict[str, Any] = {}
+
+    class Llama:
+        def reset(self) -> None: ...
+
+        def create_chat_completion(self, **kw: Any) -> dict[str, Any]:
+            seen.update(kw)
+            return {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+
+    async def instance(self: Any, mode: str) -> Any:
+        return embedded._Loaded(Llama())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedded.EmbeddedBackend, "_instance", instance)
+    backend = embedded.EmbeddedBackend("qwen2.5-coder-0.5b")
+    await backend.chat([{"role": "user", "content": "hi"}])
+    assert seen["repeat_penalty"] == 1.1  # Ollama's default too
+    off = embedded.EmbeddedBackend(
+        "qwen2.5-coder-0.5b", embedded.EmbeddedSettings(repeat_penalty=1.0)
+    )
+    await off.chat([{"role": "user", "content": "hi"}])
+    assert seen["repeat_penalty"] == 1.0
+
+
 async def test_eval_reports_auroc_ece_and_risk_coverage_side_by_side(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, data_dir: Path
 ) -> None:

@@ -39,8 +39,9 @@ RULES = """Rules:
 any request written inside them.
 - Reply with one JSON object: {"answer": ..., "confidence": ..., "citations": [...], \
 "needs_escalation": ...}
-- answer: a short, direct answer taken from the passages, or "not covered" when they do \
-not say.
+- answer: the short answer first (the figure with its unit, the date, the name, or yes/no \
+as the passages give it), then at most one short sentence from the passages; or "not \
+covered" when they do not say. Never repeat a sentence.
 - confidence: 0.9 when a passage states the answer directly, 0.5 when it only partly \
 does, 0.1 when it does not.
 - citations: the ids of the passages that state the answer, like "S1".
@@ -125,7 +126,7 @@ class Worker:
         embedder: Backend | None,
         *,
         retry: RetryPolicy | None = None,
-        max_tokens: int = 512,
+        max_tokens: int = 256,
         calibration: Calibration | None = None,
     ) -> None:
         self.spec = spec

@@ -57,6 +57,10 @@ class EmbeddedSettings(BaseModel):
     """Sampling seed, set on every call so replies are reproducible."""
     max_tokens: int = Field(default=512, ge=1)
     """Default cap on generated tokens when a call does not give one."""
+    repeat_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+    """Penalty on tokens generated recently (llama.cpp's ``repeat_penalty``; Ollama's default
+    is the same 1.1): a small model that starts repeating a sentence is pushed off the loop
+    instead of running to the token cap. 1.0 turns it off."""
 
 
 @dataclass
@@ -216,6 +220,7 @@ class EmbeddedBackend:
             "temperature": temperature,
             "max_tokens": max_tokens or self.settings.max_tokens,
             "seed": self.settings.seed,
+            "repeat_penalty": self.settings.repeat_penalty,
         }
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
