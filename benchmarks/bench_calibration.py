@@ -2,7 +2,9 @@
 
 Reads the answers cached by ``collect_calibration.py`` (the bundled 0.5B specialists on
 ``benchmarks/data/calibration.jsonl``: 148 answerable questions, 54 in-domain but not
-answerable from the corpora) and never runs a model. Every figure is cross-validated:
+answerable from the corpora; the collector takes them in an evenly spread order, so a run
+cut short is a fair sample — the notes give the count) and never runs a model. Every
+figure is cross-validated, never scored on the answers a model was fitted on:
 
 * AUROC / ECE of ``p_correct`` (10-fold, stratified, 5 seeds — each answer scored by a model
   fitted without it) and of the self-reported confidence on the same answers;
@@ -119,7 +121,7 @@ def _chart(answers: Sequence[Answer], p: list[float], path: Path) -> None:
     ax.axhline(TARGET, color="grey", linestyle=":", linewidth=1, label=f"max_local_error {TARGET}")
     ax.set_xlabel("share of answers kept local (most confident first)")
     ax.set_ylabel("error among kept answers")
-    ax.set_title("Risk–coverage: bundled 0.5B specialists, 202 labelled questions")
+    ax.set_title(f"Risk–coverage: bundled 0.5B specialists, {len(answers)} labelled answers")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_ylim(0, 1)
     fig.tight_layout()

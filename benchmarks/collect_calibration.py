@@ -120,7 +120,7 @@ async def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA / "calibration.jsonl")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration_answers.jsonl")
     ap.add_argument("--rules", choices=("current", "before"), default="current")
-    ap.add_argument("--limit", type=int, default=0, help="every k-th question, N in all")
+    ap.add_argument("--limit", type=int, default=0, help="N questions spread over the set")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     out = args.out if args.out.is_absolute() else HERE / args.out
@@ -128,8 +128,11 @@ async def main() -> None:
         worker_module.RULES = BEFORE_RULES
     cases = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     chosen = list(enumerate(cases))
+    # Spread order (golden-ratio stride): any prefix of the run is an even sample of the
+    # whole set — every specialist, answerable and not — so a run cut short is still fair.
+    chosen.sort(key=lambda item: (item[0] * 0.6180339887) % 1.0)
     if args.limit:
-        chosen = chosen[:: max(1, len(chosen) // args.limit)][: args.limit]
+        chosen = chosen[: args.limit]
     done = set()
     if out.exists():
         done = {json.loads(line)["qid"] for line in out.read_text().splitlines() if line.strip()}

@@ -81,7 +81,13 @@ def main() -> None:
     answers = [a for a in load_answers(args.answers) if a.signals is not None]
     rows = [a.features for a in answers]
     y = [int(a.right) for a in answers]
-    source = "benchmarks/data/calibration.jsonl (fit: benchmarks/fit_calibration.py)"
+    answerable = sum(a.answerable for a in answers)
+    source = (
+        f"{len(answers)} answers of {DEMO_MODEL} (MiniLM retrieval, current worker prompt) to "
+        f"benchmarks/data/calibration.jsonl ({answerable} answerable, "
+        f"{len(answers) - answerable} not), cached in {args.answers.name}; "
+        "fit: benchmarks/fit_calibration.py"
+    )
     common = {"embed_model": EMBED_MODEL, "prompt": prompt_fingerprint(RULES), "source": source}
     bundled = fit_calibration(rows, y, BUNDLED_FEATURES, model=DEMO_MODEL, **common)
     generic = fit_calibration(rows, y, GENERIC_FEATURES, model="*", **common)
