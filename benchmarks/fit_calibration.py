@@ -70,6 +70,8 @@ GENERIC_FEATURES = [
     "cut_or_repaired",
 ]
 EMBED_MODEL = "embedded:minilm"
+MIN_GENERIC_AUROC = 0.6
+"""The generic fit replaces the shipped fallback only when it predicts better than this."""
 TARGET = HERE.parent / "workers" / "builtin" / "calibration.json"
 
 
@@ -92,6 +94,11 @@ def main() -> None:
     bundled = fit_calibration(rows, y, BUNDLED_FEATURES, model=DEMO_MODEL, **common)
     generic = fit_calibration(rows, y, GENERIC_FEATURES, model="*", **common)
     out = {"bundled": bundled.model_dump(), "generic": generic.model_dump()}
+    if (generic.auroc or 0.0) < MIN_GENERIC_AUROC and args.out.exists():
+        # A generic fit no better than chance would gate every uncalibrated model on noise
+        # (and on this set's base rate): the hand-set fallback and the grounding rules stay.
+        out["generic"] = json.loads(args.out.read_text(encoding="utf-8"))["generic"]
+        print(f"generic fit not shipped: CV AUROC {generic.auroc:.3f} < {MIN_GENERIC_AUROC}")
     args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     for name, cal in (("bundled", bundled), ("generic", generic)):
         found = cal.threshold_for(0.05)

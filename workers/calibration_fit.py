@@ -46,8 +46,9 @@ def fit(
     np = _np()
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
-    mu = np.nanmean(xs, axis=0) if len(xs) else np.zeros(xs.shape[1])
-    mu = np.where(np.isnan(mu), 0.0, mu)
+    seen = (~np.isnan(xs)).sum(axis=0)
+    # A signal missing from every answer (no log-probabilities, no retrieval) is centred at 0.
+    mu = np.where(seen > 0, np.nansum(xs, axis=0) / np.maximum(seen, 1), 0.0)
     xs = np.where(np.isnan(xs), mu, xs)
     sd = xs.std(axis=0)
     sd = np.where(sd < 1e-9, 1.0, sd)
