@@ -36,8 +36,10 @@ class RouterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embed_model: str = "embedded:qwen2.5-coder-0.5b"
-    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``)."""
+    embed_model: str = "embedded:minilm"
+    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``):
+    the bundled all-MiniLM-L6-v2 by default; ``ollama:nomic-embed-text`` style models with
+    Ollama; ``embedded:qwen2.5-coder-0.5b`` mean-pools the chat model (slow, weaker)."""
     min_score: float = Field(default=0.125, ge=-1, le=1)
     """A worker fits a query when its (centred) score reaches this; below it for all →
     the supervisor answers alone."""

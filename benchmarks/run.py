@@ -35,7 +35,7 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "concurrency", "eval")
+ALL = ("economy", "overhead", "router", "retrieval", "embedding", "concurrency", "eval")
 
 
 def _run_one(key: str) -> BenchResult:
@@ -55,6 +55,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_retrieval
 
         return bench_retrieval.run()
+    if key == "embedding":
+        import bench_embedding
+
+        return bench_embedding.run()
     if key == "concurrency":
         import bench_concurrency
 

@@ -300,9 +300,22 @@ class Runtime:
         return self.local_supervisor() if policy == "local_only" else self.supervisor
 
     async def ensure_ingested(
-        self, names: Sequence[str] | None = None, *, progress: IngestProgress | None = None
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: IngestProgress | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> dict[str, IngestReport]:
-        """Ingest each worker's declared knowledge into its store when the store is empty."""
+        """Ingest each worker's declared knowledge into its store when the store is empty.
+
+        A store filled by another embedding model is never mixed: a built-in or plugin
+        worker's store is rebuilt (``notice`` gets one line saying why), a user store
+        (declared in tandem.toml or in code) raises.
+
+        Raises:
+            StoreError: A user store was built with another embedding model (the message
+                names both models and ``tandem ingest --rebuild WORKER``).
+        """
         reports: dict[str, IngestReport] = {}
         wanted = list(names or self.specs)
         if all(n in self._ingested for n in wanted):
@@ -313,28 +326,50 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
+                if name in self._ingested:
+                    continue
+
+                def cb(done: int, total: int, current: str, name: str = name) -> None:
+                    if progress:
+                        progress(name, done, total, current)
+
+                rebuilt = await self._rebuild_if_stale(spec, store, cb, notice)
                 # A path that does not exist is reported once (knowledge_problems), not
                 # retried by every run: only what exists is ingested.
                 paths = tuple(p for p in spec.knowledge if p.exists())
-                if name in self._ingested or not paths:
-                    self._ingested.add(name)
-                    continue
-                # Only a complete ingestion is recorded: an interrupted one runs again on the
-                # next start and skips the chunks already stored (no duplicates).
-                fingerprint = knowledge_fingerprint(paths)
-                if await store.ingested() != fingerprint:
-
-                    def cb(done: int, total: int, current: str, name: str = name) -> None:
-                        if progress:
-                            progress(name, done, total, current)
-
-                    reports[name] = await store.ingest(paths, progress=cb)
-                    if not reports[name].errors:
-                        await store.mark_ingested(fingerprint)
+                if paths:
+                    # Only a complete ingestion is recorded: an interrupted one runs again on
+                    # the next start and skips the chunks already stored (no duplicates).
+                    fingerprint = knowledge_fingerprint(paths)
+                    if await store.ingested() != fingerprint:
+                        reports[name] = await store.ingest(paths, progress=cb)
+                        if not reports[name].errors:
+                            await store.mark_ingested(fingerprint)
+                if rebuilt:
+                    reports.setdefault(name, IngestReport()).rebuilt_from = rebuilt
                 self._ingested.add(name)
         finally:
             self._ingest_lock.release()
         return reports
+
+    async def _rebuild_if_stale(
+        self,
+        spec: WorkerSpec,
+        store: WorkerStore,
+        progress: Callable[[int, int, str], None],
+        notice: Callable[[str], None] | None,
+    ) -> str | None:
+        """Rebuild a built-in/plugin store filled by another embedding model; refuse a user's."""
+        old = await store.stale_model()
+        if old is None:
+            return None
+        if spec.origin == "config":
+            raise store.mismatch_error(old)
+        if notice:
+            new = store.embedder.ref
+            notice(f"store '{spec.name}' was built with {old}; rebuilding with {new}")
+        await store.rebuild(skip=spec.knowledge, progress=progress)
+        return old
 
 
 def _llm_endpoint(llm: SupervisorLLM) -> EndpointClass:

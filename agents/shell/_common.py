@@ -128,7 +128,10 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
                 tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
             progress.update(tasks[worker], completed=done, total=total, current=current)
 
-        reports = await rt.ensure_ingested(progress=cb)
+        def notice(line: str) -> None:
+            progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+        reports = await rt.ensure_ingested(progress=cb, notice=notice)
     for name, problem in rt.knowledge_problems.items():  # once per run, never retried
         err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():

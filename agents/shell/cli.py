@@ -197,7 +197,17 @@ def demo(
 @app.command()
 def ingest(
     worker: Annotated[str, typer.Argument(help="The worker whose store receives the files.")],
-    paths: Annotated[list[Path], typer.Argument(help=".md/.txt files or folders of them.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help=".md/.txt files or folders of them.")
+    ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Re-embed the whole store with the configured embedding model first (after "
+            "changing the router's embed_model), then ingest PATHS and the worker's knowledge.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Add documents to a worker's store (idempotent: unchanged chunks are skipped).
@@ -205,13 +215,19 @@ def ingest(
     Folders are searched recursively for .md/.txt files; files linking outside the folder
     are refused. Exit code 1 when any path could not be ingested.
     """
+    paths = list(paths or [])
+    if not paths and not rebuild:
+        raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
+        from tandem.workers.store import IngestReport
+
         rt = runtime(config)
         if worker not in rt.stores:
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
         prepare_models(rt)
         ignored = _unsupported_in(paths)
+        store = rt.stores[worker]
         with Progress(
             TextColumn(f"[bold]ingest {worker}"),
             BarColumn(),
@@ -220,10 +236,22 @@ def ingest(
             console=err,
         ) as progress:
             task = progress.add_task("ingest", total=None, current="")
-            report = await rt.stores[worker].ingest(
-                paths,
-                progress=lambda d, t, c: progress.update(task, completed=d, total=t, current=c),
-            )
+
+            def show(done: int, total: int, current: str) -> None:
+                progress.update(task, completed=done, total=total, current=current)
+
+            if rebuild:
+                old, _ = await store.embedding_model()
+                knowledge = list(rt.specs[worker].knowledge)
+                progress.update(task, current="re-embedding")
+                count = await store.rebuild(skip=[*paths, *knowledge], progress=show)
+                progress.console.print(
+                    f"{worker}: store rebuilt with {store.embedder.ref} (was {old or 'empty'}); "
+                    f"{count} chunks re-embedded",
+                    highlight=False,
+                )
+                await rt.ensure_ingested([worker], progress=lambda _w, d, t, c: show(d, t, c))
+            report = await store.ingest(paths, progress=show) if paths else IngestReport()
         console.print(
             f"{worker}: {report.files} files · {report.added} chunks added · "
             f"{report.skipped} unchanged · {report.removed} removed · "
