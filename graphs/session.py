@@ -76,6 +76,8 @@ class RunTrace:
     calls: list[CallRecord] = field(default_factory=list)
     seconds: float = 0.0
     cancelled: bool = False
+    route: RouteDecision | None = None
+    """The router's decision (probabilities, parts, reason), once the run routed."""
 
 
 @dataclass
@@ -177,6 +179,10 @@ class Session:
                         _task_event(chunk, now, open_nodes, trace)
                     elif mode == "values":
                         final = chunk
+                        if isinstance(chunk, dict) and isinstance(
+                            chunk.get("route"), RouteDecision
+                        ):
+                            trace.route = chunk["route"]
                 payload = await self._resume(final)
         except BaseException:
             trace.cancelled = True
