@@ -120,7 +120,7 @@ def _lbfgs(
             if len(s_hist) > memory:
                 s_hist.pop(0)
                 y_hist.pop(0)
-        converged = abs(fx - fn) <= 1e-9 * max(1.0, abs(fx))
+        converged = abs(fx - fn) <= 1e-7 * max(1.0, abs(fx))
         x, fx, g = xn, fn, gn
         if converged or float(np.abs(g).max()) < 1e-6:
             break
