@@ -124,6 +124,12 @@ def charts(results: list[BenchResult], folder: Path) -> list[str]:
             ax.plot([int(row[0]) for row in r.rows], [float(row[1]) for row in r.rows], "o-")
             ax.set_xlabel("concurrent runs")
             ax.set_ylabel("runs / s")
+        elif r.key == "serve":
+            batches = [int(row[0]) for row in r.rows]
+            ax.plot(batches, [float(row[7].split()[0]) for row in r.rows], "o-")
+            ax.set_xlabel("batch of 100 concurrent streaming requests")
+            ax.set_ylabel("server RSS (MiB)")
+            ax.set_ylim(bottom=0)
         else:
             plt.close(fig)
             continue

@@ -35,7 +35,7 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "embedding", "concurrency", "eval")
+ALL = ("economy", "overhead", "router", "retrieval", "embedding", "concurrency", "serve", "eval")
 
 
 def _run_one(key: str) -> BenchResult:
@@ -63,6 +63,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "serve":
+        import bench_serve
+
+        return bench_serve.run()
     import bench_eval
 
     return bench_eval.run()

@@ -39,6 +39,7 @@ from tandem.workers.store import StoreSettings
 __all__ = [
     "DEFAULT_SUPERVISOR",
     "PrivacySettings",
+    "ServeSettings",
     "SupervisorSettings",
     "TandemConfig",
     "load_config",
@@ -113,6 +114,48 @@ class SupervisorSettings(BaseModel):
         return value
 
 
+class ServeSettings(BaseModel):
+    """``tandem serve``: tandem as an OpenAI-compatible endpoint (``[serve]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    """Keys a client must send as ``Authorization: Bearer <key>``; the ``TANDEM_API_KEYS``
+    environment variable (comma-separated) adds more. With no key at all the server listens
+    on loopback only and refuses a non-loopback ``--host``."""
+    host: str = "127.0.0.1"
+    """Interface to listen on (``--host``)."""
+    port: int = Field(default=8400, ge=0, le=65535)
+    """TCP port (``--port``)."""
+    max_concurrent: int = Field(default=8, ge=1, le=4096)
+    """Runs in progress at once; further requests wait in the queue."""
+    queue: int = Field(default=64, ge=0, le=100_000)
+    """Requests that may wait for a run slot; one more is answered 429 with ``Retry-After``."""
+    queue_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request may wait in the queue before it is answered 429."""
+    deadline: float | None = Field(default=None, gt=0)
+    """Seconds one request may take, queue included; then its run is cancelled and the client
+    gets a 504 (or an error event on a stream). Default: the run's own ``[reliability]``
+    deadline plus 30 s, so a run first degrades gracefully at its own deadline."""
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest request body accepted (HTTP 413 beyond it)."""
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    """On SIGTERM/SIGINT: seconds in-flight requests get to finish before their runs are
+    cancelled (a run on a thread is checkpointed step by step: sending the same request on
+    the thread again resumes it)."""
+    user_threads: bool = False
+    """Use OpenAI's ``user`` field as the thread id when a request sends no ``thread_id``."""
+    metrics_auth: bool = False
+    """Require an API key for ``GET /metrics`` too (``/healthz`` and ``/readyz`` never do)."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Web origins allowed to call the API from a browser (a chat UI served from another
+    origin that calls tandem directly), e.g. ``["http://localhost:3000"]``; ``["*"]`` allows
+    any. Empty: no CORS headers (server-side clients need none)."""
+    keepalive: float = Field(default=15.0, gt=0)
+    """Seconds between SSE comment lines on a stream that has nothing to send yet (keeps
+    proxies from closing it; clients ignore them)."""
+
+
 class EmbeddedConfig(BaseModel):
     """The in-process engine (``[embedded]``)."""
 
@@ -176,6 +219,8 @@ class TandemConfig(BaseSettings):
     """The single retry layer for model calls."""
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     """Run deadline, per-worker fallbacks, escalation of failed subtasks and input bounds."""
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    """``tandem serve``: API keys, limits and the listening address."""
     stores: StoreSettings = Field(default_factory=StoreSettings)
     """Where the worker stores live: a local Chroma directory, or a Chroma server (``url``)."""
     workers: list[WorkerSpec] = Field(default_factory=list)

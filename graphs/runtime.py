@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -78,8 +79,9 @@ def make_supervisor_llm(
     )
 
 
-def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
-    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model.
+def check_embedded_name(ref: str, *, key: str, file: str | None, chat: bool = False) -> None:
+    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model, or,
+    where a model must answer (``chat``), one that only embeds (``embedded:minilm``).
 
     Raises:
         ConfigError: Naming the file and key, and the names that exist.
@@ -93,6 +95,14 @@ def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
             file=file,
             key=key,
             hint=f"use one of {', '.join(sorted(BUNDLED_MODELS))} (or an ollama: model)",
+        )
+    if chat and BUNDLED_MODELS[name].embeds_only:
+        chats = sorted(n for n, a in BUNDLED_MODELS.items() if not a.embeds_only)
+        raise ConfigError(
+            f"'{ref}' is an embedding-only model: it only embeds texts and cannot answer",
+            file=file,
+            key=key,
+            hint=f"use a chat model ({', '.join(chats)}); '{ref}' belongs in [router] embed_model",
         )
 
 
@@ -161,8 +171,11 @@ class Runtime:
                 spec.model,
                 key=where or f"{spec.name}.model",
                 file=cfg.source if spec.origin == "config" else f"plugin {spec.origin}",
+                chat=True,
             )
-        check_embedded_name(cfg.supervisor.model, key="supervisor.model", file=cfg.source)
+        check_embedded_name(
+            cfg.supervisor.model, key="supervisor.model", file=cfg.source, chat=True
+        )
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
         self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
@@ -187,7 +200,7 @@ class Runtime:
             if n in self.specs:
                 fb_model = fb.model or self.specs[n].model
                 check_embedded_name(
-                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source
+                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source, chat=True
                 )
                 self.check_backend(
                     f"fallback of worker {n}",
@@ -336,10 +349,10 @@ class Runtime:
                     if progress:
                         progress(name, done, total, current)
 
-                rebuilt = await self._rebuild_if_stale(spec, store, cb, notice)
                 # A path that does not exist is reported once (knowledge_problems), not
                 # retried by every run: only what exists is ingested.
                 paths = tuple(p for p in spec.knowledge if p.exists())
+                rebuilt = await self._rebuild_if_stale(spec, store, paths, cb, notice)
                 if paths:
                     # Only a complete ingestion is recorded: an interrupted one runs again on
                     # the next start and skips the chunks already stored (no duplicates).
@@ -359,6 +372,7 @@ class Runtime:
         self,
         spec: WorkerSpec,
         store: WorkerStore,
+        paths: Sequence[Path],
         progress: Callable[[int, int, str], None],
         notice: Callable[[str], None] | None,
     ) -> str | None:
@@ -371,7 +385,7 @@ class Runtime:
         if notice:
             new = store.embedder.ref
             notice(f"store '{spec.name}' was built with {old}; rebuilding with {new}")
-        await store.rebuild(skip=spec.knowledge, progress=progress)
+        await store.rebuild(skip=paths, progress=progress)
         return old
 
 

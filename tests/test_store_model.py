@@ -221,6 +221,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_cli_refuses_a_user_store_then_ingest_rebuild_fixes_it(
     ollama: FakeOllama, tmp_path: Path
 ) -> None:

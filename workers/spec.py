@@ -56,16 +56,7 @@ class WorkerSpec(BaseModel):
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:
-        engine, name = parse_model_ref(value)
-        if engine == "embedded":
-            from tandem.workers.backends import BUNDLED_MODELS
-
-            asset = BUNDLED_MODELS.get(name)
-            if asset is not None and asset.embeds_only:
-                raise ValueError(
-                    f"'{value}' is an embedding-only model: it only embeds texts and cannot "
-                    "answer; give the worker a chat model (e.g. 'embedded:qwen2.5-coder-0.5b')"
-                )
+        parse_model_ref(value)
         return value
 
     @field_validator("description")

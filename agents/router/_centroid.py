@@ -25,6 +25,7 @@ from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettin
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["CentroidRouter", "split_parts"]
 
@@ -73,14 +74,16 @@ class CentroidRouter:
         self._mean: list[float] = []
 
     def _call(self, tokens: int, seconds: float, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="embed",
-            model=self.embedder.ref,
-            where=self.embedder.where,
-            tokens_in=tokens,
-            seconds=seconds,
-            host=self.embedder.host,
-            purpose=purpose,
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=self.embedder.ref,
+                where=self.embedder.where,
+                tokens_in=tokens,
+                seconds=seconds,
+                host=self.embedder.host,
+                purpose=purpose,
+            )
         )
 
     def _load_cache(self) -> dict[str, list[float]]:

@@ -50,6 +50,7 @@ from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettin
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["FitInfo", "LearnedRouter", "thresholds_of"]
 
@@ -325,14 +326,16 @@ class LearnedRouter:
     # --- deciding ------------------------------------------------------------------------
 
     def _call(self, tokens: int, seconds: float, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="embed",
-            model=self.embedder.ref,
-            where=self.embedder.where,
-            tokens_in=tokens,
-            seconds=seconds,
-            host=self.embedder.host,
-            purpose=purpose,
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=self.embedder.ref,
+                where=self.embedder.where,
+                tokens_in=tokens,
+                seconds=seconds,
+                host=self.embedder.host,
+                purpose=purpose,
+            )
         )
 
     async def score(

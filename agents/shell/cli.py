@@ -44,7 +44,7 @@ from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer
 from tandem.agents.shell.repl import arun_repl, redact_config
 from tandem.graphs import Answer, Session, build_graph, load_config
 from tandem.workers.errors import TandemError
-from tandem.workers.store import SUPPORTED_SUFFIXES
+from tandem.workers.store import SUPPORTED_SUFFIXES, IngestReport
 
 __all__ = ["DEMO_QUESTIONS", "app", "main"]
 
@@ -197,6 +197,35 @@ def demo(
 
 
 @app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on (default: serve.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: serve.port, 8400).")] = None,
+) -> None:
+    """Serve tandem as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/models,
+    /metrics, /healthz, /readyz.
+
+    Without API keys (serve.api_keys in tandem.toml, or TANDEM_API_KEYS) it listens on
+    loopback only. SIGTERM/Ctrl-C lets in-flight requests finish (serve.shutdown_grace).
+    """
+    # Starlette, uvicorn and prometheus-client load only for this command.
+    try:
+        from tandem.agents.shell.serve import run_server, server_loop
+    except ImportError as exc:
+        err.print(
+            f"[bold red]error:[/] tandem serve needs its extra: pip install 'tandem[serve]' "
+            f"({escape(str(exc))})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    run(lambda: run_server(config, host=host, port=port), loop_factory=server_loop())
+
+
+@app.command()
 def ingest(
     worker: Annotated[str, typer.Argument(help="The worker whose store receives the files.")],
     paths: Annotated[
@@ -222,8 +251,6 @@ def ingest(
         raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
-        from tandem.workers.store import IngestReport
-
         rt = runtime(config)
         if worker not in rt.stores:
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
