@@ -92,7 +92,11 @@ def render_router_report(out: Console, report: RouterEvalReport, *, show: int = 
             out.print(f"  … and {len(wrong) - show} more (--json lists all)", highlight=False)
 
 
-@router_app.command("eval")
+@router_app.command(
+    "eval",
+    help="Accuracy (exact specialists and route kind), recall per class, confusion matrix and "
+    "decision latency of the router on labelled questions; --cv K for k-fold cross-validation.",
+)
 def router_eval(
     dataset: Annotated[Path, typer.Argument(help="JSONL: question, expected_workers.")],
     config: ConfigOpt = None,
@@ -149,7 +153,11 @@ def router_eval(
     run(go)
 
 
-@router_app.command("fit")
+@router_app.command(
+    "fit",
+    help="Fit the learned router now (it also fits itself at start-up) and show what it learned "
+    "from; a model cached for the same data and settings is loaded instead.",
+)
 def router_fit(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
