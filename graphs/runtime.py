@@ -16,11 +16,12 @@ from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
-from tandem.agents.router import Router
+from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
+from tandem.workers.builtin import routing_path
 from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
@@ -30,6 +31,7 @@ from tandem.workers.worker import Worker
 __all__ = [
     "Runtime",
     "backend_endpoint",
+    "builtin_routes",
     "check_embedded_name",
     "embedded_models",
     "empty_workers",
@@ -216,7 +218,8 @@ class Runtime:
             list(self.specs.values()),
             self.embedder,
             cfg.router,
-            cache_path=cfg.data_dir / "cache" / "router-profiles.json",
+            routes=builtin_routes(list(self.specs.values())),
+            cache_dir=cfg.data_dir / "cache",
         )
         if supervisor is None:
             llm = make_supervisor_llm(
@@ -442,6 +445,21 @@ async def empty_workers(runtime: Runtime) -> dict[str, str]:
             "no knowledge declared or ingested" if not spec.knowledge else "its store is empty"
         )
     return out
+
+
+def builtin_routes(specs: Sequence[WorkerSpec]) -> list[LabelledRoute]:
+    """The demo specialists' labelled routes, when those specialists are registered.
+
+    Rows for the built-in workers only; its out-of-scope rows only when no other worker is
+    registered (a question off-topic for the demo may be another worker's field).
+    """
+    builtin = {s.name for s in specs if s.origin == "builtin"}
+    if not builtin:
+        return []
+    only = len(builtin) == len(specs)
+    return [
+        r for r in load_routes(routing_path()) if set(r.workers) <= builtin and (r.workers or only)
+    ]
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

@@ -120,6 +120,8 @@ class RunTrace:
     calls: list[CallRecord] = field(default_factory=list)
     seconds: float = 0.0
     cancelled: bool = False
+    route: RouteDecision | None = None
+    """The router's decision (probabilities, parts, reason), once the run routed."""
     results: list[WorkerResult] = field(default_factory=list)
     """The specialists' answers, with ``p_correct`` and its signals."""
     notes: list[str] = field(default_factory=list)
@@ -312,6 +314,10 @@ class Session:
                             _route_event(chunk, on_event)
                     elif mode == "values":
                         final = chunk
+                        if isinstance(chunk, dict) and isinstance(
+                            chunk.get("route"), RouteDecision
+                        ):
+                            trace.route = chunk["route"]
                 payload = await self._resume(final)
                 if payload is None:
                     break

@@ -39,6 +39,7 @@ from tandem.agents.shell._doctor import doctor
 from tandem.agents.shell._eval import eval_command
 from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
+from tandem.agents.shell._router import router_app
 from tandem.agents.shell._workers import workers_app
 from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer, render_ledger
 from tandem.agents.shell.repl import arun_repl, redact_config
@@ -62,6 +63,7 @@ app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 

@@ -140,6 +140,10 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             "workers": list(answer.route.workers),
             "reason": answer.route.reason,
             "scores": dict(answer.route.scores),
+            "probabilities": dict(answer.route.probabilities),
+            "none_probability": answer.route.none_probability,
+            "parts": [p.model_dump() for p in answer.route.parts],
+            "split": answer.route.split,
         },
         "escalated": answer.escalated,
         "worker_results": [

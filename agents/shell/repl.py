@@ -259,6 +259,8 @@ class Repl:
         for n in trace.nodes:
             table.add_row(n.name, f"{n.start:.2f}", f"{n.seconds:.2f}", n.error[:40])
         self.console.print(table)
+        if trace.route is not None:
+            self.console.print(render_route_decision(trace.route))
         for item in render_worker_results(trace):
             self.console.print(item)
         self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
