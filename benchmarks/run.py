@@ -35,7 +35,17 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "embedding", "concurrency", "serve", "eval")
+ALL = (
+    "economy",
+    "overhead",
+    "router",
+    "retrieval",
+    "embedding",
+    "concurrency",
+    "serve",
+    "eval",
+    "calibration",
+)
 
 
 def _run_one(key: str) -> BenchResult:
@@ -67,6 +77,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_serve
 
         return bench_serve.run()
+    if key == "calibration":
+        import bench_calibration
+
+        return bench_calibration.run()
     import bench_eval
 
     return bench_eval.run()

@@ -18,6 +18,7 @@ from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
 from tandem.workers.builtin import routing_path
@@ -183,6 +184,10 @@ class Runtime:
         self.stores = {
             n: WorkerStore(n, client, self.embedder, timeout=timeout) for n in self.specs
         }
+        self.cascade: dict[str, WorkerCascade] = {
+            n: self.cascade_for(s, s.model) for n, s in self.specs.items()
+        }
+        """Each worker's calibration and the threshold its direct answers must reach."""
         self.workers = {
             n: Worker(
                 s,
@@ -191,6 +196,7 @@ class Runtime:
                 self.embedder,
                 retry=cfg.retry,
                 max_tokens=cfg.worker_max_tokens,
+                calibration=self.cascade[n].calibration,
             )
             for n, s in self.specs.items()
         }
@@ -285,6 +291,11 @@ class Runtime:
             self.endpoints[role] = endpoint
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
+
+    def cascade_for(self, spec: WorkerSpec, model: str) -> WorkerCascade:
+        """The calibration and threshold for ``spec`` answering with ``model``."""
+        cfg = self.config
+        return resolve(spec, model, cfg.router.embed_model, cfg.cascade, cfg.data_dir)
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""

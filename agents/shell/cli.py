@@ -25,6 +25,7 @@ from rich.table import Table
 
 from tandem.agents.privacy import EgressRequest
 from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell._calibrate import calibrate_command
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -64,6 +65,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",

@@ -146,6 +146,20 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             "split": answer.route.split,
         },
         "escalated": answer.escalated,
+        "worker_results": [
+            {
+                "worker": r.worker,
+                "status": r.status,
+                "model": r.model,
+                "answer": r.answer,
+                "confidence": r.confidence,
+                "needs_escalation": r.needs_escalation,
+                "p_correct": r.p_correct,
+                "signals": r.signals.model_dump() if r.signals is not None else None,
+                "reason": r.reason,
+            }
+            for r in answer.worker_results
+        ],
         "citations": [{"worker": c.worker, "source": c.source} for c in answer.citations],
         "notes": list(answer.notes),
         "ledger": {
