@@ -47,6 +47,7 @@ ALL = (
     "crossdomain",
     "firstrun",
     "eval",
+    "calibration",
 )
 
 
@@ -91,6 +92,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_serve
 
         return bench_serve.run()
+    if key == "calibration":
+        import bench_calibration
+
+        return bench_calibration.run()
     import bench_eval
 
     return bench_eval.run()

@@ -41,6 +41,7 @@ from tandem.graphs._guard import (
 )
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, kept_citations
+from tandem.graphs.cascade import decide
 from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
@@ -234,16 +235,12 @@ class Nodes:
     async def check(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         result = state["results"][-1]
         spec = self.rt.specs.get(result.worker)
-        threshold = spec.min_confidence if spec else 0.5
-        if result.status == "ok" and not result.needs_escalation and result.confidence >= threshold:
+        cascade = self.rt.cascade.get(result.worker)
+        if spec is not None and result.model and result.model != spec.model:
+            cascade = self.rt.cascade_for(spec, result.model)  # a fallback model answered
+        why = decide(result, cascade, spec.min_confidence if spec else 0.5)
+        if not why:
             return {"draft": result.answer, "escalated": False}
-        why = (
-            result.reason
-            if result.status == "failed"
-            else "asked to escalate"
-            if result.needs_escalation
-            else f"confidence {result.confidence:.2f} < {threshold:.2f}"
-        )
         if state.get("force_worker"):
             # The caller chose this specialist: its answer stands (or its failure is said).
             draft = result.answer or f"The '{result.worker}' specialist could not answer ({why})."
@@ -292,9 +289,12 @@ class Nodes:
                 self.rt,
             )
         except RunError as exc:
-            fallback = state["route"].workers or [
-                n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
-            ]
+            route = state["route"]
+            fallback = route.workers or (
+                [n for n, p in route.probabilities.items() if p >= 0.5]
+                if route.probabilities
+                else [n for n, s in route.scores.items() if s >= self.rt.config.router.min_score]
+            )
             plan = Plan(
                 subtasks=[],
                 rationale=f"supervisor unreachable; asked the router's workers: {fallback}",

@@ -16,10 +16,12 @@ from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
-from tandem.agents.router import Router
+from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
+from tandem.workers.builtin import routing_path
 from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
@@ -29,6 +31,7 @@ from tandem.workers.worker import Worker
 __all__ = [
     "Runtime",
     "backend_endpoint",
+    "builtin_routes",
     "check_embedded_name",
     "embedded_models",
     "empty_workers",
@@ -181,6 +184,10 @@ class Runtime:
         self.stores = {
             n: WorkerStore(n, client, self.embedder, timeout=timeout) for n in self.specs
         }
+        self.cascade: dict[str, WorkerCascade] = {
+            n: self.cascade_for(s, s.model) for n, s in self.specs.items()
+        }
+        """Each worker's calibration and the threshold its direct answers must reach."""
         self.workers = {
             n: Worker(
                 s,
@@ -189,6 +196,7 @@ class Runtime:
                 self.embedder,
                 retry=cfg.retry,
                 max_tokens=cfg.worker_max_tokens,
+                calibration=self.cascade[n].calibration,
             )
             for n, s in self.specs.items()
         }
@@ -210,7 +218,8 @@ class Runtime:
             list(self.specs.values()),
             self.embedder,
             cfg.router,
-            cache_path=cfg.data_dir / "cache" / "router-profiles.json",
+            routes=builtin_routes(list(self.specs.values())),
+            cache_dir=cfg.data_dir / "cache",
         )
         if supervisor is None:
             llm = make_supervisor_llm(
@@ -282,6 +291,11 @@ class Runtime:
             self.endpoints[role] = endpoint
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
+
+    def cascade_for(self, spec: WorkerSpec, model: str) -> WorkerCascade:
+        """The calibration and threshold for ``spec`` answering with ``model``."""
+        cfg = self.config
+        return resolve(spec, model, cfg.router.embed_model, cfg.cascade, cfg.data_dir)
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""
@@ -431,6 +445,21 @@ async def empty_workers(runtime: Runtime) -> dict[str, str]:
             "no knowledge declared or ingested" if not spec.knowledge else "its store is empty"
         )
     return out
+
+
+def builtin_routes(specs: Sequence[WorkerSpec]) -> list[LabelledRoute]:
+    """The demo specialists' labelled routes, when those specialists are registered.
+
+    Rows for the built-in workers only; its out-of-scope rows only when no other worker is
+    registered (a question off-topic for the demo may be another worker's field).
+    """
+    builtin = {s.name for s in specs if s.origin == "builtin"}
+    if not builtin:
+        return []
+    only = len(builtin) == len(specs)
+    return [
+        r for r in load_routes(routing_path()) if set(r.workers) <= builtin and (r.workers or only)
+    ]
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

@@ -37,7 +37,7 @@ from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 from tandem.workers.backends import make_backend
 from tandem.workers.errors import ConfigError, RunError, UsageError
-from tandem.workers.records import CallRecord
+from tandem.workers.records import CallRecord, WorkerResult
 from tandem.workers.spec import parse_model_ref
 from tandem.workers.store import IngestReport
 
@@ -123,6 +123,12 @@ class RunTrace:
     calls: list[CallRecord] = field(default_factory=list)
     seconds: float = 0.0
     cancelled: bool = False
+    route: RouteDecision | None = None
+    """The router's decision (probabilities, parts, reason), once the run routed."""
+    results: list[WorkerResult] = field(default_factory=list)
+    """The specialists' answers, with ``p_correct`` and its signals."""
+    notes: list[str] = field(default_factory=list)
+    """The answer's notes (why it escalated, what degraded)."""
 
 
 @dataclass
@@ -314,6 +320,10 @@ class Session:
                                 on_event({"event": "status", "text": status})
                     elif mode == "values":
                         final = chunk
+                        if isinstance(chunk, dict) and isinstance(
+                            chunk.get("route"), RouteDecision
+                        ):
+                            trace.route = chunk["route"]
                 payload = await self._resume(final)
                 if payload is None:
                     break
@@ -331,6 +341,8 @@ class Session:
             why = f"it paused: {interrupts}" if interrupts else "the run ended without an answer"
             raise RunError(why, hint="see /trace for the nodes that ran")
         trace.calls = list(answer.ledger.calls)
+        trace.results = list(answer.worker_results)
+        trace.notes = list(answer.notes)
         self.calls.extend(answer.ledger.calls)
         self.answers.append(answer)
         return answer

@@ -4,14 +4,17 @@ answers rest on (issue 19, items 1 and 2)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting
 from tandem.agents.planner import PlannerSettings, router_plan, synthesis_style
-from tandem.agents.router import RouteDecision, RoutePart, split_parts
+from tandem.agents.router import RouteDecision, RoutePart, Router, RouterSettings
 from tandem.graphs.testing import ScriptedSupervisor
+from tandem.workers.backends import BackendSettings, make_backend
+from tandem.workers.builtin import specs as builtin_specs
 from tandem.workers.records import WorkerResult
 from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply
 
@@ -42,33 +45,6 @@ def _result(worker: str, instruction: str, answer: str, **kw: Any) -> WorkerResu
 # -- the router's parts ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("query", "parts"),
-    [
-        (CROSS_Q, PARTS),
-        (
-            "What is the personal allowance for income tax in Veloria, and what's the maximum "
-            "deposit a landlord can take?",
-            [
-                "What is the personal allowance for income tax in Veloria",
-                "what's the maximum deposit a landlord can take?",
-            ],
-        ),
-        (  # a clause that asks nothing stays with the question after it
-            "If I challenge my rent increase at the Rent Tribunal, what's the application fee? "
-            "And what's the deadline for filing my tax return?",
-            [
-                "If I challenge my rent increase at the Rent Tribunal, what's the application fee?",
-                "And what's the deadline for filing my tax return?",
-            ],
-        ),
-        ("Can I take ibuprofen and paracetamol at the same time?", []),
-    ],
-)
-def test_split_parts_finds_each_question(query: str, parts: list[str]) -> None:
-    assert split_parts(query) == (parts or [query])
-
-
 def test_router_plan_is_one_subtask_per_part_in_the_parts_own_words() -> None:
     route = _plan_route(
         RoutePart(text=PARTS[0], worker="tenancy", probability=0.97),
@@ -80,6 +56,25 @@ def test_router_plan_is_one_subtask_per_part_in_the_parts_own_words() -> None:
         ("tenancy", PARTS[0]),
         ("finance", PARTS[1]),
     ]
+
+
+async def test_the_learned_routers_split_of_the_demo_question_is_the_plan(
+    tmp_path: Path,
+) -> None:
+    router = Router(
+        builtin_specs(),
+        make_backend("embedded:minilm", BackendSettings()),
+        RouterSettings(),
+        cache_dir=tmp_path,
+    )
+    decision, _ = await router.decide(CROSS_Q)
+    assert decision.kind == "plan" and decision.split
+    plan = router_plan(decision, decision.workers, PlannerSettings(), 4)
+    assert plan is not None and plan.source == "router"
+    # One subtask per specialist, each with its own part of the question: nothing dropped.
+    assert [s.worker for s in plan.subtasks] == ["tenancy", "finance"]
+    assert "8%" in plan.subtasks[0].instruction
+    assert "Tax Credit" in plan.subtasks[1].instruction
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -91,15 +91,22 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
 
 
 def prepare_models(
-    rt: Runtime, quiet: bool = False, *, names: list[str] | None = None
+    rt: Runtime,
+    quiet: bool = False,
+    only: Sequence[str] | None = None,
+    *,
+    names: list[str] | None = None,
 ) -> list[Path]:
-    """Assemble/verify the bundled models the runtime needs (or ``names``), with a progress
-    bar."""
+    """Assemble/verify the bundled models the runtime needs (or ``names``; or those of
+    ``only``, model references), with a progress bar."""
     from rich.progress import Progress
 
     from tandem.graphs.runtime import embedded_models
 
     wanted = embedded_models(rt) if names is None else names
+    if only is not None:
+        refs = {ref.removeprefix("embedded:") for ref in only}
+        wanted = [n for n in wanted if n in refs]
     if not wanted:
         return []
     with Progress(*_columns(), console=err, disable=quiet, transient=False) as progress:

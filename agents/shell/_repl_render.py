@@ -9,9 +9,15 @@ from rich.text import Text
 from tandem.agents.router import RouteDecision
 from tandem.agents.shell.render import render_ledger
 from tandem.graphs import Answer, Session
-from tandem.graphs.session import SessionPrivacy
+from tandem.graphs.session import RunTrace, SessionPrivacy
 
-__all__ = ["render_cost", "render_footer", "render_privacy", "render_route_decision"]
+__all__ = [
+    "render_cost",
+    "render_footer",
+    "render_privacy",
+    "render_route_decision",
+    "render_worker_results",
+]
 
 
 def render_footer(answer: Answer) -> Text:
@@ -32,17 +38,27 @@ def render_footer(answer: Answer) -> Text:
 
 
 def render_route_decision(decision: RouteDecision) -> Group:
-    """Scores per worker, the kind and the reason (``/route``)."""
+    """Per worker probability (or score), the kind, the parts and the reason (``/route``)."""
     head = Text.assemble(
         ("route: ", "bold"), f"{decision.kind} → {', '.join(decision.workers) or 'supervisor'}"
     )
+    values = decision.probabilities or decision.scores
     table = Table(show_edge=False)
     table.add_column("worker")
-    table.add_column("score", justify="right")
+    table.add_column("probability" if decision.probabilities else "score", justify="right")
     table.add_column("chosen")
-    for name, score in sorted(decision.scores.items(), key=lambda kv: -kv[1]):
-        table.add_row(name, f"{score:.3f}", "✓" if name in decision.workers else "")
-    return Group(head, table, Text(f"why: {decision.reason}", style="dim"))
+    for name, value in sorted(values.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{value:.3f}", "✓" if name in decision.workers else "")
+    if decision.none_probability is not None:
+        table.add_row("(none)", f"{decision.none_probability:.3f}", "")
+    out: list[RenderableType] = [head, table]
+    if decision.kind == "plan" and decision.parts:
+        how = "split" if decision.split else "parts"
+        for part in decision.parts:
+            who = f"{part.worker} {part.probability:.2f}" if part.worker else "—"
+            out.append(Text(f"  {how}: {who}: {part.text}"))
+    out.append(Text(f"why: {decision.reason}", style="dim"))
+    return Group(*out)
 
 
 def render_cost(session: Session) -> list[RenderableType]:
@@ -102,4 +118,46 @@ def render_privacy(info: SessionPrivacy) -> list[RenderableType]:
         out.append(Text(f"placeholders sent instead of values: {kinds}", style="yellow"))
     if info.egress_log:
         out.append(Text(f"audit log: {info.egress_log} (tandem privacy log)", style="dim"))
+    return out
+
+
+def _fig(value: float | None, fmt: str = ".2f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def render_worker_results(trace: RunTrace) -> list[RenderableType]:
+    """Each specialist answer of the last run: ``p_correct`` and the signals behind it."""
+    if not trace.results:
+        return []
+    table = Table(show_edge=False, title="specialist answers", title_justify="left")
+    for col in ("worker", "p_correct", "self", "logprob", "retrieval", "grounding"):
+        table.add_column(col, justify="left" if col in ("worker", "grounding") else "right")
+    for r in trace.results:
+        s = r.signals
+        if r.status != "ok" or s is None:
+            table.add_row(r.worker, "—", "—", "—", "—", f"failed: {r.reason}"[:60])
+            continue
+        ground = []
+        if s.not_covered:
+            ground.append("says not covered")
+        if s.unsupported:
+            ground.append("not in cited passage: " + ", ".join(s.unsupported[:3]))
+        elif s.spans:
+            ground.append(f"{len(s.spans)} span(s) found in the cited passages")
+        if not s.citations:
+            ground.append("no citation")
+        if s.truncated or s.repaired:
+            ground.append("cut off" if s.truncated else "repaired")
+        table.add_row(
+            r.worker,
+            _fig(r.p_correct),
+            _fig(s.self_confidence),
+            f"{_fig(s.logprob_mean)} / {_fig(s.logprob_min)}",
+            f"{_fig(s.retrieval_best)} (+{_fig(s.retrieval_margin)})",
+            "; ".join(ground) or "—",
+        )
+    out: list[RenderableType] = [table]
+    for note in trace.notes:
+        if "escalated" in note:
+            out.append(Text(f"note: {note}", style="yellow"))
     return out

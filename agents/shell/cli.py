@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell._calibrate import calibrate_command
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -30,6 +31,7 @@ from tandem.agents.shell._doctor import doctor
 from tandem.agents.shell._eval import eval_command
 from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
+from tandem.agents.shell._router import router_app
 from tandem.agents.shell._workers import workers_app
 from tandem.agents.shell.render import (
     DemoRow,
@@ -88,7 +90,9 @@ app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",

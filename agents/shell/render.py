@@ -233,8 +233,26 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             "workers": list(answer.route.workers),
             "reason": answer.route.reason,
             "scores": dict(answer.route.scores),
+            "probabilities": dict(answer.route.probabilities),
+            "none_probability": answer.route.none_probability,
+            "parts": [p.model_dump() for p in answer.route.parts],
+            "split": answer.route.split,
         },
         "escalated": answer.escalated,
+        "worker_results": [
+            {
+                "worker": r.worker,
+                "status": r.status,
+                "model": r.model,
+                "answer": r.answer,
+                "confidence": r.confidence,
+                "needs_escalation": r.needs_escalation,
+                "p_correct": r.p_correct,
+                "signals": r.signals.model_dump() if r.signals is not None else None,
+                "reason": r.reason,
+            }
+            for r in answer.worker_results
+        ],
         "citations": [{"worker": c.worker, "source": c.source} for c in answer.citations],
         "notes": list(answer.notes),
         "ledger": {

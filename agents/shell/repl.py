@@ -34,6 +34,7 @@ from tandem.agents.shell._repl_render import (
     render_footer,
     render_privacy,
     render_route_decision,
+    render_worker_results,
 )
 from tandem.agents.shell.render import StreamPrinter, render_ledger
 from tandem.graphs import Answer, Runtime, Session, TandemConfig, build_graph, open_checkpointer
@@ -51,7 +52,7 @@ Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit qu
 /workers                 the specialists, their models and store sizes
 /route QUESTION          how QUESTION would be routed (scores, kind, reason), without running
 /cost                    this session's ledger: calls, tokens, $, local share, savings
-/trace                   the last run: each node and model call with timings
+/trace                   the last run: nodes, model calls, p_correct and its signals
 /privacy                 the egress policy and what left this machine this session
 /thread [new|list|ID]    show, start, list or resume a conversation (threads persist)
 /ingest WORKER PATH…     add .md/.txt files or folders to a worker's store
@@ -269,6 +270,10 @@ class Repl:
         for n in trace.nodes:
             table.add_row(n.name, f"{n.start:.2f}", f"{n.seconds:.2f}", n.error[:40])
         self.console.print(table)
+        if trace.route is not None:
+            self.console.print(render_route_decision(trace.route))
+        for item in render_worker_results(trace):
+            self.console.print(item)
         self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
 
     async def _privacy(self, arg: str) -> None:

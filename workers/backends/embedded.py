@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.backends._bundled import EXTRA_INSTALL_COMMAND, ensure_model
+from tandem.workers.backends._logprobs import LogprobRecorder
 from tandem.workers.backends._prefix import PrefixCache
 from tandem.workers.backends._threads import budget
 from tandem.workers.errors import BackendRejected, BadModelOutput, ModelAssetError, RunError
@@ -65,6 +66,10 @@ class EmbeddedSettings(BaseModel):
     """Sampling seed, set on every call so replies are reproducible."""
     max_tokens: int = Field(default=512, ge=1)
     """Default cap on generated tokens when a call does not give one."""
+    repeat_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+    """Penalty on tokens generated recently (llama.cpp's ``repeat_penalty``; Ollama's default
+    is the same 1.1): a small model that starts repeating a sentence is pushed off the loop
+    instead of running to the token cap. 1.0 turns it off."""
 
 
 @dataclass
@@ -247,8 +252,12 @@ class EmbeddedBackend:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Generate a reply; see :meth:`tandem.workers.backends._base.Backend.chat`.
+
+        ``logprobs`` records each generated token's log-probability with a logits
+        processor (see :mod:`._logprobs`), not llama.cpp's ``logits_all`` mode.
 
         The reply is streamed to ``on_token`` (called on the event loop thread) when given;
         an exception raised by ``on_token`` stops generation and propagates unchanged.
@@ -266,9 +275,13 @@ class EmbeddedBackend:
             "temperature": temperature,
             "max_tokens": max_tokens or self.settings.max_tokens,
             "seed": self.settings.seed,
+            "repeat_penalty": self.settings.repeat_penalty,
         }
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        recorder = LogprobRecorder() if logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = [recorder]
         start = time.perf_counter()
         if on_token is None:
             try:
@@ -286,6 +299,7 @@ class EmbeddedBackend:
             tokens_out=tokens_out,
             seconds=time.perf_counter() - start,
             done_reason=reason,
+            logprobs=recorder.entries(loaded.llama) if recorder is not None else None,
         )
 
     async def _stream(
@@ -371,9 +385,10 @@ def _complete(
     llm = loaded.llama
     loaded.prepare(kwargs["messages"])
     threads = _Threads(llm, loaded.settings)
+    extra = list(kwargs.get("logits_processor", []))  # e.g. the logprob recorder
     if put is None:
         response: Any = llm.create_chat_completion(
-            **kwargs, logits_processor=llama_cpp.LogitsProcessorList([threads])
+            **{**kwargs, "logits_processor": llama_cpp.LogitsProcessorList([threads, *extra])}
         )
         choice, usage = response["choices"][0], response.get("usage") or {}
         return (
@@ -383,8 +398,9 @@ def _complete(
             choice.get("finish_reason") or "",
         )
     counter = _TokenCounter()
+    processors = llama_cpp.LogitsProcessorList([counter, threads, *extra])
     chunks: Any = llm.create_chat_completion(
-        **kwargs, stream=True, logits_processor=llama_cpp.LogitsProcessorList([counter, threads])
+        **{**kwargs, "logits_processor": processors}, stream=True
     )
     pieces: list[str] = []
     reason = ""

@@ -1,4 +1,4 @@
-"""Local routing: which worker(s) should answer, without any large-model call.
+"""The centroid router (``[router] kind = "centroid"``): the router before the learned one.
 
 Each worker's profile (its description and example questions) is embedded once
 and cached (in memory and, given a path, on disk). Small embedding models put
@@ -20,122 +20,23 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.telemetry import call_finished
 
-__all__ = ["RouteDecision", "RoutePart", "Router", "RouterSettings", "split_parts"]
+__all__ = ["CentroidRouter", "split_parts"]
 
 
-class RouterSettings(BaseModel):
-    """Routing model and thresholds (``[router]`` in tandem.toml)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    embed_model: str = "embedded:minilm"
-    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``):
-    the bundled all-MiniLM-L6-v2 by default; ``ollama:nomic-embed-text`` style models with
-    Ollama; ``embedded:qwen2.5-coder-0.5b`` mean-pools the chat model (slow, weaker)."""
-    min_score: float = Field(default=0.125, ge=-1, le=1)
-    """A worker fits a query when its (centred) score reaches this; below it for all →
-    the supervisor answers alone."""
-    plan_margin: float = Field(default=0.0, ge=0, le=2)
-    """Plan across workers whose scores are within this margin of the best one."""
-    part_min_score: float | None = 0.1
-    """Score a part of a multi-part query needs to count (``None`` = ``min_score``)."""
-    max_workers: int = Field(default=3, ge=1, le=16)
-    """At most this many workers in a routed plan."""
-
-
-class RoutePart(BaseModel):
-    """One part of a multi-part question and the specialist it belongs to."""
-
-    text: str
-    """The part's own words (a question a specialist can answer on its own)."""
-    worker: str | None = None
-    """The specialist for this part; ``None`` when no specialist fits it clearly."""
-    probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    """How sure the router is that ``worker`` answers this part (0..1)."""
-
-
-class RouteDecision(BaseModel):
-    """The router's decision, explainable."""
-
-    kind: Literal["direct", "plan", "supervisor"]
-    """``direct``: one worker answers; ``plan``: the supervisor splits the work; ``supervisor``:
-    no worker fits."""
-    workers: list[str] = Field(default_factory=list)
-    """Workers chosen (best first)."""
-    scores: dict[str, float] = Field(default_factory=dict)
-    """Similarity of the query to each worker."""
-    reason: str = ""
-    """Why, in one sentence."""
-    probabilities: dict[str, float] = Field(default_factory=dict)
-    """Per worker, how likely it is needed for the query (0..1); empty when the router does
-    not estimate it."""
-    parts: list[RoutePart] = Field(default_factory=list)
-    """For a ``plan`` whose split was confident: every part of the question with its
-    specialist, covering every chosen worker (a planner may build the plan from them
-    without asking the supervisor). Empty otherwise."""
-    split: bool = False
-    """``plan`` only: the parts decided the plan — every chosen worker has a part of its
-    own, with its own text (a plan can be built from ``parts`` directly)."""
-
-
-_QUESTION_WORDS = (
-    r"(?:what|what's|how|which|where|when|who|why|is|are|was|were|can|could|do|does|did|"
-    r"should|will|would|has|have|at what|from what|from which|for how|above what|"
-    r"below what|under what|in which|by how)"
-)
-_PART_SPLIT = re.compile(
-    r"(?<=[?])\s+|;\s+|\.\s+(?:And|Also|Plus)\b|\s+(?:and also|as well as)\s+"
-    # "…, and what …" / "… and how …" / "…, which …": a new question starts
-    rf"|,?\s+and\s+(?={_QUESTION_WORDS}\b)|,\s+(?={_QUESTION_WORDS}\b)",
-    re.IGNORECASE,
-)
-_ASKS = re.compile(
-    r"\?|\b(?:what|what's|how|which|where|when|who|why)\b"
-    r"|(?:^|[.:!]\s+)(?:is|are|was|were|can|could|do|does|did|should|will|would|has|have)\b",
-    re.IGNORECASE,
-)
+_PART_SPLIT = re.compile(r"(?<=[?])\s+|;\s+|\.\s+(?:And|Also|Plus)\b|\s+(?:and also|as well as)\s+")
 
 
 def split_parts(query: str) -> list[str]:
-    """Split a multi-part question into its parts.
-
-    Parts end at "…? And …", "…; …", "…, and what …", "…, how …"; a fragment that asks
-    nothing ("As a landlord, how …", "If I appeal, what …") stays with the question
-    after it.
-    """
-    parts: list[str] = []
-    carry = ""
-    for piece in _PART_SPLIT.split(query):
-        piece = piece.strip(" ,.")
-        if not piece:
-            continue
-        if not _ASKS.search(piece):
-            carry = f"{carry}, {piece}" if carry else piece
-            continue
-        parts.append(f"{carry}, {piece}" if carry else piece)
-        carry = ""
-    if carry:
-        parts = [*parts[:-1], f"{parts[-1]}, {carry}"] if parts else [carry]
+    """Split a multi-part question into its parts ("…? And …?", "…; …")."""
+    parts = [p.strip(" ,.") for p in _PART_SPLIT.split(query)]
     return [p for p in parts if len(p.split()) >= 3]
-
-
-def _softmax(scores: dict[str, float], temperature: float = 0.05) -> dict[str, float]:
-    """Centred cosine scores as probabilities (a sharp softmax; not calibrated)."""
-    if not scores:
-        return {}
-    top = max(scores.values())
-    weights = {n: math.exp((s - top) / temperature) for n, s in scores.items()}
-    total = sum(weights.values())
-    return {n: round(w / total, 4) for n, w in weights.items()}
 
 
 def _unit(v: Sequence[float]) -> list[float]:
@@ -147,7 +48,7 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=False))
 
 
-class Router:
+class CentroidRouter:
     """Scores queries against worker profiles with local embeddings.
 
     Args:
@@ -262,8 +163,7 @@ class Router:
             calls.append(self._call(res.tokens_in, time.perf_counter() - started, "route"))
         scores = self._scores(res.vectors[0], centroids)
         part_scores = [self._scores(v, centroids) for v in res.vectors[1:]]
-        texts = parts if len(parts) > 1 else []
-        return self._decide(scores, part_scores, texts), res.vectors[0]
+        return self._decide(scores, part_scores, texts[1:]), res.vectors[0]
 
     def _decide(
         self,
@@ -273,32 +173,6 @@ class Router:
     ) -> RouteDecision:
         s = self.settings
         ranked = sorted(scores, key=lambda n: scores[n], reverse=True)
-        part_min = s.part_min_score if s.part_min_score is not None else s.min_score
-        part_best: list[str] = []
-        parts: list[RoutePart] = []
-        for text, ps in zip(part_texts or [""] * len(part_scores), part_scores, strict=True):
-            name = max(ps, key=lambda n: ps[n])
-            fits = ps[name] >= part_min
-            if fits and name not in part_best:
-                part_best.append(name)
-            probability = _softmax(ps)[name] if fits else 0.0
-            parts.append(
-                RoutePart(text=text, worker=name if fits else None, probability=probability)
-            )
-        if len(part_best) >= 2:
-            chosen = part_best[: s.max_workers]
-            # Confident: every part has a specialist among the chosen ones.
-            confident = all(p.text and p.worker in chosen for p in parts)
-            return RouteDecision(
-                kind="plan",
-                workers=chosen,
-                scores=scores,
-                reason=f"multi-part question: parts match {', '.join(chosen)}",
-                parts=parts if confident else [],
-                split=confident,
-            )
-        # Parts that land on different specialists win over a weak score for the whole
-        # question (a long two-domain question scores low against every single profile).
         if not ranked or scores[ranked[0]] < s.min_score:
             best = f"{ranked[0]} {scores[ranked[0]]:.2f}" if ranked else "no workers"
             return RouteDecision(
@@ -307,6 +181,28 @@ class Router:
                 reason=f"no worker fits (best: {best} < {s.min_score:.2f})",
             )
         top = ranked[0]
+        part_min = s.part_min_score if s.part_min_score is not None else s.min_score
+        part_best: list[str] = []
+        for ps in part_scores:
+            name = max(ps, key=lambda n: ps[n])
+            if ps[name] >= part_min and name not in part_best:
+                part_best.append(name)
+        if len(part_best) >= 2:
+            chosen = part_best[: s.max_workers]
+            parts = []
+            for text, ps in zip(part_texts, part_scores, strict=False):
+                name = max(ps, key=lambda n: ps[n])
+                ok = ps[name] >= part_min
+                score = min(1.0, max(0.0, ps[name]))
+                parts.append(RoutePart(text=text, worker=name if ok else None, probability=score))
+            return RouteDecision(
+                kind="plan",
+                workers=chosen,
+                scores=scores,
+                parts=parts,
+                split=all(any(p.worker == w for p in parts) for w in chosen),
+                reason=f"multi-part question: parts match {', '.join(chosen)}",
+            )
         close = [
             n
             for n in ranked
