@@ -54,7 +54,9 @@ def rule_supervisor(request: dict[str, Any]) -> str:
         return json.dumps({"subtasks": subtasks, "rationale": "matched workers by topic words"})
     results = _RESULT.findall(text)
     if results:
-        body = " ".join(f"{_ANSWER.split(answer)[-1].strip()} [{name}]" for name, answer in results)
+        body = " ".join(
+            f"{_ANSWER.split(answer, maxsplit=1)[-1].strip()} [{name}]" for name, answer in results
+        )
         return f"Combined answer: {body}"
     return f"Supervisor answer to: {query}"
 

@@ -117,8 +117,9 @@ class _Threads:
         share = budget.share() if s.n_threads is None or s.n_threads_batch is None else 0
         n = s.n_threads or share
         wanted = (n, s.n_threads_batch or (s.n_threads or share))
-        if wanted != self.current:
-            llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, *wanted)
+        ctx = getattr(self.llm, "_ctx", None)  # a test double has none
+        if wanted != self.current and ctx is not None:
+            llama_cpp.llama_set_n_threads(ctx.ctx, *wanted)
             self.current = wanted
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
