@@ -43,6 +43,9 @@ ALL = (
     "embedding",
     "concurrency",
     "serve",
+    "startup",
+    "crossdomain",
+    "firstrun",
     "eval",
     "calibration",
 )
@@ -73,6 +76,18 @@ def _run_one(key: str) -> BenchResult:
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "startup":
+        import bench_startup
+
+        return bench_startup.run()
+    if key == "crossdomain":
+        import bench_cross_domain
+
+        return bench_cross_domain.run()
+    if key == "firstrun":
+        import bench_first_run
+
+        return bench_first_run.run()
     if key == "serve":
         import bench_serve
 

@@ -202,6 +202,7 @@ async def test_the_embedded_engine_penalises_repeats(monkeypatch: Any) -> None:
         return embedded._Loaded(Llama())  # type: ignore[arg-type]
 
     monkeypatch.setattr(embedded.EmbeddedBackend, "_instance", instance)
+    monkeypatch.setattr(embedded._Loaded, "prepare", lambda self, messages: None)  # no KV cache
     backend = embedded.EmbeddedBackend("qwen2.5-coder-0.5b")
     await backend.chat([{"role": "user", "content": "hi"}])
     assert seen["repeat_penalty"] == 1.1  # Ollama's default too

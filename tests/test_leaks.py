@@ -259,7 +259,12 @@ async def test_ask_shows_exactly_what_would_be_sent_and_sends_it_when_approved(
     fake_ollama.respond_with(CHAT_MODEL, leaky_worker)
     graph = _graph(make_graph, vault_specs, "ask", checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "t-ask"}}
-    state = await graph.ainvoke({"query": QUERIES[0][0]}, cfg)
+    # Two parts, one of them on the local_only vault: a plan and a synthesis go remote.
+    query = (
+        "Where do vault deposit questions go, and how long does a landlord have to return "
+        "a deposit? Email me at jane.doe@example.com"
+    )
+    state = await graph.ainvoke({"query": query}, cfg)
     prompts = []
     while "__interrupt__" in state:
         request = state["__interrupt__"][0].value

@@ -10,7 +10,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import typer
@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from tandem.agents.shell._common import ConfigOpt, console, run, runtime
 from tandem.agents.shell._models import is_pulled, ollama_models, used_models
-from tandem.graphs import Runtime
-from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
 from tandem.workers.errors import RunError, TandemError
+
+if TYPE_CHECKING:
+    from tandem.graphs import Runtime
 
 __all__ = ["Check", "diagnose", "doctor"]
 
@@ -174,6 +175,8 @@ def _knowledge(rt: Runtime) -> list[Check]:
 
 async def diagnose(rt: Runtime) -> list[Check]:
     """Run every check for the runtime's configuration."""
+    from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
+
     checks: list[Check] = [*_endpoints(rt), _detection(rt), *_knowledge(rt)]
     uses = used_models(rt)
     host = rt.config.ollama.host

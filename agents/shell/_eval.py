@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +20,9 @@ from tandem.agents.shell._common import (
     run,
     runtime,
 )
-from tandem.graphs import EvalReport, EvalRow, build_graph, evaluate, load_dataset
+
+if TYPE_CHECKING:
+    from tandem.graphs import EvalReport, EvalRow
 
 __all__ = ["eval_command", "render_report"]
 
@@ -100,6 +102,8 @@ def eval_command(
     """Evaluate routing and answers on a labelled dataset: route, facts, local share, latency."""
 
     async def go() -> None:
+        from tandem.graphs import build_graph, evaluate, load_dataset
+
         cases = load_dataset(dataset)
         graph = build_graph(runtime=await ready(runtime(config), quiet=as_json))
         total = min(len(cases), limit) if limit else len(cases)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import signal
 import sys
@@ -59,18 +60,26 @@ Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit qu
 /config                  the effective configuration (secrets masked)
 /exit                    quit (also Ctrl-D)"""
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_WORDS = frozenset(
+    ("key", "apikey", "token", "secret", "password", "passwd", "authorization", "cookie")
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]+:)[^@/\s]+(?=@)", re.I)
+
+
+def _secret(key: str) -> bool:
+    """``api_key``, ``access-token``, ``Authorization`` — not ``max_tokens`` or ``keep_alive``."""
+    return any(word in _SECRET_WORDS for word in re.split(r"[_\-.\s]+", key.lower()))
 
 
 def redact_config(data: Any) -> Any:
-    """A configuration dump with credential-looking values masked."""
+    """A configuration dump with secrets masked: values of credential keys (``api_key``,
+    ``token``, ``password``, an ``Authorization`` header …) and passwords inside URLs."""
     if isinstance(data, dict):
-        return {
-            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v else redact_config(v)
-            for k, v in data.items()
-        }
+        return {k: "***" if _secret(str(k)) and v else redact_config(v) for k, v in data.items()}
     if isinstance(data, list):
         return [redact_config(v) for v in data]
+    if isinstance(data, str):
+        return _URL_PASSWORD.sub(r"\g<head>***", data)
     return data
 
 
@@ -154,6 +163,7 @@ class Repl:
     # -- answering ---------------------------------------------------------------------
     async def _approve(self, request: EgressRequest) -> bool:
         """Show exactly what would leave the machine, then ask yes/no (default no)."""
+        self.printer.close()
         if self.printer.streamed:
             self.console.print()
         redacted = ", ".join(f"{k}×{v}" for k, v in request.get("redacted", {}).items())
@@ -192,6 +202,7 @@ class Repl:
             self.console.print(f"\n[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return None
         finally:
+            self.printer.close()
             self.current = None
             if restore is not None:
                 restore()
