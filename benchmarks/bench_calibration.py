@@ -1,4 +1,4 @@
-"""(8) Calibration: is a local answer right? ``p_correct`` against the self-reported confidence.
+"""(12) Calibration: is a local answer right? ``p_correct`` against the self-reported confidence.
 
 Reads the answers cached by ``collect_calibration.py`` (the bundled 0.5B specialists on
 ``benchmarks/data/calibration.jsonl``: 148 answerable questions, 54 in-domain but not
@@ -209,7 +209,7 @@ def run() -> BenchResult:
     ]
     return BenchResult(
         key="calibration",
-        title="8. Calibration: is a local answer right?",
+        title="12. Calibration: is a local answer right?",
         method=__doc__ or "",
         headers=["kept", "p_correct ≥", "error", "self-conf ≥", "error"],
         rows=rows,
