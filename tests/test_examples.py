@@ -75,8 +75,17 @@ def test_programmatic_example(tmp_path: Path) -> None:
     # 1. invoke: a direct answer from the tenancy specialist, grounded in its corpus.
     first, second = out.split("\nQ: ", 1)
     assert "14 days" in _answer(first)
-    assert _line(first, "route: ") == "route: direct ['tenancy']"
-    assert "tenancy:11-brightwater-lettings.md" in _line(first, "citations: ")
+    # Routed to the tenancy specialist; its answer may escalate to the supervisor (the
+    # shipped calibration of the 0.5B keeps no answer local under the default risk target),
+    # and the route line says so.
+    route = _line(first, "route: ")
+    assert route in ("route: direct ['tenancy']", "route: direct ['tenancy'] (escalated)")
+    escalated = route.endswith("(escalated)")
+    citations = _line(first, "citations: ")
+    if escalated:  # the supervisor's plan asked the tenancy specialist again
+        assert citations.startswith("citations: tenancy:"), citations
+    else:
+        assert "tenancy:11-brightwater-lettings.md" in citations
 
     # 2. astream: node updates in order, the supervisor's tokens streamed before its update.
     nodes = re.findall(r"^\[(\w+)", second, re.M)
@@ -84,25 +93,35 @@ def test_programmatic_example(tmp_path: Path) -> None:
     streamed = second.split("[route → supervisor]\n", 1)[1].split("\n[supervisor]", 1)[0]
     assert streamed.strip() and streamed.strip() == _answer(second)
 
-    # 3. ledgers: the first run never called the supervisor, the second did; nothing left.
-    ledgers = LEDGER.findall(out)
-    assert [(int(s), int(w)) for _, s, w, _ in ledgers] == [(0, 1), (1, 0)], out
-    assert all(local == "100" for *_, local in ledgers)
+    # 3. ledgers: the first run called the supervisor only if it escalated, the second did;
+    # nothing left the machine.
+    ledgers = [(int(s), int(w)) for _, s, w, _ in LEDGER.findall(out)]
+    assert len(ledgers) == 2 and ledgers[1] == (1, 0), out
+    assert ledgers[0][1] >= 1 and (ledgers[0][0] >= 1 if escalated else ledgers[0][0] == 0), out
+    assert all(local == "100" for *_, local in LEDGER.findall(out))
     session = _line(out, "session ledger: ")
-    assert "(1 supervisor, 1 worker)" in session and session.endswith("100% local")
+    total = (ledgers[0][0] + 1, ledgers[0][1])
+    assert f"({total[0]} supervisor, {total[1]} worker)" in session, session
+    assert session.endswith("100% local")
 
 
 @pytest.mark.embedded
+@pytest.mark.timeout(600)
 @needs_llama
 def test_custom_worker_example(tmp_path: Path) -> None:
-    # No entry points at all: the example's in-code worker is the only specialist.
-    out = _run("custom_worker.py", home=tmp_path, plugins="", timeout=280)
+    # No entry points at all: the example's in-code worker is the only specialist. An
+    # escalated answer (plan + synthesis on the 1.5B supervisor) took ~100 s at load ~3.
+    out = _run("custom_worker.py", home=tmp_path, plugins="", timeout=570)
 
     assert "ingested bikes: 4 files" in out
-    assert _line(out, "route: ") == "route: direct ['bikes']"
+    route = _line(out, "route: ")
+    assert route in ("route: direct ['bikes']", "route: direct ['bikes'] (escalated)")
+    escalated = route.endswith("(escalated)")
     assert re.search(r"2 years|500 charge cycles", _answer(out)), out
     assert "bikes:03-warranty.md" in _line(out, "citations: ")
-    assert re.search(r"^ledger: \d+ calls \(0 supervisor, 1 worker\), .*, 100% local$", out, re.M)
+    (_, supervisor, worker, local), *_ = LEDGER.findall(out)
+    assert local == "100" and int(worker) >= 1, out
+    assert int(supervisor) >= 1 if escalated else int(supervisor) == 0, out
 
 
 def test_ollama_cloud_config_loads() -> None:
