@@ -15,6 +15,7 @@ from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
+from tandem.graphs.learning import Learning
 from tandem.workers.backends import Backend, BackendSettings, make_backend
 from tandem.workers.errors import ConfigError
 from tandem.workers.plugins import discover
@@ -113,11 +114,15 @@ class Runtime:
                 self.embedder,
                 retry=cfg.retry,
                 max_tokens=cfg.worker_max_tokens,
+                memory_k=cfg.learning.memory_k if cfg.learning.memory != "off" else 0,
+                memory_min_score=cfg.learning.memory_min_score,
             )
             for n, s in self.specs.items()
         }
+        self.learning = Learning(self)
+        """Learning records, answer memory and router feedback (``[learning]``)."""
         self.router = Router(
-            list(self.specs.values()),
+            self._routing_specs(),
             self.embedder,
             cfg.router,
             cache_path=cfg.data_dir / "cache" / "router-profiles.json",
@@ -132,6 +137,20 @@ class Runtime:
         self._local: Supervisor | None = None
         self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
+
+    def _routing_specs(self) -> list[WorkerSpec]:
+        """Worker specs as the router sees them: plus the approved learned routing examples."""
+        learned = self.learning.routing_examples()
+        return [
+            s.model_copy(update={"examples": (*s.examples, *learned[n])}) if learned.get(n) else s
+            for n, s in self.specs.items()
+        ]
+
+    def refit_router(self) -> None:
+        """Re-fit the router on the current examples, learned ones included (profiles are
+        re-embedded on the next decision, only for texts not embedded before)."""
+        self.router.workers = self._routing_specs()
+        self.router._centroids = None
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""
@@ -173,7 +192,13 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
-                if name in self._ingested or not spec.knowledge:
+                if name in self._ingested:
+                    continue
+                if self.learning.store.path.exists():
+                    # Kept records are the source of truth of answer memory: a rebuilt or
+                    # moved store gets its learned passages back.
+                    await self.learning.sync(name)
+                if not spec.knowledge:
                     continue
                 # Only a complete ingestion is recorded: an interrupted one runs again on the
                 # next start and skips the chunks already stored (no duplicates).

@@ -69,6 +69,7 @@ def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
 
 
 _MARKER = "tandem_ingested"
+_MEMORY_MODEL = "tandem_embed_model"
 
 
 def knowledge_fingerprint(paths: Iterable[Path | str]) -> str:
@@ -187,25 +188,47 @@ class WorkerStore:
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.collection_name = f"tandem-{worker}"
+        self.memory_collection_name = f"tandem-{worker}-memory"
+        """Answer memory: learned passages (:mod:`tandem.workers.memory`) live beside the
+        curated corpus, so re-ingestion never touches them and forgetting never touches it."""
         self._client = client
         self._collection: Any = None
+        self._memory: Any = None
+
+    def _open(self, name: str, metadata: dict[str, Any] | None = None) -> Any:
+        host = (
+            getattr(self.embedder, "host", None)
+            if self.embedder.ref.startswith("ollama:")
+            else None
+        )
+        ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
+        try:
+            return self._client.get_or_create_collection(
+                name,
+                embedding_function=ef,  # type: ignore[arg-type]
+                metadata=metadata,
+            )
+        except Exception as exc:
+            raise self._error("cannot open the collection", exc) from exc
 
     def _coll(self) -> Any:
         if self._collection is None:
-            host = (
-                getattr(self.embedder, "host", None)
-                if self.embedder.ref.startswith("ollama:")
-                else None
-            )
-            ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
-            try:
-                self._collection = self._client.get_or_create_collection(
-                    self.collection_name,
-                    embedding_function=ef,  # type: ignore[arg-type]
-                )
-            except Exception as exc:
-                raise self._error("cannot open the collection", exc) from exc
+            self._collection = self._open(self.collection_name)
         return self._collection
+
+    def _mem(self) -> Any:
+        """The answer-memory collection; emptied when another embedding model filled it."""
+        if self._memory is None:
+            meta = {_MEMORY_MODEL: self.embedder.ref}
+            coll = self._open(self.memory_collection_name, meta)
+            filled_by = (coll.metadata or {}).get(_MEMORY_MODEL)
+            if filled_by not in (None, self.embedder.ref):
+                # Vectors of two models never mix: start it again; the learning store re-adds
+                # the kept records (it is their source of truth).
+                self._client.delete_collection(self.memory_collection_name)
+                coll = self._open(self.memory_collection_name, meta)
+            self._memory = coll
+        return self._memory
 
     def _error(self, what: str, exc: BaseException) -> RunError:
         if isinstance(self._client, LazyHttpClient):  # a Chroma server: say which, and why
@@ -333,6 +356,59 @@ class WorkerStore:
     async def search(self, vector: Sequence[float], k: int) -> list[Document]:
         """The ``k`` passages closest to an already-embedded query, best first."""
         coll = await self._call(self._coll, "cannot open")
+        res = await self._call(
+            lambda: coll.query(
+                query_embeddings=[list(vector)],
+                n_results=k,
+                include=["documents", "metadatas", "distances"],
+            ),
+            "cannot query",
+        )
+        docs = []
+        for text, meta, dist in zip(
+            res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+        ):
+            meta = dict(meta or {})
+            meta["score"] = 1.0 - float(dist)
+            docs.append(Document(page_content=text or "", metadata=meta))
+        return docs
+
+    # -- answer memory ---------------------------------------------------------------------
+    async def add_memory(self, passages: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
+        """Add learned passages ``(id, text, metadata)`` (embedded with the store's embedder)."""
+        if not passages:
+            return 0
+        coll = await self._call(self._mem, "cannot open")
+        vectors = (await self.embedder.embed([p[1] for p in passages])).vectors
+        await self._call(
+            functools.partial(
+                coll.upsert,
+                ids=[p[0] for p in passages],
+                documents=[p[1] for p in passages],
+                embeddings=vectors,
+                metadatas=[p[2] for p in passages],
+            ),
+            "cannot write to",
+        )
+        return len(passages)
+
+    async def remove_memory(self, ids: Sequence[str]) -> None:
+        """Remove learned passages by id."""
+        if ids:
+            coll = await self._call(self._mem, "cannot open")
+            await self._call(lambda: coll.delete(ids=list(ids)), "cannot delete from")
+
+    async def memory_ids(self) -> list[str]:
+        """Ids of every learned passage in the store."""
+        coll = await self._call(self._mem, "cannot open")
+        res = await self._call(lambda: coll.get(include=[]), "cannot read")
+        return [str(i) for i in res["ids"]]
+
+    async def search_memory(self, vector: Sequence[float], k: int) -> list[Document]:
+        """The ``k`` learned passages closest to the query, best first (none when empty)."""
+        if k <= 0:
+            return []
+        coll = await self._call(self._mem, "cannot open")
         res = await self._call(
             lambda: coll.query(
                 query_embeddings=[list(vector)],

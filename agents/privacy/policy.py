@@ -20,16 +20,24 @@ from tandem.agents.privacy.detect import Detector
 from tandem.agents.privacy.hygiene import neutralize_links
 from tandem.agents.privacy.redact import Redactor, restore
 from tandem.agents.privacy.settings import Policy
+from tandem.workers.memory import is_learned
 from tandem.workers.records import WorkerResult
 
 __all__ = [
     "BUDGET_NOTE",
+    "WITHHELD_LEARNED",
     "answer_text",
     "detect_query",
     "passage_findings",
     "prepare_outbound",
     "run_redactor",
 ]
+
+WITHHELD_LEARNED = (
+    "(withheld: this specialist is local_only and answered from its learned memory, which "
+    "never leaves the machine)"
+)
+"""What a remote supervisor sees instead of a ``local_only`` worker's answer from memory."""
 
 BUDGET_NOTE = (
     "The run's budget stopped escalation to the large model; this answer comes from the "
@@ -112,6 +120,14 @@ def prepare_outbound(
     ]
     if not remote or redactor is None:
         return query, history, results
+    # A local_only worker's learning records are as sensitive as its store, and an answer
+    # taken from one of its learned passages would quote the record: it is withheld.
+    results = [
+        r.model_copy(update={"answer": WITHHELD_LEARNED, "citations": []})
+        if r.worker in private_workers and any(is_learned(c.source) for c in r.citations)
+        else r
+        for r in results
+    ]
     if policy in ("redact", "ask"):
         query, history = redactor.redact(query), redactor.redact(history)
         results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]

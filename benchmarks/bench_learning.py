@@ -1,0 +1,293 @@
+"""(7) Repeat workload: do escalations teach the specialists? Memory on vs off.
+
+The 40 questions of ``data/repeat_workload.jsonl`` are in-domain but no corpus file answers
+them, so a specialist should escalate and the supervisor answers. Each is asked twice: first
+as written, then paraphrased. Per pass: large-model requests, escalations, answers taken
+from answer memory, and fact recall — with ``[learning] memory = "off"`` and ``"auto"``.
+
+Against the fakes, three stand-ins are explicit (each replaces what another issue builds):
+
+* the **supervisor** knows the dataset's facts (a large model's general knowledge) and answers
+  ``The answer is <fact>. [<worker>]``; it plans like the rule-based fake;
+* the **router** sends each question (and its paraphrase) to its labelled specialist (the
+  learned router of issue 14; the row "configured router" shows the real one instead);
+* the **specialist** reads its passages semantically: it answers from the passage most similar
+  to the question (cosine of the run's own embedding model) when that similarity reaches
+  ``TAU``, and escalates otherwise (calibrated escalation is issue 15). Passage choice is the
+  model's; which passages it sees — curated top-k plus answer memory — is tandem's.
+
+Embeddings are the run's embedding model: the bundled MiniLM (``embedded:minilm``) when this
+build has it, else the fakes' hashed bag of words (which cannot match paraphrases that share
+no words; the report says which was used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    CHAT_MODEL,
+    BenchResult,
+    Figure,
+    fake_config,
+    load_jsonl,
+    scratch,
+)
+
+from tandem.agents.router import RouteDecision
+from tandem.graphs import build_graph
+from tandem.workers.testing import FakeOllama, FakeOpenAI, hash_embed, rule_supervisor
+
+TAU = 0.55
+"""The fake specialist answers from a passage whose cosine to the question reaches this."""
+
+_QUERY = re.compile(r"<query>((?:(?!<query>).)*?)</query>", re.S)
+_PASSAGE = re.compile(r'<passage id="([^"]+)"[^>]*>\n?(.*?)\n?</passage>', re.S)
+_TASK = re.compile(r"^Task:\s*(.+)$", re.M)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|\n")
+
+Embed = Callable[[Sequence[str]], list[list[float]]]
+
+
+def rows() -> list[dict[str, Any]]:
+    return load_jsonl("repeat_workload.jsonl")
+
+
+def knowing_supervisor(data: list[dict[str, Any]]) -> Callable[[dict[str, Any]], str]:
+    """The fake large model with the dataset's general knowledge."""
+
+    def respond(request: dict[str, Any]) -> str:
+        schema = json.dumps(request.get("response_format") or {})
+        if '"subtasks"' in schema:
+            return rule_supervisor(request)
+        text = "\n".join(str(m.get("content", "")) for m in request["messages"])
+        found = _QUERY.findall(text)
+        query = html.unescape(found[-1].strip()) if found else ""
+        for r in data:
+            if r["question"] in query or r["paraphrase"] in query:
+                return f"The answer is {r['facts'][0]}. [{r['expected_workers'][0]}]"
+        return rule_supervisor(request)
+
+    return respond
+
+
+def _cos(a: Sequence[float], b: Sequence[float]) -> float:
+    na = math.sqrt(sum(x * x for x in a)) or 1.0
+    nb = math.sqrt(sum(x * x for x in b)) or 1.0
+    return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb)
+
+
+def semantic_specialist(embed: Embed, tau: float = TAU) -> Callable[[dict[str, Any]], str]:
+    """A fake specialist that reads its passages by meaning (see the module doc)."""
+
+    def respond(request: dict[str, Any]) -> str:
+        user = next(
+            (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
+        )
+        task = _TASK.findall(user)
+        question = task[0] if task else user
+        passages = [(pid, html.unescape(text)) for pid, text in _PASSAGE.findall(user)]
+        escalate = {
+            "answer": "The passages do not cover this.",
+            "confidence": 0.1,
+            "citations": [],
+            "needs_escalation": True,
+        }
+        if not passages:
+            return json.dumps(escalate)
+        vectors = embed([question, *(t for _, t in passages)])
+        sims = [_cos(vectors[0], v) for v in vectors[1:]]
+        best = max(range(len(sims)), key=lambda i: sims[i])
+        if sims[best] < tau:
+            return json.dumps(escalate)
+        pid, text = passages[best]
+        sentence = next((s for s in _SENTENCE.split(text) if s.strip()), text)
+        return json.dumps(
+            {
+                "answer": sentence.strip(),
+                "confidence": 0.9,
+                "citations": [pid],
+                "needs_escalation": False,
+            }
+        )
+
+    return respond
+
+
+class LabelledRouter:
+    """Routes each benchmark question (and paraphrase) to its labelled specialist."""
+
+    def __init__(self, router: Any, labels: dict[str, list[str]]) -> None:
+        self.router = router
+        self.labels = labels
+
+    async def decide(self, query: str, calls: Any = None) -> tuple[RouteDecision, list[float]]:
+        workers = self.labels.get(query)
+        if not workers:
+            return await self.router.decide(query, calls)  # type: ignore[no-any-return]
+        res = await self.router.embedder.embed([query])
+        return RouteDecision(kind="direct", workers=workers, reason="labelled"), res.vectors[0]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.router, name)
+
+
+def recall(text: str, facts: Sequence[str]) -> float:
+    return sum(f.lower() in text.lower() for f in facts) / len(facts)
+
+
+async def _pass(
+    graph: Any, openai: FakeOpenAI, data: list[dict[str, Any]], key: str
+) -> dict[str, Any]:
+    before = len(openai.completions())
+    out = {"requests": 0, "escalated": 0, "memory": 0, "recall": 0.0, "seconds": 0.0}
+    started = time.perf_counter()
+    for r in data:
+        answer = (await graph.ainvoke({"query": r[key]}))["answer"]
+        out["escalated"] += answer.escalated
+        out["memory"] += bool(answer.learning.used)
+        out["recall"] += recall(answer.text, r["facts"])
+    out["requests"] = len(openai.completions()) - before
+    out["recall"] = round(out["recall"] / len(data), 3)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def _embedder(choice: str) -> tuple[str, Embed]:
+    """The embedding model ref for the config and an embed function for the fake specialist."""
+    if choice == "minilm":
+        from tandem.workers.backends import BackendSettings, make_backend
+        from tandem.workers.embedding import run_sync
+
+        backend = make_backend("embedded:minilm", BackendSettings())
+
+        def embed(texts: Sequence[str]) -> list[list[float]]:
+            return list(run_sync(backend.embed(list(texts))).vectors)
+
+        return "embedded:minilm", embed
+    return "ollama:nomic-embed-text", lambda texts: [hash_embed(t) for t in texts]
+
+
+async def run_fakes(memory: str, *, embed: str, labelled: bool) -> dict[str, Any]:
+    data = rows()
+    ref, fn = _embedder(embed)
+    with (
+        FakeOllama(chat_models=(CHAT_MODEL,), embed_models=("nomic-embed-text",)) as ol,
+        FakeOpenAI(responder=knowing_supervisor(data)) as oa,
+    ):
+        ol.respond_with(CHAT_MODEL, semantic_specialist(fn))
+        config = fake_config(
+            ol,
+            oa,
+            scratch("tandem-bench-learn-"),
+            router={"embed_model": ref},
+            learning={"memory": memory},
+        )
+        graph = build_graph(config)
+        rt = graph.runtime
+        if labelled:
+            labels = {r[k]: r["expected_workers"] for r in data for k in ("question", "paraphrase")}
+            rt.router = LabelledRouter(rt.router, labels)
+        await rt.ensure_ingested()
+        first = await _pass(graph, oa, data, "question")
+        second = await _pass(graph, oa, data, "paraphrase")
+        kept = len(rt.learning.store.records(status="kept"))
+        return {
+            "first": first,
+            "second": second,
+            "records": len(rt.learning.store.records()),
+            "kept": kept,
+        }
+
+
+def run(embed: str | None = None) -> BenchResult:
+    embed = embed or os.environ.get("BENCH_LEARNING_EMBED") or _default_embed()
+    results: dict[str, dict[str, Any]] = {}
+    for labelled in (True, False):
+        for memory in ("off", "auto"):
+            name = f"{'labelled' if labelled else 'configured'} router · memory {memory}"
+            results[name] = asyncio.run(run_fakes(memory, embed=embed, labelled=labelled))
+    rows_out = []
+    for name, r in results.items():
+        for p in ("first", "second"):
+            x = r[p]
+            rows_out.append(
+                [
+                    name,
+                    "1 question" if p == "first" else "2 paraphrase",
+                    str(x["requests"]),
+                    str(x["escalated"]),
+                    str(x["memory"]),
+                    f"{x['recall']:.0%}",
+                    f"{x['seconds']}s",
+                ]
+            )
+    auto = results["labelled router · memory auto"]
+    ratio = auto["second"]["requests"] / max(1, auto["first"]["requests"])
+    figures = [
+        Figure(
+            "pass-2 large-model requests / pass 1 (memory auto)",
+            ratio,
+            "≤ 0.30",
+            ratio <= 0.30,
+            "{:.2f}",
+        ),
+        Figure(
+            "pass-2 fact recall − pass 1 (memory auto)",
+            auto["second"]["recall"] - auto["first"]["recall"],
+            "≥ 0",
+            auto["second"]["recall"] >= auto["first"]["recall"],
+            "{:+.3f}",
+        ),
+    ]
+    return BenchResult(
+        key="learning",
+        title="Repeat workload: answer memory on vs off (fakes)",
+        method=f"40 questions × 2 passes; embeddings {embed}; fake specialist τ = {TAU}",
+        headers=[
+            "setup",
+            "pass",
+            "large-model requests",
+            "escalated",
+            "from memory",
+            "fact recall",
+            "time",
+        ],
+        rows=rows_out,
+        figures=figures,
+    )
+
+
+def _default_embed() -> str:
+    try:
+        from tandem.workers.backends import BackendSettings, make_backend
+
+        make_backend("embedded:minilm", BackendSettings())
+        return "minilm"
+    except Exception:
+        return "fake"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--embed", choices=("minilm", "fake"))
+    args = parser.parse_args()
+    result = run(args.embed)
+    for row in result.rows:
+        print(" | ".join(row))
+    for f in result.figures:
+        print(f.label, f.shown(), f.target, f.passed)
