@@ -470,3 +470,50 @@ async def test_repl_keep_and_drop_act_on_the_last_answer(
     assert f"from memory: learned:{rid}" in text
     assert "the last answer left nothing to drop" in text  # the local answer taught nothing
     assert rt.learning.store.get(rid).status == "kept"  # type: ignore[union-attr]
+
+
+def test_cli_records_keeps_exports_and_forgets(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_ollama: FakeOllama,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """The loop from the command line (in process: typer's runner, the fakes on loopback)."""
+    from typer.testing import CliRunner
+
+    from tandem.agents.shell.cli import app
+    from tandem.workers.testing import fake_config_toml
+
+    (tmp_path / "tandem.toml").write_text(
+        fake_config_toml(fake_ollama, fake_openai, tmp_path / "data")
+    )
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+
+    def tandem(*args: str) -> str:
+        result = cli.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    _escalation(fake_ollama, fake_openai)
+    first = json.loads(tandem("ask", "--json", QUESTION))
+    assert first["escalated"] and first["learning"]["pending"] == [1]
+    assert "pending" in tandem("memory", "list")
+    shown = tandem("memory", "show", "1")
+    assert "openai/fake-large" in shown and "supervisor_answered ✓" in shown
+    assert "kept: learned:1" in tandem("memory", "keep", "1")
+    before = len(fake_openai.completions())
+    again = json.loads(tandem("ask", "--json", QUESTION))
+    assert len(fake_openai.completions()) == before and not again["escalated"]
+    assert {"worker": "tenancy", "source": "learned:1"} in again["citations"]
+    stats = json.loads(tandem("distill", "stats", "--json"))
+    assert stats["tenancy"]["kept"] == 1 and stats["tenancy"]["pass"] == 1
+    assert "1 examples" in tandem("distill", "export", "tenancy", "-o", "t.jsonl", "-f", "sharegpt")
+    row = json.loads((tmp_path / "t.jsonl").read_text())
+    assert [t["from"] for t in row["conversations"]] == ["system", "human", "gpt"]
+    assert "ollama create tandem-tenancy" in tandem("distill", "modelfile", "tenancy")
+    assert "FROM qwen2.5:1.5b" in (tmp_path / "Modelfile").read_text()
+    assert "approved" in tandem("router", "feedback")
+    assert "tenancy: 10 examples + 1 learned" in tandem("router", "fit")
+    assert "forgot record 1" in tandem("memory", "forget", "1")
+    assert "no learning records yet" in tandem("memory", "list")
