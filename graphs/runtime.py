@@ -192,13 +192,7 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
-                if name in self._ingested:
-                    continue
-                if self.learning.store.path.exists():
-                    # Kept records are the source of truth of answer memory: a rebuilt or
-                    # moved store gets its learned passages back.
-                    await self.learning.sync(name)
-                if not spec.knowledge:
+                if name in self._ingested or not spec.knowledge:
                     continue
                 # Only a complete ingestion is recorded: an interrupted one runs again on the
                 # next start and skips the chunks already stored (no duplicates).
@@ -215,6 +209,9 @@ class Runtime:
                 self._ingested.add(name)
         finally:
             self._ingest_lock.release()
+        # Kept learning records are the source of truth of answer memory: a rebuilt or moved
+        # store gets its learned passages back.
+        await self.learning.ensure_synced(wanted)
         return reports
 
 

@@ -517,3 +517,22 @@ def test_cli_records_keeps_exports_and_forgets(
     assert "tenancy: 10 examples + 1 learned" in tandem("router", "fit")
     assert "forgot record 1" in tandem("memory", "forget", "1")
     assert "no learning records yet" in tandem("memory", "list")
+
+
+async def test_kept_records_rebuild_a_lost_memory_collection(
+    make_graph: Callable[..., Any],
+    make_config: Callable[..., Any],
+    fake_ollama: FakeOllama,
+    fake_openai: FakeOpenAI,
+) -> None:
+    from tandem.graphs import Runtime
+
+    graph = make_graph(learning={"memory": "auto"})
+    _escalation(fake_ollama, fake_openai)
+    (rid,) = (await _ask(graph)).learning.kept
+    store = graph.runtime.stores["tenancy"]
+    store._client.delete_collection(store.memory_collection_name)  # a store rebuilt elsewhere
+    fresh = Runtime(make_config(learning={"memory": "auto"}))
+    assert await fresh.stores["tenancy"].memory_ids() == []
+    await fresh.ensure_ingested(["tenancy"])
+    assert await fresh.stores["tenancy"].memory_ids() == [f"learned:{rid}"]

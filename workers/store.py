@@ -69,7 +69,7 @@ def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
 
 
 _MARKER = "tandem_ingested"
-_MEMORY_MODEL = "tandem_embed_model"
+_MEMORY_EMBEDDER = "tandem_memory_embed_model"
 
 
 def knowledge_fingerprint(paths: Iterable[Path | str]) -> str:
@@ -188,47 +188,25 @@ class WorkerStore:
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.collection_name = f"tandem-{worker}"
-        self.memory_collection_name = f"tandem-{worker}-memory"
-        """Answer memory: learned passages (:mod:`tandem.workers.memory`) live beside the
-        curated corpus, so re-ingestion never touches them and forgetting never touches it."""
         self._client = client
         self._collection: Any = None
-        self._memory: Any = None
-
-    def _open(self, name: str, metadata: dict[str, Any] | None = None) -> Any:
-        host = (
-            getattr(self.embedder, "host", None)
-            if self.embedder.ref.startswith("ollama:")
-            else None
-        )
-        ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
-        try:
-            return self._client.get_or_create_collection(
-                name,
-                embedding_function=ef,  # type: ignore[arg-type]
-                metadata=metadata,
-            )
-        except Exception as exc:
-            raise self._error("cannot open the collection", exc) from exc
 
     def _coll(self) -> Any:
         if self._collection is None:
-            self._collection = self._open(self.collection_name)
+            host = (
+                getattr(self.embedder, "host", None)
+                if self.embedder.ref.startswith("ollama:")
+                else None
+            )
+            ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
+            try:
+                self._collection = self._client.get_or_create_collection(
+                    self.collection_name,
+                    embedding_function=ef,  # type: ignore[arg-type]
+                )
+            except Exception as exc:
+                raise self._error("cannot open the collection", exc) from exc
         return self._collection
-
-    def _mem(self) -> Any:
-        """The answer-memory collection; emptied when another embedding model filled it."""
-        if self._memory is None:
-            meta = {_MEMORY_MODEL: self.embedder.ref}
-            coll = self._open(self.memory_collection_name, meta)
-            filled_by = (coll.metadata or {}).get(_MEMORY_MODEL)
-            if filled_by not in (None, self.embedder.ref):
-                # Vectors of two models never mix: start it again; the learning store re-adds
-                # the kept records (it is their source of truth).
-                self._client.delete_collection(self.memory_collection_name)
-                coll = self._open(self.memory_collection_name, meta)
-            self._memory = coll
-        return self._memory
 
     def _error(self, what: str, exc: BaseException) -> RunError:
         if isinstance(self._client, LazyHttpClient):  # a Chroma server: say which, and why
@@ -374,6 +352,43 @@ class WorkerStore:
         return docs
 
     # -- answer memory ---------------------------------------------------------------------
+    # Learned passages (tandem.workers.memory) live in a collection of their own beside the
+    # curated one, so re-ingestion never touches them and forgetting never touches it.
+    @property
+    def memory_collection_name(self) -> str:
+        """The answer-memory collection: ``tandem-<worker>-memory``."""
+        return f"{self.collection_name}-memory"
+
+    def _open_memory(self) -> Any:
+        host = (
+            getattr(self.embedder, "host", None)
+            if self.embedder.ref.startswith("ollama:")
+            else None
+        )
+        ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
+        try:
+            return self._client.get_or_create_collection(
+                self.memory_collection_name,
+                embedding_function=ef,  # type: ignore[arg-type]
+                metadata={_MEMORY_EMBEDDER: self.embedder.ref},
+            )
+        except Exception as exc:
+            raise self._error("cannot open the collection", exc) from exc
+
+    def _mem(self) -> Any:
+        """The answer-memory collection; emptied when another embedding model filled it."""
+        coll = getattr(self, "_memory", None)
+        if coll is None:
+            coll = self._open_memory()
+            filled_by = (coll.metadata or {}).get(_MEMORY_EMBEDDER)
+            if filled_by not in (None, self.embedder.ref):
+                # Vectors of two models never mix: start it again; the learning store re-adds
+                # the kept records (it is their source of truth).
+                self._client.delete_collection(self.memory_collection_name)
+                coll = self._open_memory()
+            self._memory = coll
+        return coll
+
     async def add_memory(self, passages: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
         """Add learned passages ``(id, text, metadata)`` (embedded with the store's embedder)."""
         if not passages:

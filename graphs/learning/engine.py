@@ -216,6 +216,14 @@ class Learning:
         self._write_routing()
         return len(ids)
 
+    async def ensure_synced(self, workers: Sequence[str]) -> None:
+        """:meth:`sync` each worker once per process (nothing to do before any record)."""
+        if not self.store.path.exists():
+            return
+        for worker in workers:
+            if worker not in self._synced and worker in self.rt.stores:
+                await self.sync(worker)
+
     async def sync(self, worker: str) -> int:
         """Make the worker's learned passages match its kept records (after a store rebuild,
         or records forgotten by another process); returns passages added or removed."""
