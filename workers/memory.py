@@ -20,6 +20,7 @@ from langchain_core.documents import Document
 
 __all__ = [
     "LEARNED_PREFIX",
+    "MEMORY_EMBED_KEY",
     "Conflict",
     "figures",
     "find_conflicts",
@@ -31,6 +32,9 @@ __all__ = [
 
 LEARNED_PREFIX = "learned:"
 """Source of a learned passage: ``learned:<record id>``."""
+
+MEMORY_EMBED_KEY = "tandem_memory_embed_model"
+"""Metadata key of a memory collection: the embedding model that filled it."""
 
 _ANSWER_MARK = "Learned answer to"
 

@@ -29,6 +29,7 @@ from tandem.workers._local_store import (
 from tandem.workers.backends import Backend
 from tandem.workers.embedding import TandemEmbeddingFunction
 from tandem.workers.errors import RunError, StoreError
+from tandem.workers.memory import MEMORY_EMBED_KEY
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -69,7 +70,6 @@ def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
 
 
 _MARKER = "tandem_ingested"
-_MEMORY_EMBEDDER = "tandem_memory_embed_model"
 
 
 def knowledge_fingerprint(paths: Iterable[Path | str]) -> str:
@@ -370,7 +370,7 @@ class WorkerStore:
             return self._client.get_or_create_collection(
                 self.memory_collection_name,
                 embedding_function=ef,  # type: ignore[arg-type]
-                metadata={_MEMORY_EMBEDDER: self.embedder.ref},
+                metadata={MEMORY_EMBED_KEY: self.embedder.ref},
             )
         except Exception as exc:
             raise self._error("cannot open the collection", exc) from exc
@@ -380,7 +380,7 @@ class WorkerStore:
         coll = getattr(self, "_memory", None)
         if coll is None:
             coll = self._open_memory()
-            filled_by = (coll.metadata or {}).get(_MEMORY_EMBEDDER)
+            filled_by = (coll.metadata or {}).get(MEMORY_EMBED_KEY)
             if filled_by not in (None, self.embedder.ref):
                 # Vectors of two models never mix: start it again; the learning store re-adds
                 # the kept records (it is their source of truth).
