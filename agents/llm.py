@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
 import httpx
+from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
 
 from tandem.agents.cost import call_cost
@@ -336,7 +337,9 @@ class BackendLLM:
 class LangChainLLM:
     """Any LangChain ``BaseChatModel`` as supervisor (treated as remote unless told)."""
 
-    def __init__(self, chat_model: Any, *, where: Literal["local", "remote"] = "remote") -> None:
+    def __init__(
+        self, chat_model: BaseChatModel, *, where: Literal["local", "remote"] = "remote"
+    ) -> None:
         self.chat_model = chat_model
         self.model = str(
             getattr(chat_model, "model_name", None)

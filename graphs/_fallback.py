@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from langchain_core.messages import AnyMessage, RemoveMessage
 
+from tandem.agents.supervisor import Supervisor
 from tandem.graphs.runtime import Runtime, embedded_models
-from tandem.workers.backends import make_backend
+from tandem.workers.backends import TokenCallback, make_backend
 from tandem.workers.backends.ollama import OllamaSettings
 from tandem.workers.errors import DeadlineExceeded, RunError, StoreError
-from tandem.workers.records import CallRecord, WorkerResult
+from tandem.workers.records import CallRecord, Subtask, WorkerResult
 from tandem.workers.worker import Worker, WorkerRun
 
 __all__ = [
@@ -133,10 +134,10 @@ def store_note(error: StoreError) -> str:
 async def run_worker(
     rt: Runtime,
     worker: Worker,
-    subtask: Any,
+    subtask: Subtask,
     *,
     query_vector: Sequence[float] | None,
-    on_token: Any,
+    on_token: TokenCallback | None,
     deadline: float | None,
 ) -> tuple[WorkerRun, list[str]]:
     """Run one subtask on ``worker``, then on its fallback if it failed, within the deadline.
@@ -206,10 +207,10 @@ def _unanswered(results: Sequence[WorkerResult]) -> list[WorkerResult]:
 
 async def escalate_failed(
     rt: Runtime,
-    sup: Any,
+    sup: Supervisor,
     results: Sequence[WorkerResult],
     *,
-    redact: Any,
+    redact: Callable[[str], str],
     history: str,
     deadline: float | None,
 ) -> tuple[list[WorkerResult], list[CallRecord], list[str], RunError | None]:

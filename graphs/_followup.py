@@ -7,11 +7,12 @@ question is routed there and the worker sees the earlier question as context.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 
+from tandem.agents.router import RouteDecision, Router
 from tandem.workers.errors import RunError
 from tandem.workers.records import CallRecord
 
@@ -32,13 +33,13 @@ def previous_question(messages: Sequence[AnyMessage]) -> str:
 
 
 async def route_follow_up(
-    router: Any,
+    router: Router,
     query: str,
     messages: Sequence[AnyMessage],
-    decision: Any,
+    decision: RouteDecision,
     vector: list[float],
     calls: list[CallRecord],
-) -> tuple[Any, list[float]]:
+) -> tuple[RouteDecision, list[float]]:
     """Re-route an unmatched question together with the previous one (see module doc)."""
     previous = previous_question(messages)
     if decision.kind != "supervisor" or not previous:
@@ -53,7 +54,7 @@ async def route_follow_up(
     return again.model_copy(update={"reason": reason}), again_vector
 
 
-def context_query(state: Any) -> str:
+def context_query(state: Mapping[str, Any]) -> str:
     """The question a worker should read: with the previous one when it decided the route."""
     query = str(state["query"])
     route = state.get("route")

@@ -26,10 +26,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from tandem.graphs.hybrid import TandemGraph
+from tandem.graphs.state import Answer
 from tandem.workers.errors import ConfigError, RunError
 
 __all__ = ["EvalCase", "EvalReport", "EvalRow", "evaluate", "load_dataset", "summarize"]
@@ -145,7 +146,7 @@ def _percentile(values: Sequence[float], p: float) -> float:
     return xs[max(0, min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1))]
 
 
-def _row(case: EvalCase, answer: Any, seconds: float) -> EvalRow:
+def _row(case: EvalCase, answer: Answer, seconds: float) -> EvalRow:
     text = _norm(answer.text)
     found = [f for f in case.facts if _norm(f) in text]
     route = answer.route
@@ -188,7 +189,7 @@ def summarize(rows: Sequence[EvalRow], cases: Sequence[EvalCase]) -> EvalReport:
 
 
 async def evaluate(
-    graph: Any,
+    graph: TandemGraph,
     cases: Sequence[EvalCase],
     *,
     limit: int | None = None,

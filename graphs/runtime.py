@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import cast
+
+from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.router import Router
@@ -74,7 +76,7 @@ class Runtime:
         self,
         config: TandemConfig | None = None,
         *,
-        supervisor: Any = None,
+        supervisor: BaseChatModel | SupervisorLLM | None = None,
         workers: Sequence[WorkerSpec] = (),
     ) -> None:
         self.config = config or load_config()
@@ -130,7 +132,7 @@ class Runtime:
         if supervisor is None:
             llm = make_supervisor_llm(cfg.supervisor.model, cfg.supervisor, self.backend_settings)
         elif hasattr(supervisor, "complete"):
-            llm = supervisor
+            llm = cast(SupervisorLLM, supervisor)
         else:
             llm = LangChainLLM(supervisor)
         self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)

@@ -127,3 +127,35 @@ async def test_savings_come_from_the_servers_token_counts(
     assert session.threads["t1"].counterfactual_usd == pytest.approx(2 * counterfactual)
     assert session.totals.savings_pct == pytest.approx(t.savings_pct, abs=0.01)
     assert session.egress.requests == 3 * len(bodies)
+
+
+def test_one_savings_computation_with_custom_prices() -> None:
+    """The ledger and a session's /cost use the same computation, [cost.prices] included."""
+    from tandem.agents.cost import ModelPrice, savings
+    from tandem.graphs import build_ledger
+    from tandem.workers import CallRecord
+
+    calls = [
+        CallRecord(role="worker", model="ollama:w", where="local", tokens_in=900, tokens_out=100),
+        CallRecord(
+            role="supervisor",
+            model="openai/x",
+            where="remote",
+            tokens_in=400,
+            tokens_out=100,
+            cost_usd=0.007,
+        ),
+        CallRecord(role="embed", model="ollama:e", where="local", tokens_in=50),
+    ]
+    prices = {"openai/x": ModelPrice(input=10, output=30)}
+    counterfactual = ((900 + 400) * 10 + (100 + 100) * 30) / 1e6
+    saved = savings(calls, "openai/x", prices)
+    assert saved.local_tokens == 1000
+    assert saved.counterfactual_usd == pytest.approx(counterfactual)
+    assert saved.usd == pytest.approx(counterfactual - 0.007)
+    assert saved.rate_source == "[cost.prices] of openai/x"
+    totals = build_ledger(calls, supervisor_model="openai/x", prices=prices).totals
+    assert totals.counterfactual_usd == pytest.approx(saved.counterfactual_usd)
+    assert totals.savings_pct == saved.pct
+    local = savings(calls, "embedded/x", {}, supervisor_where="local")
+    assert local.usd is None and "local" in local.rate_source

@@ -126,6 +126,7 @@ def test_opening_a_server_client_does_not_touch_the_network(closed_port: int) ->
     assert repr(client) == f"LazyHttpClient('http://127.0.0.1:{closed_port}')"
 
 
+@pytest.mark.integration  # a `chroma run` server process
 async def test_ingest_and_query_go_to_the_server(
     chroma_server: ChromaServer, make_config: Any, tmp_path: Path
 ) -> None:
@@ -150,6 +151,7 @@ async def test_ingest_and_query_go_to_the_server(
     assert docs[0].metadata["worker"] == "tenancy"
 
 
+@pytest.mark.integration  # a `chroma run` server process
 async def test_the_event_loop_keeps_running_while_the_server_answers(
     chroma_server: ChromaServer, make_config: Any, tmp_path: Path
 ) -> None:
@@ -170,6 +172,7 @@ async def test_the_event_loop_keeps_running_while_the_server_answers(
     assert ticks > 5
 
 
+@pytest.mark.integration  # a `chroma run` server process
 def test_full_graph_run_through_the_server(
     chroma_server: ChromaServer,
     make_graph: Any,
@@ -187,6 +190,7 @@ def test_full_graph_run_through_the_server(
     assert fake_openai.requests == []
 
 
+@pytest.mark.integration  # a `chroma run` server process
 async def test_a_dead_server_degrades_the_answer_with_a_clear_error(
     chroma_server: ChromaServer,
     make_graph: Any,

@@ -16,6 +16,9 @@ from tandem.workers.builtin import specs
 from tandem.workers.store import chunk_text
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
+# every test runs the `tandem` command as a subprocess
+pytestmark = pytest.mark.integration
+
 TANDEM = str(Path(sys.executable).parent / "tandem")
 JSON_KEYS = {"text", "route", "citations", "ledger"}
 

@@ -90,6 +90,7 @@ def _tandem(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # runs the `tandem` command
 def test_cli_eval_json_limit_and_errors(tmp_path: Path) -> None:
     with (
         FakeOllama(chat_models=("qwen2.5:1.5b",), embed_models=("nomic-embed-text",)) as ol,

@@ -289,6 +289,7 @@ def locked_store(data_dir: Path) -> Iterator[Path]:
         proc.communicate(timeout=10)  # reaps it and closes its pipes
 
 
+@pytest.mark.integration  # another process holds the store's lock
 async def test_store_locked_answers_ungrounded_and_reports_the_error_once(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, locked_store: Path
 ) -> None:
@@ -385,6 +386,7 @@ async def test_long_conversation_is_trimmed_in_the_thread(
 # -- the CLI never shows a traceback ---------------------------------------------------------
 
 
+@pytest.mark.integration  # runs the `tandem` command
 def test_cli_ask_with_ollama_down_prints_a_clean_degraded_answer(
     data_dir: Path, tmp_path: Path, closed_port: int, fake_openai: FakeOpenAI
 ) -> None:

@@ -121,3 +121,37 @@ async def test_empty_or_huge_query_is_a_usage_error(make_graph: Any) -> None:
         await graph.ainvoke({"query": "   "})
     with pytest.raises(UsageError, match="limit is 8000"):
         await graph.ainvoke({"query": "word " * 2000})
+
+
+def test_the_compiled_graph_is_typed_and_carries_its_runtime(make_graph: Any) -> None:
+    from langgraph.graph.state import CompiledStateGraph
+
+    from tandem.graphs import Runtime, TandemGraph
+
+    plain = make_graph()
+    assert isinstance(plain, TandemGraph) and isinstance(plain, CompiledStateGraph)
+    assert isinstance(plain.runtime, Runtime)
+    assert plain.default_durability is None  # nothing to make durable
+    threaded = make_graph(checkpointer=InMemorySaver())
+    assert threaded.default_durability == "sync"  # LangGraph's public durability argument
+    # LangGraph's own copies (with_config …) stay TandemGraphs on the same runtime.
+    copy = threaded.with_config(recursion_limit=30)
+    assert isinstance(copy, TandemGraph)
+    assert copy.runtime is threaded.runtime and copy.default_durability == "sync"
+
+
+async def test_a_session_answers_without_a_checkpointer_but_keeps_no_threads(
+    make_graph: Any, fake_openai: FakeOpenAI
+) -> None:
+    from tandem.graphs import Session
+
+    session = Session(make_graph())
+    events: list[dict[str, Any]] = []
+    answer = await session.ask(DIRECT_Q, events.append)
+    assert "14 days" in answer.text
+    streamed = "".join(e["text"] for e in events if e.get("event") == "token")
+    assert streamed.strip() == answer.text.strip()
+    assert session.last is not None and [n.name for n in session.last.nodes][-1] == "finish"
+    assert session.ledger().totals.calls == len(answer.ledger.calls)
+    with pytest.raises(UsageError, match="no checkpointer"):
+        await session.threads()

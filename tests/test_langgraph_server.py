@@ -160,6 +160,7 @@ def test_langgraph_json_points_at_the_served_graph() -> None:
     assert (LANGGRAPH_JSON.parent / spec["dependencies"][0] / "pyproject.toml").exists()
 
 
+@pytest.mark.integration  # a `langgraph dev` server process
 async def test_langgraph_dev_serves_tandem_and_the_sdk_gets_an_answer(
     served: LangGraphDev, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:

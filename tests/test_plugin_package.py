@@ -27,6 +27,9 @@ import pytest
 from tandem.workers.builtin import specs as builtin_specs
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
+# builds a virtual environment and runs `tandem` in it
+pytestmark = pytest.mark.integration
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tandem-maritime"
 CORPUS = sorted(p.name for p in (EXAMPLE / "tandem_maritime" / "corpus").glob("*.md"))
 PLUGIN_MODEL = "qwen2.5:0.5b"  # the plugin's own default model (ollama:qwen2.5:0.5b)

@@ -34,6 +34,9 @@ from tandem.graphs.checkpoint import (
 from tandem.workers import BackendUnavailable, ConfigError
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
+# starts a throwaway PostgreSQL server
+pytestmark = pytest.mark.integration
+
 DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
 CROSS_Q = (
     "My landlord says my rent is going up by 8% — is that allowed? "

@@ -201,6 +201,7 @@ def _tandem(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # runs the `tandem` command
 async def test_privacy_log_lists_every_remote_call(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -226,6 +227,7 @@ async def test_privacy_log_lists_every_remote_call(
     assert "EMAIL" in table.stdout and "Traceback" not in table.stderr
 
 
+@pytest.mark.integration  # runs the `tandem` command
 def test_privacy_log_without_records(tmp_path: Path) -> None:
     (tmp_path / "tandem.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n')
     proc = _tandem(["privacy", "log"], tmp_path)
@@ -246,3 +248,52 @@ def test_privacy_config_errors_name_the_key(tmp_path: Path) -> None:
     bad.write_text("[cost]\nmax_remote_usd_per_run = -1\n")
     with pytest.raises(ConfigError, match=r"cost\.max_remote_usd_per_run"):
         load_config(bad)
+
+
+async def test_the_guarded_model_works_without_a_graph(tmp_path: Path) -> None:
+    """GuardedLLM's collaborators are explicit: no LangGraph, no hidden context."""
+    from tandem.agents.cost import CostSettings, RunBudget
+    from tandem.agents.privacy import (
+        EgressAudit,
+        GuardedLLM,
+        GuardScope,
+        PrivacySettings,
+        detector_for,
+        read_egress_log,
+    )
+
+    remote = ScriptedSupervisor("Write to <EMAIL_1>.")
+    local = ScriptedSupervisor("Answered here.", where="local")
+    asked: list[dict[str, Any]] = []
+    log = tmp_path / "egress.jsonl"
+
+    def scope(answer: bool) -> GuardScope:
+        def approve(request: Any) -> bool:
+            asked.append(request)
+            return answer
+
+        return GuardScope(
+            policy="ask",
+            settings=PrivacySettings(),
+            budget=RunBudget(CostSettings()),
+            audit=EgressAudit(log, policy="ask", thread_id="t1", keep_payloads=False),
+            approve=approve,
+            local_llm=lambda: local,
+            make_redactor=lambda: Redactor(detector=detector_for()),
+        )
+
+    sent = scope(True)
+    reply = await GuardedLLM(remote, sent).complete([{"role": "user", "content": QUERY}])
+    assert reply.content == "Write to <EMAIL_1>."  # restored later, by the graph
+    assert EMAIL not in json.dumps(remote.calls) and "<EMAIL_1>" in json.dumps(remote.calls)
+    assert asked[0]["redacted"] == {"EMAIL": 1, "PHONE": 1}
+    (record,) = sent.audit.records
+    assert record.approved == "user" and record.thread_id == "t1"
+    assert read_egress_log(log)[0] == [record]
+
+    refused = scope(False)
+    reply = await GuardedLLM(remote, refused).complete([{"role": "user", "content": QUERY}])
+    assert reply.content == "Answered here." and refused.refused and refused.notes
+    assert EMAIL in json.dumps(local.calls)  # the local model sees the originals
+    assert remote.remaining == 0 and len(remote.calls) == 1  # nothing more was sent
+    assert refused.audit.records == []

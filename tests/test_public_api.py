@@ -125,6 +125,7 @@ def test_public_names_are_pinned_and_importable(module: str) -> None:
         assert getattr(mod, name) is not None
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_importing_the_packages_does_not_import_litellm() -> None:
     """litellm takes seconds to import; tandem loads it only when a supervisor call is made."""
     import subprocess

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tandem.graphs import Runtime
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
@@ -63,6 +65,7 @@ def _key(body: dict[str, Any]) -> str:
     return json.dumps(body["messages"], sort_keys=True)
 
 
+@pytest.mark.integration  # kills and restarts a process
 def test_kill_9_mid_run_then_resume_redoes_no_finished_model_call(
     make_config: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

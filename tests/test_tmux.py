@@ -17,7 +17,11 @@ import pytest
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
 TANDEM = str(Path(sys.executable).parent / "tandem")
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+# drives `tandem chat` in a real terminal (tmux)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:

@@ -34,6 +34,7 @@ __all__ = [
     "err",
     "ingest_missing",
     "prepare_models",
+    "ready",
     "run",
     "runtime",
     "warn_plugins",
@@ -136,3 +137,11 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
             )
         for problem in report.errors:
             err.print(f"  [yellow]{name}: {escape(problem)}[/]", highlight=False)
+
+
+async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
+    """``rt`` with its bundled models prepared and its empty stores ingested (progress bars
+    on stderr unless ``quiet``): what every command that answers questions needs first."""
+    prepare_models(rt, quiet=quiet)
+    await ingest_missing(rt, quiet=quiet)
+    return rt

@@ -16,8 +16,7 @@ from tandem.agents.shell._common import (
     ConfigOpt,
     console,
     err,
-    ingest_missing,
-    prepare_models,
+    ready,
     run,
     runtime,
 )
@@ -78,10 +77,7 @@ def eval_command(
 
     async def go() -> None:
         cases = load_dataset(dataset)
-        rt = runtime(config)
-        prepare_models(rt, quiet=as_json)
-        await ingest_missing(rt, quiet=as_json)
-        graph = build_graph(runtime=rt)
+        graph = build_graph(runtime=await ready(runtime(config), quiet=as_json))
         total = min(len(cases), limit) if limit else len(cases)
 
         def progress(i: int, row: EvalRow) -> None:

@@ -25,8 +25,8 @@ from tandem.agents.shell._common import (
     ConfigOpt,
     console,
     err,
-    ingest_missing,
     prepare_models,
+    ready,
     run,
     runtime,
 )
@@ -87,10 +87,7 @@ def ask(
     """Answer one question: route it locally, escalate only when needed, show the ledger."""
 
     async def go() -> None:
-        rt = runtime(config)
-        prepare_models(rt, quiet=as_json)
-        await ingest_missing(rt, quiet=as_json)
-        session = Session(build_graph(runtime=rt))
+        session = Session(build_graph(runtime=await ready(runtime(config), quiet=as_json)))
         printer = StreamPrinter(console) if stream and not as_json else None
         answer = await _ask(session, question, printer)
         if as_json:
@@ -117,10 +114,7 @@ def chat(
     """
 
     async def go() -> None:
-        rt = runtime(config)
-        prepare_models(rt)
-        await ingest_missing(rt)
-        await arun_repl(rt, thread_id=thread, console=console)
+        await arun_repl(await ready(runtime(config)), thread_id=thread, console=console)
 
     run(go)
 
@@ -146,9 +140,7 @@ def demo(
             f"workers: {escape(', '.join(f'{n} [{s.model}]' for n, s in rt.specs.items()))} · "
             f"embeddings: {rt.config.router.embed_model}"
         )
-        prepare_models(rt)
-        await ingest_missing(rt)
-        session = Session(build_graph(runtime=rt))
+        session = Session(build_graph(runtime=await ready(rt)))
         summary = Table(title="demo summary", title_justify="left")
         for col in ("question", "route", "workers", "calls", "local", "seconds", "cost $"):
             summary.add_column(col)
