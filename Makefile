@@ -43,7 +43,7 @@ check: lint typecheck contracts
 
 # Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
 # BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
-BENCH ?= economy,overhead,router,retrieval,concurrency,eval
+BENCH ?= economy,overhead,router,retrieval,concurrency,learning,eval
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(if $(BENCH_EVAL_LIMIT),BENCH_EVAL_LIMIT=$(BENCH_EVAL_LIMIT)) \
 		$(BIN)/python benchmarks/run.py --only $(BENCH)

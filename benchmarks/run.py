@@ -35,7 +35,7 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "concurrency", "eval")
+ALL = ("economy", "overhead", "router", "retrieval", "concurrency", "learning", "eval")
 
 
 def _run_one(key: str) -> BenchResult:
@@ -59,6 +59,10 @@ def _run_one(key: str) -> BenchResult:
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "learning":
+        import bench_learning
+
+        return bench_learning.run()
     import bench_eval
 
     return bench_eval.run()
