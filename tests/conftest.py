@@ -37,6 +37,7 @@ for _key in list(os.environ):
         del os.environ[_key]
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -68,6 +69,32 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@pytest.fixture(autouse=True)
+def _close_store_clients() -> Iterator[None]:
+    """Close the Chroma clients a test opened once it is over.
+
+    tandem keeps one client per store directory for the life of the process; every test has
+    its own data dir, so without this each test leaves its SQLite connections and index files
+    open. Past ~1,000 open descriptors a pipe gets a number ``select()`` cannot watch, and
+    prompt_toolkit (the REPL tests) then loops on the error instead of reading its input.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from tandem.workers import store
+
+    before = set(store._CLIENTS)
+    yield
+    for key in set(store._CLIENTS) - before:
+        client = store._CLIENTS.pop(key)
+        inner = getattr(client, "_client", None)
+        if inner is None:
+            continue
+        ident = getattr(inner, "_identifier", None)
+        with contextlib.suppress(Exception):  # already stopped, or never started
+            inner._system.stop()
+        SharedSystemClient._identifier_to_system.pop(ident, None)
 
 
 @pytest.fixture
