@@ -116,7 +116,8 @@ PROFILE_NOTES = [
     "A cProfile of 10 direct runs on the fakes (servers in another process; 2026-11-22 "
     "23:28 UTC, same loaded machine) put tandem's own CPU at ~108 ms per run under the "
     "profiler, of which ~37 % was the privacy scan of retrieved passages "
-    "(`graphs/_privacy_nodes.note_passages` → Presidio's phone recognizer / `phonenumbers`), "
+    "(`graphs/_privacy_nodes.note_passages`, now `graphs/_guard.StepGuard.note_passages` "
+    "→ Presidio's phone recognizer / `phonenumbers`), "
     "~23 % the Ollama client calls (a new httpx client per call), ~8 % routing. That per-run "
     "CPU, not waiting, is what keeps wall/ideal above 1.05 at L = 50 ms; the ratio falls as "
     "L grows (see L = 200 ms).",

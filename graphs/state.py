@@ -81,9 +81,9 @@ class TandemState(TypedDict, total=False):
     egress_denied: bool
     """The user refused a remote call at an ``ask`` prompt: the rest of the run stays local."""
     budget_stop: str
+    """Why a per-run budget stopped escalation (empty when none did)."""
     deadline: float | None
     """When this run must end (epoch seconds, ``[reliability] deadline``), or ``None``."""
-    """Why a per-run budget stopped escalation (empty when none did)."""
     answer: Answer
 
 
