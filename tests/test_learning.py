@@ -247,6 +247,24 @@ async def test_memory_off_retrieves_no_learned_passages(
     assert answer.learning.kept == [] and answer.learning.records  # still recorded
 
 
+async def test_memory_min_score_keeps_distant_learned_passages_out(
+    make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    graph = make_graph(learning={"memory": "auto", "memory_min_score": 0.999})
+    _escalation(fake_ollama, fake_openai)
+    assert (await _ask(graph)).learning.kept
+    seen = len(fake_ollama.chat_requests())
+    _escalation(fake_ollama, fake_openai)
+    again = await _ask(graph, QUESTION.replace("furniture", "sofa"))
+    assert again.escalated and again.learning.used == []
+    prompts = json.dumps(fake_ollama.chat_requests()[seen:])
+    assert "<passages>" in prompts and 'source=\\"learned:' not in prompts  # never shown
+    # The very same question still reaches it (score 1.0 ≥ 0.999).
+    before = len(fake_openai.completions())
+    assert not (await _ask(graph)).escalated
+    assert len(fake_openai.completions()) == before
+
+
 async def test_a_learned_passage_never_silently_outranks_the_curated_corpus(
     make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
