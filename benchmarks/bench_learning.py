@@ -231,7 +231,10 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
     from tandem.graphs import TandemConfig
 
     data = sample(n)
+    from tandem.workers.builtin import specs
+
     config = TandemConfig(
+        workers=specs(),  # the benchmarks set TANDEM_PLUGINS="" (no entry-point discovery)
         data_dir=scratch("tandem-bench-learn-real-"),
         learning={"memory": memory},
         checkpointer="memory",
