@@ -550,3 +550,28 @@ async def test_kept_records_rebuild_a_lost_memory_collection(
     assert await fresh.stores["tenancy"].memory_ids() == []
     await fresh.ensure_ingested(["tenancy"])
     assert await fresh.stores["tenancy"].memory_ids() == [f"learned:{rid}"]
+
+
+async def test_a_failed_subtask_the_supervisor_covered_is_recorded_for_its_worker(
+    make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    cross = (
+        "My landlord says my rent is going up by 8% — is that allowed? "
+        "And how much of my rent can I claim back through the Renters' Tax Credit?"
+    )
+    graph = make_graph()
+    # One of the two planned specialists produces invalid output twice: it fails, and the
+    # supervisor answers its subtask before synthesizing.
+    fake_ollama.script(MODEL, "not json", "still not json")
+    answer = await _ask(graph, cross)
+    assert answer.route.kind == "plan"
+    failed = [r for r in answer.worker_results if r.status == "failed"]
+    assert len(failed) == 1
+    (rid,) = answer.learning.records
+    record = graph.runtime.learning.store.get(rid)
+    assert record is not None and record.kind == "covered"
+    assert record.worker == failed[0].worker and record.instruction == failed[0].instruction
+    assert record.attempt_status == "failed" and record.answer.startswith("Supervisor answer to")
+    assert record.checks_passed  # the supervisor answered that part itself
+    # A routing example for the plan's specialists (pending under approve).
+    assert graph.runtime.learning.store.routing_counts() == {"candidate": 1}
