@@ -559,14 +559,23 @@ async def test_a_failed_subtask_the_supervisor_covered_is_recorded_for_its_worke
         "My landlord says my rent is going up by 8% — is that allowed? "
         "And how much of my rent can I claim back through the Renters' Tax Credit?"
     )
+    from tandem.workers.testing import grounded_reply
+
     graph = make_graph()
-    # One of the two planned specialists produces invalid output twice: it fails, and the
-    # supervisor answers its subtask before synthesizing.
-    fake_ollama.script(MODEL, "not json", "still not json")
+    finance = graph.runtime.specs["finance"].system_prompt.strip()[:60]
+
+    def respond(request: dict[str, Any]) -> str:
+        # The finance specialist produces invalid output (twice: it fails, and the supervisor
+        # answers its subtask before synthesizing); the others answer as usual.
+        if finance in request["messages"][0]["content"]:
+            return "not json"
+        return str(grounded_reply(request))
+
+    fake_ollama.respond_with(MODEL, respond)
     answer = await _ask(graph, cross)
     assert answer.route.kind == "plan"
     failed = [r for r in answer.worker_results if r.status == "failed"]
-    assert len(failed) == 1
+    assert [r.worker for r in failed] == ["finance"]
     (rid,) = answer.learning.records
     record = graph.runtime.learning.store.get(rid)
     assert record is not None and record.kind == "covered"
