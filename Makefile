@@ -50,7 +50,7 @@ bench: $(STAMP)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra ner --extra dev -o requirements.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -147,8 +147,14 @@ class RunBudget:
     @classmethod
     def from_calls(cls, settings: CostSettings, calls: Iterable[CallRecord]) -> RunBudget:
         """The budget of a run whose ledger so far is ``calls``."""
-        made = [c for c in calls if c.role == "supervisor" and BUDGET_STOP not in c.error]
-        return cls(settings, len(made), sum(c.cost_usd for c in made if c.where == "remote"))
+        made = [c for c in calls if c.role == "supervisor"]
+        # Every attempt counts (a retried 429 is two calls) — except the one a budget
+        # stopped, which sent nothing; a failed call's cost is what its attempts may have
+        # cost (a timed-out request at its worst case).
+        attempts = sum(
+            max(0, c.attempts - 1) if BUDGET_STOP in c.error else max(1, c.attempts) for c in made
+        )
+        return cls(settings, attempts, sum(c.cost_usd for c in made if c.where == "remote"))
 
     def check(
         self,

@@ -7,14 +7,12 @@ call left the machine; third-party errors become tandem errors here.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import time
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
 
 import httpx
 from langchain_core.language_models import BaseChatModel
@@ -38,7 +36,6 @@ __all__ = [
     "LangChainLLM",
     "LiteLLM",
     "SupervisorLLM",
-    "is_local_host",
     "translate_litellm_error",
 ]
 
@@ -75,17 +72,18 @@ class SupervisorLLM(Protocol):
         ...
 
 
-def is_local_host(url: str | None, local_hosts: Sequence[str] = ()) -> bool:
-    """True when ``url``'s host is loopback or listed as local."""
-    if not url:
-        return False
-    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
-    if host in local_hosts or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _missing_credentials(lowered: str) -> bool:
+    """Whether an error message says no API key was configured (checked before sending)."""
+    return any(
+        phrase in lowered
+        for phrase in (
+            "missing credentials",
+            "api_key client option must be set",
+            "no api key",
+            "missing api key",
+            "api key not found",
+        )
+    ) or ("api key" in lowered and "missing" in lowered)
 
 
 def _connection_failed(exc: BaseException) -> bool:
@@ -125,6 +123,25 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
 
     common: dict[str, Any] = {"model": model, "host": host, "retry_after": _retry_after(exc)}
     text = str(getattr(exc, "message", None) or exc).strip()[:300]
+    lowered = text.lower()
+    if isinstance(exc, litellm.AuthenticationError) or _missing_credentials(lowered):
+        # litellm reports a missing key as a 401, or (openai) as a 500 raised before any
+        # request is made: never retried, and nothing left the machine.
+        before = _missing_credentials(lowered) or "missing" in lowered
+        return BackendRejected(
+            f"authentication failed: {text}",
+            hint="set the provider's API key (e.g. OPENAI_API_KEY) or [supervisor] extra.api_key",
+            not_sent=before,
+            **common,
+        )
+    if "llm provider not provided" in lowered or "provider not provided" in lowered:
+        return BackendRejected(
+            f"unknown provider in model '{model}'",
+            hint="use a litellm provider prefix (openai/, anthropic/, ollama_chat/ …); "
+            "`tandem doctor` checks every model reference",
+            not_sent=True,
+            **common,
+        )
     if isinstance(exc, litellm.Timeout):
         return BackendTimeout(
             "the supervisor did not answer in time", hint="raise [supervisor] timeout", **common
@@ -133,17 +150,12 @@ def translate_litellm_error(exc: BaseException, *, model: str, host: str | None)
         return BackendUnavailable(
             f"cannot reach the supervisor endpoint: {text}",
             hint="check [supervisor] api_base and your network",
+            not_sent=_connection_failed(exc),  # no connection: the request never left
             **common,
         )
     if isinstance(exc, litellm.RateLimitError):
         return BackendBusy(
             f"rate limited: {text}", hint="retry later or lower concurrency", **common
-        )
-    if isinstance(exc, litellm.AuthenticationError):
-        return BackendRejected(
-            f"authentication failed: {text}",
-            hint="set the provider's API key (e.g. OPENAI_API_KEY) or [supervisor] api_key_env",
-            **common,
         )
     if isinstance(exc, litellm.NotFoundError):
         return ModelNotFound(
@@ -195,7 +207,9 @@ class LiteLLM:
         max_tokens: Cap on generated tokens.
         temperature: Sampling temperature.
         extra: More keyword arguments for ``litellm.acompletion``.
-        local_hosts: Hosts that count as this machine besides loopback.
+        where: Whether calls leave the machine, as classified by the caller
+            (:func:`~tandem.agents.privacy.endpoints.classify_endpoint`); remote unless told.
+        where_reason: Why (shown by ``tandem doctor`` and the REPL banner).
     """
 
     def __init__(
@@ -207,8 +221,8 @@ class LiteLLM:
         max_tokens: int = 1024,
         temperature: float = 0.0,
         extra: dict[str, Any] | None = None,
-        local_hosts: Sequence[str] = (),
-        egress: Literal["auto", "local", "remote"] = "auto",
+        where: Literal["local", "remote"] = "remote",
+        where_reason: str = "not classified: treated as remote",
     ) -> None:
         self.model = model
         self.api_base = api_base
@@ -220,13 +234,8 @@ class LiteLLM:
         if host is None and model.startswith(("ollama/", "ollama_chat/")):
             host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
         self.host = host
-        self.where: Literal["local", "remote"] = (
-            egress
-            if egress != "auto"
-            else "local"
-            if is_local_host(host, local_hosts)
-            else "remote"
-        )
+        self.where: Literal["local", "remote"] = where
+        self.where_reason = where_reason
 
     async def complete(
         self,
@@ -260,24 +269,34 @@ class LiteLLM:
             }
         started = time.perf_counter()
         try:
-            if on_token is None:
-                response = await litellm.acompletion(**kwargs)
-                content = response.choices[0].message.content or ""
-                usage = getattr(response, "usage", None)
-                cost = (getattr(response, "_hidden_params", {}) or {}).get("response_cost")
-            else:
-                pieces: list[str] = []
-                usage = None
-                stream = await litellm.acompletion(
-                    **kwargs, stream=True, stream_options={"include_usage": True}
-                )
-                async for chunk in stream:
-                    if chunk.choices and (piece := chunk.choices[0].delta.content):
-                        pieces.append(piece)
-                        on_token(piece)
-                    usage = getattr(chunk, "usage", None) or usage
-                content = "".join(pieces)
-                cost = None
+            # [supervisor] timeout bounds the whole call: a stream that trickles tokens
+            # never trips a per-read timeout.
+            async with asyncio.timeout(self.timeout):
+                if on_token is None:
+                    response = await litellm.acompletion(**kwargs)
+                    content = response.choices[0].message.content or ""
+                    usage = getattr(response, "usage", None)
+                    cost = (getattr(response, "_hidden_params", {}) or {}).get("response_cost")
+                else:
+                    pieces: list[str] = []
+                    usage = None
+                    stream = await litellm.acompletion(
+                        **kwargs, stream=True, stream_options={"include_usage": True}
+                    )
+                    async for chunk in stream:
+                        if chunk.choices and (piece := chunk.choices[0].delta.content):
+                            pieces.append(piece)
+                            on_token(piece)
+                        usage = getattr(chunk, "usage", None) or usage
+                    content = "".join(pieces)
+                    cost = None
+        except TimeoutError:
+            raise BackendTimeout(
+                f"no complete reply within [supervisor] timeout = {self.timeout:g} s",
+                hint="raise [supervisor] timeout",
+                model=self.model,
+                host=self.host,
+            ) from None
         except Exception as exc:
             raise translate_litellm_error(exc, model=self.model, host=self.host) from exc
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)

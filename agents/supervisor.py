@@ -62,7 +62,9 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
     lines = []
     for r in results:
         sources = ", ".join(sorted({c.source for c in r.citations})) or "none"
-        body = r.answer if r.status == "ok" else f"(failed: {r.reason})"
+        # A failure is named, its error text is not passed on: it is no answer, and it
+        # would come back as one.
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
         lines.append(
             f'<result worker="{r.worker}" status="{r.status}" confidence="{r.confidence:.2f}" '
             f'sources="{_esc(sources)}">{_esc(body)}</result>'
@@ -105,7 +107,7 @@ class Supervisor:
         )
 
     def failed_record(self, exc: RunError, purpose: str) -> CallRecord:
-        """A ledger row for a call that failed."""
+        """A ledger row for a call that failed (with what its attempts may have cost)."""
         return CallRecord(
             role="supervisor",
             model=self.llm.model,
@@ -113,6 +115,7 @@ class Supervisor:
             purpose=purpose,
             attempts=exc.attempts,
             error=str(exc),
+            cost_usd=exc.cost_usd,
         )
 
     async def _call(

@@ -28,7 +28,6 @@ from langchain_core.messages import AnyMessage, RemoveMessage
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.runtime import Runtime, embedded_models
 from tandem.workers.backends import TokenCallback, make_backend
-from tandem.workers.backends.ollama import OllamaSettings
 from tandem.workers.errors import DeadlineExceeded, RunError, StoreError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
 from tandem.workers.worker import Worker, WorkerRun
@@ -37,6 +36,7 @@ __all__ = [
     "deadline_at",
     "escalate_failed",
     "local_synthesis",
+    "missing_parts",
     "run_worker",
     "store_note",
     "trim_thread",
@@ -99,14 +99,12 @@ def _fallback_worker(rt: Runtime, name: str) -> Worker | None:
         return None
     cache = _FALLBACK_WORKERS.setdefault(rt, {})
     if name not in cache:
-        settings = rt.backend_settings
-        if spec_fb.host:
-            ollama: OllamaSettings = settings.ollama.model_copy(update={"host": spec_fb.host})
-            settings = settings.model_copy(update={"ollama": ollama})
         model = spec_fb.model or primary.spec.model
+        backend = make_backend(model, rt.fallback_settings(spec_fb.host), worker=name)
+        rt.check_backend(f"fallback of worker {name}", model, backend, primary.spec)
         cache[name] = Worker(
             primary.spec,
-            make_backend(model, settings, worker=name),
+            backend,
             primary.store,
             primary.embedder,
             retry=primary.retry,
@@ -262,13 +260,19 @@ async def escalate_failed(
     return added, calls, notes, None
 
 
+def missing_parts(results: Sequence[WorkerResult]) -> list[str]:
+    """The parts of the question no worker (nor the supervisor standing in) answered."""
+    return [f"{r.instruction.strip()} ({r.worker})" for r in _unanswered(results)]
+
+
 def local_synthesis(results: Sequence[WorkerResult]) -> str:
-    """An answer built on this machine from the worker results, naming what is missing."""
+    """An answer built on this machine from the worker results, naming what is missing.
+
+    A missing part is named by its question and specialist, never by the error text (that
+    goes to the run's notes): errors are not answers.
+    """
     parts = [f"{r.answer} [{r.worker}]" for r in results if r.status == "ok" and r.answer]
-    missing = [
-        f"'{r.instruction.strip()}' ({r.worker}: {r.reason or 'failed'})"
-        for r in _unanswered(results)
-    ]
+    missing = [f"'{r.instruction.strip()}' ({r.worker} failed)" for r in _unanswered(results)]
     text = " ".join(parts)
     if missing:
         gap = "Not answered: " + "; ".join(missing) + "."

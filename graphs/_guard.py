@@ -52,7 +52,12 @@ __all__ = [
     "timed_detect",
 ]
 
-NEW_TURN: dict[str, Any] = {"egress": None, "egress_denied": False, "budget_stop": ""}
+NEW_TURN: dict[str, Any] = {
+    "egress": None,
+    "egress_denied": False,
+    "budget_stop": "",
+    "no_answer": False,
+}
 """State a new turn resets (the guard node returns it). ``held`` stays for the thread: a later
 turn's history may quote values found in an earlier turn's passages."""
 

@@ -10,12 +10,14 @@ draft is dropped, e.g. on escalation).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langgraph.config import get_stream_writer
 
-__all__ = ["AnswerExtractor", "answer_sink", "emit"]
+from tandem.agents.privacy.streams import OutputStream
+
+__all__ = ["AnswerExtractor", "AnswerSink", "TokenStream", "answer_sink", "emit", "token_stream"]
 
 _KEY = re.compile(r'"answer"\s*:\s*"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -97,21 +99,85 @@ def emit(event: dict[str, Any]) -> None:
         writer(event)
 
 
-def answer_sink(worker: str) -> Callable[[str], None] | None:
+class TokenStream:
+    """Answer text streamed as ``custom`` events, exactly as the final answer will show it.
+
+    Every piece goes through :class:`~tandem.agents.privacy.streams.OutputStream`:
+    placeholders restored (``mapping``, read when text is released), control sequences
+    stripped, links and images off the allowlist neutralised — holding back only what may
+    still be an unfinished construct. :meth:`flush` releases the rest when the call ends;
+    :meth:`reset` drops a draft (the UI clears what it showed).
+
+    Args:
+        writer: LangGraph's stream writer.
+        allowed_hosts: ``[privacy] allowed_link_hosts``.
+        mapping: Placeholder → original (or a function returning it), for a remote model's
+            redacted reply.
+        worker: The worker whose answer this is (added to each event).
+    """
+
+    def __init__(
+        self,
+        writer: Callable[[Any], None],
+        allowed_hosts: Sequence[str],
+        *,
+        mapping: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.writer = writer
+        self.allowed = tuple(allowed_hosts)
+        self.mapping = mapping
+        self.extra = {"worker": worker} if worker else {}
+        self.out = OutputStream(mapping, self.allowed)
+
+    def __call__(self, piece: str) -> None:
+        self._send(self.out.feed(piece))
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.writer({"event": "token", "text": text, **self.extra})
+
+    def flush(self) -> None:
+        """Release what was held back (the call has ended)."""
+        self._send(self.out.finish())
+        self.out = OutputStream(self.mapping, self.allowed)
+
+    def reset(self, reason: str) -> None:
+        """Drop the draft shown so far."""
+        self.out = OutputStream(self.mapping, self.allowed)
+        self.writer({"event": "reset", "reason": reason})
+
+
+def token_stream(
+    allowed_hosts: Sequence[str],
+    mapping: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+) -> TokenStream | None:
+    """A :class:`TokenStream` for the supervisor's reply (None outside a run)."""
+    writer = _writer()
+    return None if writer is None else TokenStream(writer, allowed_hosts, mapping=mapping)
+
+
+class AnswerSink:
+    """An ``on_token`` callback streaming the answer field of a worker's JSON reply."""
+
+    def __init__(self, stream: TokenStream) -> None:
+        self.stream = stream
+        self.extractor = AnswerExtractor()
+
+    def __call__(self, piece: str) -> None:
+        if self.extractor.state == "done" and "{" in piece:
+            # A repair attempt starts a new object: the UI drops the draft it showed.
+            self.extractor = AnswerExtractor()
+            self.stream.reset("repair")
+        self.stream(self.extractor.feed(piece))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def answer_sink(worker: str, allowed_hosts: Sequence[str] = ()) -> AnswerSink | None:
     """An ``on_token`` callback streaming the answer field of ``worker``'s JSON reply."""
     writer = _writer()
     if writer is None:
         return None
-    extractor = AnswerExtractor()
-
-    def sink(piece: str) -> None:
-        nonlocal extractor
-        if extractor.state == "done" and "{" in piece:
-            # A repair attempt starts a new object: the UI drops the draft it showed.
-            extractor = AnswerExtractor()
-            writer({"event": "reset", "reason": "repair"})
-        text = extractor.feed(piece)
-        if text:
-            writer({"event": "token", "text": text, "worker": worker})
-
-    return sink
+    return AnswerSink(TokenStream(writer, allowed_hosts, worker=worker))

@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from tandem.agents.cost import CostSettings
 from tandem.agents.privacy import PrivacySettings
+from tandem.agents.privacy.endpoints import parse_trusted_host
 from tandem.agents.router import RouterSettings
 from tandem.graphs._reliability import ReliabilitySettings
 from tandem.graphs.learning.records import LearningSettings
@@ -71,10 +72,28 @@ class SupervisorSettings(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     """More keyword arguments passed to ``litellm.acompletion`` (e.g. ``api_key``)."""
     local_hosts: list[str] = Field(default_factory=list)
-    """Hosts that count as this machine besides loopback (calls to them are local)."""
-    egress: Literal["auto", "local", "remote"] = "auto"
-    """Whether supervisor calls leave the machine: ``auto`` decides from the endpoint's host;
-    set ``remote`` for a local proxy that forwards to a cloud provider."""
+    """Deprecated: the same as ``[privacy] trusted_hosts`` (its entries are added there)."""
+    egress: Literal["auto", "remote"] = "auto"
+    """Whether supervisor calls leave the machine: ``auto`` classifies the endpoint (see
+    ``[privacy] trusted_hosts``); ``remote`` forces it remote."""
+
+    @field_validator("egress", mode="before")
+    @classmethod
+    def _check_egress(cls, value: object) -> object:
+        if value == "local":
+            raise ValueError(
+                "'local' is no longer accepted (a local proxy or tunnel to a hosted API would "
+                "pass unguarded); list the endpoint's host:port in [privacy] trusted_hosts if "
+                "the model really runs on a machine of yours"
+            )
+        return value
+
+    @field_validator("local_hosts")
+    @classmethod
+    def _check_local_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_trusted_host(entry)
+        return value
 
     @field_validator("model")
     @classmethod
@@ -211,6 +230,10 @@ class TandemConfig(BaseSettings):
     def _check_embed(cls, value: RouterSettings) -> RouterSettings:
         parse_model_ref(value.embed_model)
         return value
+
+    def trusted_hosts(self) -> list[str]:
+        """``[privacy] trusted_hosts`` plus the deprecated ``[supervisor] local_hosts``."""
+        return [*self.privacy.trusted_hosts, *self.supervisor.local_hosts]
 
     def use_builtin_workers(self) -> bool:
         """Whether the built-in demo workers are part of this configuration."""

@@ -9,21 +9,22 @@ the run: the fallbacks and the deadline are :mod:`._fallback`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.config import get_stream_writer
 from langgraph.types import Send
 
 from tandem.agents.privacy import GuardReport, restore
+from tandem.agents.privacy.policy import LOCAL_ONLY_KEY, merge_local
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan, PlanStep, subtasks_from_plan
 from tandem.graphs._fallback import (
     deadline_at,
     escalate_failed,
     local_synthesis,
+    missing_parts,
     run_worker,
     trim_thread,
     within,
@@ -38,9 +39,9 @@ from tandem.graphs._guard import (
     thread_id,
     timed_detect,
 )
-from tandem.graphs._stream import answer_sink, emit
+from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs.learning import LearnedPassage
-from tandem.graphs.runtime import Runtime
+from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, SeenPassages, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
@@ -48,10 +49,34 @@ from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 __all__ = ["Nodes"]
 
 
-def _history(messages: Sequence[AnyMessage], limit: int = 6, width: int = 400) -> str:
+def check_text(text: str) -> str:
+    """``text`` if it can be encoded as UTF-8 (no lone surrogates, e.g. from invalid bytes).
+
+    Raises:
+        UsageError: Naming the position, instead of a traceback deep in a model client.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"the query is not valid text: character {exc.start + 1} is not valid UTF-8 "
+            f"({text[exc.start]!r})",
+            hint="check the terminal's or file's encoding (tandem expects UTF-8)",
+        ) from None
+    return text
+
+
+def _history(
+    messages: Sequence[AnyMessage], *, remote: bool, limit: int = 6, width: int = 400
+) -> str:
+    """The last turns as text; for a remote model, turns that drew on a ``local_only``
+    worker are replaced (their question may name, their answer quote, what never leaves)."""
     lines = []
     for m in list(messages)[-limit:]:
         who = "user" if isinstance(m, HumanMessage) else "assistant"
+        if remote and m.additional_kwargs.get(LOCAL_ONLY_KEY):
+            lines.append(f"{who}: (withheld: this turn used local-only knowledge)")
+            continue
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
@@ -73,12 +98,21 @@ def _seen(worker: str, instruction: str, passages: Sequence[Document]) -> SeenPa
     )
 
 
-def _token_sink() -> Callable[[str], None] | None:
-    try:
-        writer = get_stream_writer()
-    except Exception:
-        return None
-    return lambda piece: writer({"event": "token", "text": piece})
+def _without_empty(
+    decision: RouteDecision, empty: dict[str, str]
+) -> tuple[RouteDecision, list[str]]:
+    """The route without workers that have no knowledge (they would answer from nothing)."""
+    skipped = [w for w in decision.workers if w in empty]
+    if not skipped:
+        return decision, []
+    notes = [f"worker '{w}' has no knowledge ({empty[w]}); it was not asked" for w in skipped]
+    left = [w for w in decision.workers if w not in empty]
+    if decision.kind == "direct" or not left:
+        why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
+        return decision.model_copy(
+            update={"kind": "supervisor", "workers": [], "reason": why}
+        ), notes
+    return decision.model_copy(update={"workers": left}), notes
 
 
 class Nodes:
@@ -88,7 +122,7 @@ class Nodes:
         self.rt = rt
 
     async def guard(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
-        query = (state.get("query") or "").strip()
+        query = check_text(state.get("query") or "").strip()
         if not query:
             raise UsageError("the query is empty")
         limit = self.rt.config.reliability.max_query_chars
@@ -137,7 +171,14 @@ class Nodes:
                 "calls": calls,
                 "notes": [f"routing failed, the supervisor plans instead: {exc}"],
             }
-        return {"route": decision, "query_vector": vector, "calls": calls, "phase": "direct"}
+        decision, notes = _without_empty(decision, await empty_workers(self.rt))
+        return {
+            "route": decision,
+            "query_vector": vector,
+            "calls": calls,
+            "phase": "direct",
+            "notes": notes,
+        }
 
     def after_route(self, state: TandemState) -> Any:
         decision = state["route"]
@@ -172,15 +213,19 @@ class Nodes:
             if not isinstance(exc, StoreError):  # a failing store is reported once, below
                 notes.append(f"could not ingest knowledge for '{subtask.worker}': {exc}")
         direct = data.get("phase") == "direct"  # a direct answer streams to the user
+        allowed = self.rt.config.privacy.allowed_link_hosts
+        sink = answer_sink(subtask.worker, allowed) if direct else None
         # Fallback model/host and the run deadline: graphs/_fallback.py.
         run, more = await run_worker(
             self.rt,
             worker,
             subtask,
             query_vector=data.get("query_vector"),
-            on_token=answer_sink(subtask.worker) if direct else None,
+            on_token=sink,
             deadline=data.get("deadline"),
         )
+        if sink is not None:
+            sink.flush()
         notes.extend(more)
         step.note_passages(subtask.worker, run.passages)
         if run.result.status == "failed":
@@ -217,10 +262,15 @@ class Nodes:
 
     async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         redactor, query, history, prior = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
         )
-        specs = list(self.rt.specs.values())
+        empty = await empty_workers(self.rt)
+        specs = [s for s in self.rt.specs.values() if s.name not in empty]
         try:
             plan, calls, notes = await within(
                 state.get("deadline"),
@@ -279,10 +329,11 @@ class Nodes:
     async def synthesize(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
         deadline = state.get("deadline")
-        history = _history(state.get("messages") or [])
+        remote = sup.llm.where == "remote"
+        history = _history(state.get("messages") or [], remote=remote)
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
-        private = set() if sup.llm.where != "remote" else private_workers(self.rt)
+        private = set() if not remote else private_workers(self.rt)
         added, calls, notes, down = await escalate_failed(
             self.rt,
             sup,
@@ -293,20 +344,40 @@ class Nodes:
         )
         local = [*(state.get("results") or []), *added]
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
+        # A remote supervisor synthesizes the other parts; local_only parts join here.
+        kept = [r for r in local if r.worker in private]
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        )
+        if kept and all(r.worker in private for r in local):
+            text = local_synthesis(local)
+            update["no_answer"] = not any(r.status == "ok" for r in local)
+            if stream is not None:
+                stream(text)
+                stream.flush()
+            return {**update, "draft": text}
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
             _, query, history, results = step.outbound(sup, state["query"], history, local)
             text, more = await within(
                 deadline,
-                sup.synthesize(query, results, history=history, on_token=_token_sink()),
+                sup.synthesize(query, results, history=history, on_token=stream),
                 "the synthesis",
                 self.rt,
             )
+            if kept:
+                merged = merge_local(text, kept)
+                if stream is not None and merged != text:
+                    stream(merged[len(text) :])
+                text = merged
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
                 **update,
                 "draft": local_synthesis(local),
+                "no_answer": not any(r.status == "ok" for r in local),
                 "calls": [*calls, *([] if exc is down else [sup.failed_record(exc, "synthesize")])],
                 "notes": [
                     *notes,
@@ -317,19 +388,30 @@ class Nodes:
 
     async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
+        remote = sup.llm.where == "remote"
         _, query, history, _ = step.outbound(
-            sup, state["query"], _history(state.get("messages") or []), state.get("results") or []
+            sup,
+            state["query"],
+            _history(state.get("messages") or [], remote=remote),
+            state.get("results") or [],
+        )
+        stream = token_stream(
+            self.rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
         )
         try:
             text, calls = await within(
                 state.get("deadline"),
-                sup.answer(query, history=history, on_token=_token_sink()),
+                sup.answer(query, history=history, on_token=stream),
                 "the supervisor's answer",
                 self.rt,
             )
+            if stream is not None:
+                stream.flush()
         except RunError as exc:
             return {
-                "draft": "The supervisor is unavailable and no specialist covers this question.",
+                "draft": "No answer: the supervisor could not answer and no specialist "
+                "covers this question (see the notes).",
+                "no_answer": True,
                 "calls": [sup.failed_record(exc, "answer")],
                 "notes": [f"the supervisor could not answer: {exc}"],
             }
@@ -343,8 +425,17 @@ class Nodes:
         for r in results:
             if r.status == "ok":
                 citations.extend(c for c in r.citations if c not in citations)
+        missing = missing_parts(results)
+        # No model answered: a failure text, or a synthesis of nothing but failed parts.
+        no_answer = (
+            bool(state.get("no_answer"))
+            or not text.strip()
+            or (bool(results) and not any(r.status == "ok" for r in results))
+        )
         answer = Answer(
             text=text,
+            status="unanswered" if no_answer else "partial" if missing else "complete",
+            missing=missing,
             route=state["route"],
             citations=citations,
             worker_results=results,
@@ -363,7 +454,18 @@ class Nodes:
         drop, trimmed = trim_thread(state.get("messages") or [], limit)
         if trimmed:
             answer.notes.append(trimmed)
+        # A turn that drew on a local_only worker is never shown to a remote model later.
+        private = private_workers(self.rt)
+        marks = (
+            {LOCAL_ONLY_KEY: True}
+            if any(r.worker in private and r.status == "ok" for r in results)
+            else {}
+        )
         return {
             "answer": answer,
-            "messages": [*drop, HumanMessage(state["query"]), AIMessage(text)],
+            "messages": [
+                *drop,
+                HumanMessage(state["query"], additional_kwargs=marks),
+                AIMessage(text, additional_kwargs=marks),
+            ],
         }

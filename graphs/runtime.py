@@ -9,32 +9,47 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Literal, cast
 
 from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
+from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import Router
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.learning import Learning
-from tandem.workers.backends import Backend, BackendSettings, make_backend
-from tandem.workers.errors import ConfigError
+from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
+from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import IngestReport, WorkerStore, knowledge_fingerprint, open_client
 from tandem.workers.worker import Worker
 
-__all__ = ["Runtime", "embedded_models", "make_supervisor_llm"]
+__all__ = [
+    "Runtime",
+    "backend_endpoint",
+    "check_embedded_name",
+    "embedded_models",
+    "empty_workers",
+    "make_supervisor_llm",
+]
 
 IngestProgress = Callable[[str, int, int, str], None]
 """``progress(worker, files_done, files_total, current_file)``."""
 
 
 def make_supervisor_llm(
-    model: str, settings: SupervisorSettings, backends: BackendSettings
+    model: str,
+    settings: SupervisorSettings,
+    backends: BackendSettings,
+    trusted_hosts: Sequence[str] = (),
 ) -> SupervisorLLM:
-    """The large model for a model string: ``embedded/<name>`` or any litellm model."""
+    """The large model for a model string: ``embedded/<name>`` or any litellm model.
+
+    Whether it is local is :func:`~tandem.agents.privacy.endpoints.classify_endpoint`'s
+    answer for the model and its endpoint (``[supervisor] egress = "remote"`` forces remote).
+    """
     if model.startswith("embedded/"):
         backend = make_backend(f"embedded:{model.removeprefix('embedded/')}", backends)
         # The embedded engine's own output cap applies too: a small CPU model that rambles
@@ -46,6 +61,10 @@ def make_supervisor_llm(
     api_base = settings.api_base
     if api_base is None and model.startswith(("ollama/", "ollama_chat/")):
         api_base = backends.ollama.host
+    endpoint = classify_endpoint(model, api_base, trusted_hosts=trusted_hosts)
+    where, reason = endpoint.where, endpoint.reason
+    if settings.egress == "remote" and where == "local":
+        where, reason = "remote", "[supervisor] egress = 'remote'"
     return LiteLLM(
         model,
         api_base=api_base,
@@ -53,9 +72,38 @@ def make_supervisor_llm(
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
         extra=settings.extra,
-        local_hosts=settings.local_hosts,
-        egress=settings.egress,
+        where=where,
+        where_reason=reason,
     )
+
+
+def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
+    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model.
+
+    Raises:
+        ConfigError: Naming the file and key, and the names that exist.
+    """
+    if not ref.startswith(("embedded:", "embedded/")):
+        return
+    name = ref.split(":", 1)[1] if ref.startswith("embedded:") else ref.split("/", 1)[1]
+    if name not in BUNDLED_MODELS:
+        raise ConfigError(
+            f"'{ref}' is not a bundled model",
+            file=file,
+            key=key,
+            hint=f"use one of {', '.join(sorted(BUNDLED_MODELS))} (or an ollama: model)",
+        )
+
+
+def backend_endpoint(ref: str, backend: Backend, trusted_hosts: Sequence[str]) -> EndpointClass:
+    """Where a worker or embedding backend sends its requests, classified."""
+    pool = getattr(backend, "hosts", None)
+    if pool:
+        hosts = [str(getattr(h, "url", h)) for h in pool]
+    else:
+        host = getattr(backend, "host", None)
+        hosts = [str(host)] if host else []
+    return classify_endpoint(ref, hosts=hosts or None, trusted_hosts=trusted_hosts)
 
 
 def _backend_settings(config: TandemConfig) -> BackendSettings:
@@ -102,7 +150,20 @@ class Runtime:
                 file=cfg.source,
             )
         self.specs = {s.name: s for s in specs}
+        self.endpoints: dict[str, EndpointClass] = {}
+        """Every endpoint's classification, by role (``supervisor``, ``worker tenancy``,
+        ``embeddings``): shown by ``tandem doctor`` and the REPL banner."""
+        check_embedded_name(cfg.router.embed_model, key="router.embed_model", file=cfg.source)
+        for i, spec in enumerate(specs):
+            where = f"workers[{i}] ({spec.name}).model" if spec.origin == "config" else None
+            check_embedded_name(
+                spec.model,
+                key=where or f"{spec.name}.model",
+                file=cfg.source if spec.origin == "config" else f"plugin {spec.origin}",
+            )
+        check_embedded_name(cfg.supervisor.model, key="supervisor.model", file=cfg.source)
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
+        self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
         timeout = cfg.reliability.store_timeout
         self.stores = {
@@ -121,6 +182,20 @@ class Runtime:
             )
             for n, s in self.specs.items()
         }
+        for n, w in self.workers.items():
+            self.check_backend(f"worker {n}", self.specs[n].model, w.backend, self.specs[n])
+        for n, fb in cfg.reliability.fallbacks.items():  # a fallback host is an endpoint too
+            if n in self.specs:
+                fb_model = fb.model or self.specs[n].model
+                check_embedded_name(
+                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source
+                )
+                self.check_backend(
+                    f"fallback of worker {n}",
+                    fb_model,
+                    make_backend(fb_model, self.fallback_settings(fb.host), worker=n),
+                    self.specs[n],
+                )
         self.learning = Learning(self)
         """Learning records, answer memory and router feedback (``[learning]``)."""
         self.router = Router(
@@ -130,15 +205,75 @@ class Runtime:
             cache_path=cfg.data_dir / "cache" / "router-profiles.json",
         )
         if supervisor is None:
-            llm = make_supervisor_llm(cfg.supervisor.model, cfg.supervisor, self.backend_settings)
+            llm = make_supervisor_llm(
+                cfg.supervisor.model, cfg.supervisor, self.backend_settings, cfg.trusted_hosts()
+            )
         elif hasattr(supervisor, "complete"):
             llm = cast(SupervisorLLM, supervisor)
         else:
             llm = LangChainLLM(supervisor)
         self.supervisor = Supervisor(llm, max_subtasks=cfg.max_subtasks, retry=cfg.retry)
+        self.endpoints["supervisor"] = _llm_endpoint(llm)
         self._local: Supervisor | None = None
         self._ingest_lock = threading.Lock()
         self._ingested: set[str] = set()
+        self._has_chunks: set[str] = set()
+        self.knowledge_problems: dict[str, str] = {
+            n: f"knowledge path {', '.join(str(p) for p in missing)} does not exist"
+            for n, s in self.specs.items()
+            if (missing := [p for p in s.knowledge if not p.exists()])
+        }
+        """Workers whose declared knowledge is (partly) missing: reported once, never retried."""
+
+    def fallback_settings(self, host: str | None) -> BackendSettings:
+        """Backend settings for a fallback on another Ollama host (or the same settings)."""
+        if not host:
+            return self.backend_settings
+        ollama = self.backend_settings.ollama.model_copy(update={"host": host})
+        return self.backend_settings.model_copy(update={"ollama": ollama})
+
+    def check_backend(
+        self, role: str, ref: str, backend: Backend, spec: WorkerSpec | None = None
+    ) -> EndpointClass:
+        """Classify a worker or embedding backend and refuse what the policy forbids.
+
+        A remote endpoint receives the query and retrieved passages (an embedding endpoint:
+        every text embedded, documents included) as they are, so it is refused unless the
+        policy is ``allow`` — and refused whatever the policy when a ``local_only`` worker's
+        data would reach it.
+
+        Raises:
+            ConfigError: Naming the endpoint, why it is remote, and the two ways out.
+        """
+        cfg = self.config
+        endpoint = backend_endpoint(ref, backend, cfg.trusted_hosts())
+        backend.where = endpoint.where
+        if endpoint.local:
+            self.endpoints[role] = endpoint
+            return endpoint
+        policy = cfg.privacy.policy
+        private = [n for n, s in self.specs.items() if s.sensitivity == "local_only"]
+        fix = (
+            "list the host in [privacy] trusted_hosts if the machine is yours, or serve the "
+            "model on this machine"
+        )
+        if spec is not None and spec.sensitivity == "local_only":
+            why = f"'{spec.name}' is a local_only worker: its passages may never leave"
+        elif role == "embeddings" and private:
+            why = (
+                f"the local_only worker(s) {', '.join(private)} would have their documents "
+                "embedded there"
+            )
+        elif policy != "allow":
+            why = (
+                f"under [privacy] policy = '{policy}' its requests (the query and retrieved "
+                "passages) would leave this machine unredacted"
+            )
+            fix += " (or set policy = 'allow' to send as is)"
+        else:
+            self.endpoints[role] = endpoint
+            return endpoint
+        raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
 
     def _routing_specs(self) -> list[WorkerSpec]:
         """Worker specs as the router sees them: plus the approved learned routing examples."""
@@ -170,10 +305,13 @@ class Runtime:
                 temperature=sup.temperature,
                 local_hosts=sup.local_hosts,
             )
-            llm = make_supervisor_llm(local.model, local, self.backend_settings)
+            llm = make_supervisor_llm(
+                local.model, local, self.backend_settings, self.config.trusted_hosts()
+            )
             self._local = Supervisor(
                 llm, max_subtasks=self.config.max_subtasks, retry=self.config.retry
             )
+            self.endpoints["local supervisor"] = _llm_endpoint(llm)
         return self._local
 
     def supervisor_for(self, policy: str) -> Supervisor:
@@ -194,18 +332,22 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
-                if name in self._ingested or not spec.knowledge:
+                # A path that does not exist is reported once (knowledge_problems), not
+                # retried by every run: only what exists is ingested.
+                paths = tuple(p for p in spec.knowledge if p.exists())
+                if name in self._ingested or not paths:
+                    self._ingested.add(name)
                     continue
                 # Only a complete ingestion is recorded: an interrupted one runs again on the
                 # next start and skips the chunks already stored (no duplicates).
-                fingerprint = knowledge_fingerprint(spec.knowledge)
+                fingerprint = knowledge_fingerprint(paths)
                 if await store.ingested() != fingerprint:
 
                     def cb(done: int, total: int, current: str, name: str = name) -> None:
                         if progress:
                             progress(name, done, total, current)
 
-                    reports[name] = await store.ingest(spec.knowledge, progress=cb)
+                    reports[name] = await store.ingest(paths, progress=cb)
                     if not reports[name].errors:
                         await store.mark_ingested(fingerprint)
                 self._ingested.add(name)
@@ -215,6 +357,53 @@ class Runtime:
         # store gets its learned passages back.
         await self.learning.ensure_synced(wanted)
         return reports
+
+
+def _llm_endpoint(llm: SupervisorLLM) -> EndpointClass:
+    """The classification of a supervisor model (its own when it has one)."""
+    where = llm.where
+    reason = str(getattr(llm, "where_reason", "") or "")
+    if isinstance(llm, BackendLLM):
+        backend = llm.backend
+        kind: Literal["in-process", "self-hosted"] = (
+            "in-process" if backend.ref.startswith("embedded:") else "self-hosted"
+        )
+        reason = reason or (
+            "the embedded engine runs inside this process"
+            if kind == "in-process"
+            else f"served by {backend.ref} ({where})"
+        )
+        return EndpointClass(where, reason, llm.model, kind)
+    if isinstance(llm, LangChainLLM):
+        reason = reason or f"a LangChain model passed in code: treated as {where}"
+    return EndpointClass(where, reason or f"{where} (as the model says)", llm.model, "unknown")
+
+
+async def empty_workers(runtime: Runtime) -> dict[str, str]:
+    """Workers with nothing in their store and nothing left to ingest, and why.
+
+    Such a worker would answer from no knowledge at all: the router does not send it
+    questions (and says so). A store that is empty only until its knowledge is ingested
+    on first use is not empty here.
+    """
+    out: dict[str, str] = {}
+    for name, store in runtime.stores.items():
+        if name in runtime._has_chunks:
+            continue
+        spec = runtime.specs[name]
+        if any(p.exists() for p in spec.knowledge) and name not in runtime._ingested:
+            continue  # ingested on first use
+        try:
+            count = await store.count()
+        except RunError:
+            continue  # a failing store is reported where it is used
+        if count > 0:
+            runtime._has_chunks.add(name)
+            continue
+        out[name] = runtime.knowledge_problems.get(name) or (
+            "no knowledge declared or ingested" if not spec.knowledge else "its store is empty"
+        )
+    return out
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

@@ -31,6 +31,7 @@ from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.learning import LearningReport
 from tandem.graphs.ledger import Ledger, build_ledger
+from tandem.graphs.nodes import check_text
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 from tandem.workers.backends import make_backend
@@ -153,6 +154,7 @@ class Session:
         Raises:
             TandemError: The run failed before producing an answer.
         """
+        check_text(query)
         trace = RunTrace(query=query)
         self.last = trace
         started = time.perf_counter()
@@ -339,6 +341,8 @@ class Session:
             raise UsageError(str(exc)) from None
         try:
             backend = make_backend(model, rt.backend_settings, worker=worker)
+            # The new endpoint is classified like the configured ones (and refused alike).
+            rt.check_backend(f"worker {worker}", model, backend, rt.specs[worker])
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         previous = str(rt.specs[worker].model)

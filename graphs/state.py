@@ -47,6 +47,11 @@ class Answer(BaseModel):
     learning: LearningReport = Field(default_factory=LearningReport)
     """Learning records this run wrote, whether they became answer memory, and the learned
     passages the answer rests on."""
+    status: Literal["complete", "partial", "unanswered"] = "complete"
+    """``complete``: every part was answered by a model; ``partial``: some part is missing
+    (:attr:`missing`); ``unanswered``: no model produced an answer (the text says so)."""
+    missing: list[str] = Field(default_factory=list)
+    """The parts of the question that no model answered (question and specialist)."""
 
 
 class SeenPassages(BaseModel):
@@ -80,6 +85,8 @@ class TandemState(TypedDict, total=False):
     """``[entity, value, worker]`` found in retrieved passages (redacted if they reappear)."""
     egress_denied: bool
     """The user refused a remote call at an ``ask`` prompt: the rest of the run stays local."""
+    no_answer: bool
+    """The draft is not a model's answer (every model that could answer failed)."""
     budget_stop: str
     """Why a per-run budget stopped escalation (empty when none did)."""
     deadline: float | None

@@ -37,7 +37,6 @@ for _key in list(os.environ):
         del os.environ[_key]
 
 import asyncio  # noqa: E402
-import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -69,32 +68,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-@pytest.fixture(autouse=True)
-def _close_store_clients() -> Iterator[None]:
-    """Close the Chroma clients a test opened once it is over.
-
-    tandem keeps one client per store directory for the life of the process; every test has
-    its own data dir, so without this each test leaves its SQLite connections and index files
-    open. Past ~1,000 open descriptors a pipe gets a number ``select()`` cannot watch, and
-    prompt_toolkit (the REPL tests) then loops on the error instead of reading its input.
-    """
-    from chromadb.api.shared_system_client import SharedSystemClient
-
-    from tandem.workers import store
-
-    before = set(store._CLIENTS)
-    yield
-    for key in set(store._CLIENTS) - before:
-        client = store._CLIENTS.pop(key)
-        inner = getattr(client, "_client", None)
-        if inner is None:
-            continue
-        ident = getattr(inner, "_identifier", None)
-        with contextlib.suppress(Exception):  # already stopped, or never started
-            inner._system.stop()
-        SharedSystemClient._identifier_to_system.pop(ident, None)
 
 
 @pytest.fixture
@@ -166,7 +139,9 @@ def make_config(
             },
             "workers": demo_specs(),
             "data_dir": data_dir,
-            "privacy": {"policy": "allow"},
+            # The fake OpenAI server stands in for a model on this machine: an "openai/" model
+            # is remote whatever its endpoint unless its host:port is trusted.
+            "privacy": {"policy": "allow", "trusted_hosts": [fake_openai.url.split("://")[1]]},
             # Keep retries (one layer, 3 attempts) but without real backoff delays.
             "retry": {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.0},
         }
@@ -209,3 +184,23 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _close_test_stores(tmp_path: Path) -> Iterator[None]:
+    """Close the Chroma clients a test opened under its own tmp_path when it ends.
+
+    tandem keeps one client per store directory for the life of the process; in a suite
+    of hundreds of graphs their open files would pass 1024 descriptors, where ``select()``
+    (prompt_toolkit's input loop) fails. Module- and session-scoped stores live elsewhere.
+    """
+    yield
+    from tandem.workers.store import _CLIENTS
+
+    root = str(tmp_path.resolve())
+    for key in [k for k in _CLIENTS if k.startswith(root)]:
+        client = _CLIENTS.pop(key)
+        inner = getattr(client, "_client", None)
+        close = getattr(inner, "close", None)
+        if callable(close):
+            close()

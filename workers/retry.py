@@ -68,16 +68,20 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: RunError) -> float | N
 async def with_retry(call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
     """Await ``call()``, retrying retryable :class:`RunError` s per ``policy``.
 
-    The error that finally escapes carries the number of attempts made.
+    The error that finally escapes carries the number of attempts made and what they may
+    have cost together (:attr:`RunError.cost_usd`).
     """
     policy = policy or RetryPolicy()
     attempt = 0
+    cost = 0.0
     while True:
         attempt += 1
         try:
             return await call()
         except RunError as exc:
             exc.attempts = attempt
+            cost += exc.cost_usd
+            exc.cost_usd = cost  # what every attempt so far may have cost
             delay = retry_delay(policy, attempt, exc)
             if delay is None:
                 raise

@@ -73,6 +73,7 @@ def fake_config_toml(
     router: dict[str, float] | None = None,
     worker_model: str = "ollama:qwen2.5:1.5b",
     extra: Sequence[str] = (),
+    trust_supervisor: bool = True,
 ) -> str:
     """A ``tandem.toml`` that points tandem's CLI at the two fake servers.
 
@@ -85,6 +86,10 @@ def fake_config_toml(
             tandem's own defaults).
         worker_model: The model every written worker uses.
         extra: Further TOML lines appended as they are (their own tables).
+        trust_supervisor: List the fake supervisor's ``host:port`` in ``[privacy]
+            trusted_hosts``, so that it counts as a model on this machine (an ``openai/``
+            model is otherwise remote whatever its endpoint). False: it stands in for a
+            hosted provider (then pass any ``[privacy]`` lines in ``extra``).
 
     Returns:
         The file's text.
@@ -104,6 +109,8 @@ def fake_config_toml(
         'embed_model = "ollama:nomic-embed-text"',
         *(f"{key} = {value}" for key, value in thresholds.items()),
     ]
+    if trust_supervisor:
+        lines += ["[privacy]", f"trusted_hosts = [{json.dumps(_host_port(openai.api_base))}]"]
     for spec in workers:
         lines += [
             "[[workers]]",
@@ -116,6 +123,11 @@ def fake_config_toml(
         ]
     lines += list(extra)
     return "\n".join(lines) + "\n"
+
+
+def _host_port(url: str) -> str:
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    return authority
 
 
 _CHAT = "tandem-check-chat"

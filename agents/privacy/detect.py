@@ -10,9 +10,15 @@ snapshot bundled with ``tldextract`` (``suffix_list_urls=()``).
 Presidio supplies email, phone (``phonenumbers``), card (Luhn), IBAN (mod-97),
 IP (v4/v6), US SSN and UK NINO recognizers; tandem adds API keys and tokens,
 high-entropy secrets, a permissive phone pattern, ``NNN-NN-NNNN`` national ids,
-and the user's own patterns and deny-lists from ``[privacy]``. Engines are
+and the user's own patterns and deny-lists from ``[privacy]``; and
+:mod:`.recognizers` adds passports, passwords (also inside URLs), dates of birth (also
+in words), street addresses, AWS keys, cards and IBANs in any case and with any
+separator, and person names — anywhere with the optional NER pipeline
+(``pip install 'tandem[ner]'``), else after a title or an introduction. Everything is
+matched on a normalised copy of the text (no-break and narrow spaces, dash variants,
+full-width forms, zero-width characters) and reported where it is written. Engines are
 built once per distinct configuration and reused (building one takes seconds;
-analysing a query takes milliseconds).
+analysing a query takes milliseconds, ~10 ms more with NER).
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tandem.agents.privacy.recognizers import (
+    NerRecognizer,
+    find_normalized,
+    normalize,
+    to_original,
+)
 from tandem.agents.privacy.settings import PrivacySettings
 
 __all__ = ["Detector", "Finding", "detector_for"]
@@ -63,7 +75,8 @@ class Finding(BaseModel):
 
     type: str
     """Entity type: ``EMAIL``, ``PHONE``, ``CARD``, ``IBAN``, ``IP``, ``NATIONAL_ID``,
-    ``API_KEY``, ``SECRET`` or a user-defined one."""
+    ``API_KEY``, ``SECRET``, ``PASSPORT``, ``PASSWORD``, ``DATE_OF_BIRTH``, ``ADDRESS``,
+    ``PERSON`` or a user-defined one."""
     start: int
     end: int
     text: str = Field(repr=False)
@@ -198,6 +211,9 @@ class Detector:
         self.settings = settings or PrivacySettings()
         key = self.settings.model_dump_json(include={"patterns", "deny_lists"})
         self._engine = _engine(key)
+        mode = self.settings.ner
+        self.ner = mode == "on" or (mode == "auto" and NerRecognizer.available())
+        """Whether person names and addresses are also found by NER (``[privacy] ner``)."""
         # Retrieved passages recur across queries: remember what a text held (bounded LRU).
         self._memo: OrderedDict[str, tuple[Finding, ...]] = OrderedDict()
         self._memo_lock = threading.Lock()
@@ -220,18 +236,25 @@ class Detector:
         return found
 
     def _analyze(self, text: str) -> list[Finding]:
-        results = self._engine.analyze(text=text, language="en")
-        candidates: list[Finding] = []
-        for r in results:
-            kind = _ENTITY_NAMES.get(r.entity_type, r.entity_type)
-            if r.score < self.settings.threshold(kind) or r.end <= r.start:
+        # Matching runs on a normalised copy (no-break spaces, dash variants, full-width
+        # forms, invisible characters); spans are mapped back to where they are written.
+        norm, where = normalize(text)
+        spans = [
+            (_ENTITY_NAMES.get(r.entity_type, r.entity_type), r.start, r.end, r.score)
+            for r in self._engine.analyze(text=norm, language="en")
+        ]
+        spans += find_normalized(norm, ner=self.ner)
+        ranked: list[tuple[float, Finding]] = []
+        for kind, s, e, score in spans:
+            if score < self.settings.threshold(kind) or e <= s:
                 continue
-            candidates.append(
-                Finding(
-                    type=kind, start=r.start, end=r.end, text=text[r.start : r.end], score=r.score
-                )
+            start, end = to_original(where, s, e)
+            found = Finding(
+                type=kind, start=start, end=end, text=text[start:end], score=min(score, 1.0)
             )
-        candidates.sort(key=lambda f: (-f.score, -(f.end - f.start), f.start))
+            ranked.append((score, found))  # a recognizer may rank above 1.0 to win overlaps
+        ranked.sort(key=lambda x: (-x[0], -(x[1].end - x[1].start), x[1].start))
+        candidates = [f for _, f in ranked]
         chosen: list[Finding] = []
         for f in candidates:
             if not any(f.start < c.end and c.start < f.end for c in chosen):
@@ -252,7 +275,7 @@ _DETECTORS_LOCK = threading.Lock()
 def detector_for(settings: PrivacySettings | None = None) -> Detector:
     """The shared :class:`Detector` for ``settings`` (built once, then reused)."""
     settings = settings or PrivacySettings()
-    key = settings.model_dump_json(include={"patterns", "deny_lists", "thresholds"})
+    key = settings.model_dump_json(include={"patterns", "deny_lists", "thresholds", "ner"})
     with _DETECTORS_LOCK:
         found = _DETECTORS.get(key)
         if found is None:

@@ -17,6 +17,7 @@ collects what the guard decided there (refusals, notes, egress records). The gra
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,14 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
-from tandem.agents.cost import RunBudget, price_tokens
+from tandem.agents.cost import RunBudget, price_tokens, worst_case_cost
 from tandem.agents.llm import LLMReply, SupervisorLLM
 from tandem.agents.privacy.egress import EgressRecord, append_egress, now_iso, payload_digest
 from tandem.agents.privacy.hygiene import neutralize_links
 from tandem.agents.privacy.redact import PLACEHOLDER, Redactor, restore
 from tandem.agents.privacy.settings import Policy, PrivacySettings
 from tandem.workers.backends import ChatMessage, TokenCallback
-from tandem.workers.errors import BackendRejected, RunError
+from tandem.workers.errors import BackendRejected, BackendTimeout, RunError
 
 __all__ = [
     "EgressAudit",
@@ -136,7 +137,7 @@ class EgressAudit:
         self.keep_payloads = keep_payloads
         self.records: list[EgressRecord] = []
 
-    def record(
+    def begin(
         self,
         *,
         model: str,
@@ -146,10 +147,10 @@ class EgressAudit:
         data: bytes,
         digest: str,
         approved: Literal["policy", "user"],
-        outcome: str,
     ) -> EgressRecord:
-        """Log one remote request (and remember it for the run's ledger)."""
+        """Log a request about to leave (synced to disk before it is sent)."""
         record = EgressRecord(
+            id=uuid.uuid4().hex,
             time=now_iso(),
             model=model,
             host=host,
@@ -159,13 +160,21 @@ class EgressAudit:
             sha256=digest,
             policy=self.policy,
             approved=approved,
-            outcome=outcome,
+            outcome="sending",
             thread_id=self.thread_id,
             payload=[dict(m) for m in messages] if self.keep_payloads else None,
         )
-        append_egress(self.path, record)
-        self.records.append(record)
+        append_egress(self.path, record, sync=True)
         return record
+
+    def complete(self, record: EgressRecord, outcome: str, *, sent: bool) -> EgressRecord:
+        """Complete a logged request with how it ended (and remember it for the ledger)."""
+        done = record.model_copy(
+            update={"outcome": outcome[:300], "bytes_sent": record.bytes_sent if sent else 0}
+        )
+        append_egress(self.path, done)
+        self.records.append(done)
+        return done
 
 
 @dataclass
@@ -273,27 +282,45 @@ class GuardedLLM:
             scope.approved.add(digest)
         if remote:
             approved = "user" if scope.policy == "ask" else "policy"
-        scope.budget.record_call()
-        outcome = "ok"
+        scope.budget.record_call()  # every attempt counts (retries go through here too)
+        # Written ahead: the log holds the request before it leaves.
+        record = (
+            scope.audit.begin(
+                model=self.model,
+                host=host,
+                purpose=schema_name,
+                messages=messages,
+                data=data,
+                digest=digest,
+                approved=approved,
+            )
+            if remote
+            else None
+        )
+        outcome, sent = "sending", True
         try:
             reply = await self.inner.complete(
                 messages, schema=schema, schema_name=schema_name, on_token=on_token
             )
+            outcome = "ok"
         except RunError as exc:
-            outcome = f"error: {exc.message}"[:300]
+            sent = not exc.not_sent
+            outcome = f"{'error' if sent else 'not sent'}: {exc.message}"
+            if remote and sent and isinstance(exc, BackendTimeout):
+                # The provider may have processed (and billed) a request we gave up on.
+                worst = worst_case_cost(
+                    self.model, len(data), max_tokens, scope.budget.settings.prices
+                )
+                if worst:
+                    scope.budget.charge(worst)
+                    exc.cost_usd += worst
+            raise
+        except BaseException:
+            outcome = "error: cancelled while in flight"
             raise
         finally:
-            if remote:
-                scope.audit.record(
-                    model=self.model,
-                    host=host,
-                    purpose=schema_name,
-                    messages=messages,
-                    data=data,
-                    digest=digest,
-                    approved=approved,
-                    outcome=outcome,
-                )
+            if record is not None:
+                scope.audit.complete(record, outcome, sent=sent)
         return self._finish(reply)
 
     def _finish(self, reply: LLMReply) -> LLMReply:

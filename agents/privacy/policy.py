@@ -4,7 +4,9 @@
 * :func:`run_redactor` — a step's redactor: the query's placeholders plus values found in
   retrieved passages (under ``allow``, only those of ``local_only`` workers).
 * :func:`passage_findings` — sensitive values in a worker's retrieved passages.
-* :func:`prepare_outbound` — query, history and worker results as a supervisor may see them.
+* :func:`prepare_outbound` — query, history and worker results as a supervisor may see them
+  (a ``local_only`` worker's answer is withheld from a remote one, whatever the policy);
+* :func:`merge_local` — a ``local_only`` worker's part joined to a remote synthesis here;
 * :func:`answer_text` — the final text: placeholders restored locally, links neutralised,
   a budget stop stated.
 """
@@ -20,29 +22,54 @@ from tandem.agents.privacy.detect import Detector
 from tandem.agents.privacy.hygiene import neutralize_links
 from tandem.agents.privacy.redact import Redactor, restore
 from tandem.agents.privacy.settings import Policy
-from tandem.workers.memory import is_learned
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.workers.records import WorkerResult
 
 __all__ = [
     "BUDGET_NOTE",
-    "WITHHELD_LEARNED",
+    "LOCAL_ONLY_KEY",
+    "WITHHELD",
     "answer_text",
     "detect_query",
+    "merge_local",
     "passage_findings",
     "prepare_outbound",
     "run_redactor",
 ]
 
-WITHHELD_LEARNED = (
-    "(withheld: this specialist is local_only and answered from its learned memory, which "
-    "never leaves the machine)"
-)
-"""What a remote supervisor sees instead of a ``local_only`` worker's answer from memory."""
-
 BUDGET_NOTE = (
     "The run's budget stopped escalation to the large model; this answer comes from the "
     "specialists' results only."
 )
+
+
+WITHHELD = (
+    "(answered on the user's machine by a local-only specialist: its answer stays there and "
+    "is added to yours after you reply; do not answer this part)"
+)
+"""What a remote supervisor sees instead of a ``local_only`` worker's answer."""
+
+LOCAL_ONLY_KEY = "tandem_local_only"
+"""Set (True) in the ``additional_kwargs`` of the thread messages of a turn whose answer drew
+on a ``local_only`` worker: a remote model never sees that turn in the history."""
+
+
+def withhold(results: Sequence[WorkerResult], private: Collection[str]) -> list[WorkerResult]:
+    """``results`` with every ``local_only`` worker's answer replaced by :data:`WITHHELD`."""
+    return [
+        r.model_copy(update={"answer": WITHHELD, "citations": [], "reason": "", "status": "ok"})
+        if r.worker in private
+        else r
+        for r in results
+    ]
+
+
+def merge_local(draft: str, private: Sequence[WorkerResult]) -> str:
+    """A remote synthesis with the ``local_only`` parts joined on this machine."""
+    parts = [f"{r.answer} [{r.worker}]" for r in private if r.status == "ok" and r.answer]
+    if not parts:
+        return draft
+    return "\n\n".join(p for p in (draft.strip(), *parts) if p)
 
 
 def detect_query(detector: Detector, text: str) -> tuple[Redactor, str, dict[str, int], float]:
@@ -106,10 +133,12 @@ def prepare_outbound(
     """Query, history and worker results as a supervisor may see them.
 
     Links in worker answers are neutralised whatever the policy (they are model output
-    passed to another model). For a remote supervisor, under ``redact``/``ask``
-    everything is redacted; under ``allow`` only what came from a ``local_only`` worker's
-    store is held back, in this turn's results and in the history (an earlier answer may
-    quote it).
+    passed to another model). For a remote supervisor, a ``local_only`` worker's answer is
+    replaced by :data:`WITHHELD` whatever the policy (pattern detection cannot see
+    everything such a store holds); under ``redact``/``ask`` everything else is redacted;
+    under ``allow`` only values found in a ``local_only`` worker's passages are held back,
+    in this turn's results and in the history (an earlier answer may quote them). Turns
+    that drew on a ``local_only`` worker are left out of ``history`` by the caller.
 
     Args:
         remote: Whether the supervisor is remote (``redactor`` is needed only then).
@@ -120,24 +149,14 @@ def prepare_outbound(
     ]
     if not remote or redactor is None:
         return query, history, results
-    # A local_only worker's learning records are as sensitive as its store, and an answer
-    # taken from one of its learned passages would quote the record: it is withheld.
-    results = [
-        r.model_copy(update={"answer": WITHHELD_LEARNED, "citations": []})
-        if r.worker in private_workers and any(is_learned(c.source) for c in r.citations)
-        else r
-        for r in results
-    ]
+    results = withhold(results, private_workers)
     if policy in ("redact", "ask"):
         query, history = redactor.redact(query), redactor.redact(history)
         results = [r.model_copy(update={"answer": redactor.redact(r.answer)}) for r in results]
         return query, history, results
     history = redactor.redact(history, detect=False)
     results = [
-        r.model_copy(update={"answer": redactor.redact(r.answer)})
-        if r.worker in private_workers
-        else r
-        for r in results
+        r.model_copy(update={"answer": redactor.redact(r.answer, detect=False)}) for r in results
     ]
     return query, history, results
 
@@ -145,9 +164,10 @@ def prepare_outbound(
 def answer_text(
     draft: str, mapping: dict[str, str], allowed_link_hosts: Sequence[str], budget_stop: str
 ) -> str:
-    """The draft with placeholders restored locally, links neutralised, a budget stop stated."""
+    """The draft with placeholders restored locally, control characters stripped, links
+    neutralised, a budget stop stated (what a streamed answer shows, token by token)."""
     text = restore(draft, mapping)
-    text = neutralize_links(text, allowed_link_hosts)
+    text = neutralize_links(strip_controls(text), allowed_link_hosts)
     if budget_stop and BUDGET_NOTE not in text:
         text = f"{text}\n\n{BUDGET_NOTE}".strip()
     return text

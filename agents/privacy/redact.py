@@ -47,6 +47,8 @@ class Redactor:
         self.mapping = dict(mapping or {})
         self.detector = detector
         self._by_value = {v: k for k, v in self.mapping.items()}
+        self._reserved: set[str] = set()
+        """Placeholder-like strings seen in texts that are not ours (never reused)."""
         self.last_counts: dict[str, int] = {}
 
     def add(self, kind: str, value: str) -> str:
@@ -54,6 +56,8 @@ class Redactor:
         placeholder = self._by_value.get(value)
         if placeholder is None:
             n = 1 + sum(1 for k in self.mapping if k.startswith(f"<{kind}_"))
+            while f"<{kind}_{n}>" in self.mapping or f"<{kind}_{n}>" in self._reserved:
+                n += 1
             placeholder = f"<{kind}_{n}>"
             self.mapping[placeholder] = value
             self._by_value[value] = placeholder
@@ -66,17 +70,29 @@ class Redactor:
             text: The text to redact.
             detect: False replaces only values already known (mapping / :meth:`add`).
         """
-        spans: list[tuple[int, int, str, str]] = (
-            [(f.start, f.end, f.type, f.text) for f in find_sensitive(text, self.detector)]
-            if detect
-            else []
+        # Placeholders already in the text (a reply quoting a redacted prompt) stay as they
+        # are: a recognizer may match one ("password is <PASSWORD_1>"), and a placeholder for
+        # a placeholder would not be restored.
+        kept = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+        self._reserved.update(
+            m.group(0) for m in PLACEHOLDER.finditer(text) if m.group(0) not in self.mapping
         )
+        spans: list[tuple[int, int, str, str]] = []
+        if detect:
+            for f in find_sensitive(text, self.detector):
+                for start, end in _outside(f.start, f.end, kept):
+                    piece = text[start:end]
+                    if piece.strip(" \t\n,.;:'\"()") and (end - start >= 3 or start == f.start):
+                        spans.append((start, end, f.type, piece))
         # Known values, longest first, where detection did not already cover them.
+        taken = [*kept]
         for value in sorted(self._by_value, key=len, reverse=True):
             if len(value) < 3:
                 continue
             for m in re.finditer(re.escape(value), text):
-                if not any(m.start() < e and s < m.end() for s, e, _, _ in spans):
+                if not any(m.start() < e and s < m.end() for s, e in taken) and not any(
+                    m.start() < e and s < m.end() for s, e, _, _ in spans
+                ):
                     known = PLACEHOLDER.fullmatch(self._by_value[value])
                     spans.append((m.start(), m.end(), known.group(1) if known else "PII", value))
         out, last = [], 0
@@ -89,6 +105,23 @@ class Redactor:
         out.append(text[last:])
         self.last_counts = counts
         return "".join(out)
+
+
+def _outside(start: int, end: int, kept: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` outside the ``kept`` spans."""
+    parts = [(start, end)]
+    for ks, ke in kept:
+        nxt = []
+        for s, e in parts:
+            if ke <= s or e <= ks:
+                nxt.append((s, e))
+                continue
+            if s < ks:
+                nxt.append((s, ks))
+            if ke < e:
+                nxt.append((ke, e))
+        parts = nxt
+    return parts
 
 
 def restore(text: str, mapping: dict[str, str]) -> str:

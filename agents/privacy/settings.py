@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tandem.agents.privacy.endpoints import parse_trusted_host
+
 __all__ = [
     "DEFAULT_LOCAL_SUPERVISOR",
     "DEFAULT_THRESHOLDS",
@@ -33,6 +35,11 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "NATIONAL_ID": 0.3,
     "API_KEY": 0.5,
     "SECRET": 0.5,
+    "PASSPORT": 0.5,
+    "PASSWORD": 0.5,
+    "DATE_OF_BIRTH": 0.5,
+    "ADDRESS": 0.5,
+    "PERSON": 0.5,
 }
 """Per-entity minimum scores (Presidio's recognizers score differently: phone ~0.4)."""
 
@@ -106,6 +113,22 @@ class PrivacySettings(BaseModel):
     allowed_link_hosts: list[str] = Field(default_factory=list)
     """Hosts whose links and images may appear in model output; links to any other host are
     neutralised (markdown images/links are a known exfiltration channel)."""
+    trusted_hosts: list[str] = Field(default_factory=list)
+    """Hosts that are yours although not this machine (``gpu-box.lan``, ``gpu-box:11434``,
+    ``10.0.0.0/24``): a self-hosted engine (Ollama, vLLM …) there counts as local, and so does
+    an OpenAI-compatible server (``openai/…`` with this ``api_base``) — list a loopback
+    ``host:port`` here only if the model really runs on this machine, not a proxy or tunnel
+    to a hosted API. ``[[ollama.hosts]]`` entries are not trusted by being listed there."""
+    ner: Literal["auto", "on", "off"] = "auto"
+    """Named-entity recognition for person names and addresses (spaCy's small English
+    pipeline, ``pip install 'tandem[ner]'``): ``auto`` uses it when installed."""
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _trusted(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_trusted_host(entry)
+        return [e.strip() for e in value]
 
     @field_validator("thresholds")
     @classmethod

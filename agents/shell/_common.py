@@ -129,6 +129,8 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
             progress.update(tasks[worker], completed=done, total=total, current=current)
 
         reports = await rt.ensure_ingested(progress=cb)
+    for name, problem in rt.knowledge_problems.items():  # once per run, never retried
+        err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():
         if not quiet:
             err.print(

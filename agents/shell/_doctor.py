@@ -4,10 +4,13 @@ check, each ✗ with the fix; exit code 1 when anything is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import typer
@@ -20,6 +23,8 @@ from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
 from tandem.workers.errors import RunError, TandemError
 
 __all__ = ["Check", "diagnose", "doctor"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,18 +50,48 @@ async def _reachable(url: str, wait: float = 3.0) -> str:
     return ""
 
 
-def _supervisor_keys(model: str, extra: dict[str, Any]) -> list[str]:
-    """Environment variables the provider needs that are not set (litellm's own list)."""
-    if any("key" in k.lower() for k in extra):
-        return []
+def _litellm() -> Any:
+    """litellm, imported quietly (no price-list fetch, no "Provider List" banner)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _quietly(fn: Callable[[], T]) -> T:
+    """Call ``fn`` with stdout/stderr captured: litellm prints ANSI banners on some errors."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        return fn()
+
+
+def _provider_problem(model: str) -> str:
+    """Why litellm cannot route ``model`` (an unknown provider), or empty."""
+    if model.startswith("embedded/"):
+        return ""
+    litellm = _litellm()
     try:
-        found = litellm.validate_environment(model=model)
+        _quietly(lambda: litellm.get_llm_provider(model))
+    except Exception:
+        prefix = model.split("/", 1)[0] if "/" in model else model
+        return f"unknown provider '{prefix}'"
+    return ""
+
+
+def _supervisor_keys(model: str, extra: dict[str, Any]) -> list[str]:
+    """Environment variables the provider needs that are not set (litellm's own list)."""
+    if any("key" in k.lower() and v for k, v in extra.items()):
+        return []
+    litellm = _litellm()
+    try:
+        found = _quietly(lambda: litellm.validate_environment(model=model))
     except Exception:  # an unknown provider: litellm cannot say
         return []
-    return [str(k) for k in found.get("missing_keys", [])]
+    missing = [str(k) for k in found.get("missing_keys", [])]
+    if model.startswith(("ollama/", "ollama_chat/")):
+        return []  # its endpoint comes from [ollama] host, not a key
+    return missing
 
 
 async def _supervisor(rt: Runtime) -> list[Check]:
@@ -64,6 +99,16 @@ async def _supervisor(rt: Runtime) -> list[Check]:
     model = rt.supervisor.llm.model
     if model.startswith("embedded:"):
         return [Check(True, f"supervisor {sup.model}: embedded, runs in-process")]
+    problem = await asyncio.to_thread(_provider_problem, model)
+    if problem:
+        return [
+            Check(
+                False,
+                f"supervisor {model}: {problem}",
+                f"set [supervisor] model (in {rt.config.source or 'tandem.toml'}) to a "
+                "litellm model string such as openai/gpt-4o-mini or ollama_chat/llama3.1",
+            )
+        ]
     checks = []
     if sup.api_base or model.startswith(("ollama/", "ollama_chat/")):
         base = sup.api_base or rt.config.ollama.host
@@ -90,9 +135,44 @@ async def _supervisor(rt: Runtime) -> list[Check]:
     return checks
 
 
+def _endpoints(rt: Runtime) -> list[Check]:
+    """Where each endpoint runs and why (informational: refused ones never get this far)."""
+    return [
+        Check(True, f"{role}: {c.model} is {c.where} ({c.reason})")
+        for role, c in rt.endpoints.items()
+    ]
+
+
+def _detection(rt: Runtime) -> Check:
+    from tandem.agents.privacy.recognizers import coverage
+
+    cov = coverage(rt.config.privacy.ner)
+    what = f"privacy detection: {', '.join(cov.detected)}"
+    if cov.partial:
+        what += f"; partly: {', '.join(cov.partial)} — {cov.note}"
+    return Check(True, what)
+
+
+def _knowledge(rt: Runtime) -> list[Check]:
+    """Every declared knowledge path exists (else its worker would answer from nothing)."""
+    checks = []
+    for i, (name, spec) in enumerate(rt.specs.items()):
+        for path in spec.knowledge:
+            if not path.exists():
+                key = f"workers[{i}] ({name}).knowledge" if spec.origin == "config" else name
+                checks.append(
+                    Check(
+                        False,
+                        f"worker {name}: knowledge path {path} does not exist",
+                        f"fix {key} in {rt.config.source or 'tandem.toml'}, or create it",
+                    )
+                )
+    return checks
+
+
 async def diagnose(rt: Runtime) -> list[Check]:
     """Run every check for the runtime's configuration."""
-    checks: list[Check] = []
+    checks: list[Check] = [*_endpoints(rt), _detection(rt), *_knowledge(rt)]
     uses = used_models(rt)
     host = rt.config.ollama.host
     available: set[str] | None = None
@@ -148,7 +228,7 @@ async def diagnose(rt: Runtime) -> list[Check]:
         except TandemError as exc:
             checks.append(Check(False, f"store {name}: {exc}"))
             continue
-        declared = rt.specs[name].knowledge
+        declared = [p for p in rt.specs[name].knowledge if p.exists()]
         if count == 0 and declared:  # ingested on first use: ready, but say so
             what = f"store {name}: empty; its knowledge is ingested on first use"
             checks.append(Check(True, what))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from langgraph.checkpoint.memory import InMemorySaver
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -21,6 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tandem.agents.privacy import EgressRequest
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -83,21 +87,48 @@ def ask(
     stream: Annotated[
         bool, typer.Option("--stream/--no-stream", help="Stream the answer as it is written.")
     ] = True,
+    approve_egress: Annotated[
+        bool,
+        typer.Option(
+            "--approve-egress",
+            help="Under [privacy] policy = 'ask': send every (redacted) request without a "
+            "prompt; each is still written to the egress log.",
+        ),
+    ] = False,
 ) -> None:
-    """Answer one question: route it locally, escalate only when needed, show the ledger."""
+    """Answer one question: route it locally, escalate only when needed, show the ledger.
 
-    async def go() -> None:
-        session = Session(build_graph(runtime=await ready(runtime(config), quiet=as_json)))
+    Exit codes: 0 a complete answer; 1 an error (nothing answered; the message says why);
+    3 a partial answer (a part of the question is missing, named in the notes); 4 no model
+    answered; 5 policy = 'ask' needs an approval this command could not ask for.
+    """
+
+    async def go() -> int:
+        rt = await ready(runtime(config), quiet=as_json)
+        ask_policy = rt.config.privacy.policy == "ask"
+        # An approval pauses the graph: it needs a checkpointer to resume.
+        session = Session(
+            build_graph(runtime=rt, checkpointer=InMemorySaver() if ask_policy else None)
+        )
+        if ask_policy:
+            session.approve = _approver(approve_egress)
         printer = StreamPrinter(console) if stream and not as_json else None
-        answer = await _ask(session, question, printer)
+        try:
+            answer = await _ask(session, question, printer)
+        except ApprovalNeeded as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return EXIT_APPROVAL
         if as_json:
             sys.stdout.write(json.dumps(answer_json(answer), ensure_ascii=False) + "\n")
         else:
             render_answer(
                 console, answer, show_text=printer is None or not printer.shows(answer.text)
             )
+        return EXIT_CODES[answer.status]
 
-    run(go)
+    code = run(go)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -146,7 +177,7 @@ def demo(
             summary.add_column(col)
         for n, q in enumerate(question or DEMO_QUESTIONS, 1):
             console.rule(f"[bold]question {n}")
-            console.print(f"[bold]Q:[/] {q}")
+            console.print(f"[bold]Q:[/] {escape(strip_controls(q))}")
             printer = StreamPrinter(console)
             answer = await _ask(session, q, printer)
             render_answer(console, answer, show_text=not printer.shows(answer.text))
@@ -239,6 +270,44 @@ def config_show(config: ConfigOpt = None) -> None:
 
 
 app.command("doctor")(doctor)
+
+
+EXIT_CODES = {"complete": 0, "partial": 3, "unanswered": 4}
+"""``tandem ask``'s exit code for each :attr:`Answer.status` (1: an error)."""
+EXIT_APPROVAL = 5
+
+
+class ApprovalNeeded(TandemError):
+    """Policy ``ask`` wants an approval and there is no terminal to ask on."""
+
+
+def _approver(approve_all: bool) -> Callable[[EgressRequest], Awaitable[bool]]:
+    """Answers ``ask`` prompts: all yes (--approve-egress), on the terminal, or fails."""
+
+    async def approve(request: EgressRequest) -> bool:
+        what = (
+            f"{request['purpose']} request to {request['model']} "
+            f"({request['bytes']} bytes, redacted: "
+            + (", ".join(f"{k}×{n}" for k, n in request["redacted"].items()) or "nothing")
+            + ")"
+        )
+        if approve_all:
+            err.print(f"[dim]sending (--approve-egress): {escape(what)}[/]", highlight=False)
+            return True
+        if not sys.stdin.isatty():
+            raise ApprovalNeeded(
+                f"[privacy] policy = 'ask' needs your approval before a {what} leaves this "
+                "machine, and there is no terminal to ask on; nothing was sent",
+                hint="run it in a terminal to answer the prompt, pass --approve-egress to send "
+                "without a prompt, or use `tandem chat`",
+            )
+        err.print(f"[bold]send {escape(what)}?[/]", highlight=False)
+        for m in request["messages"]:
+            text = escape(strip_controls(m.get("content", "")))
+            err.print(f"[dim]{escape(m.get('role', ''))}:[/] {text}", highlight=False)
+        return bool(typer.confirm("send it?", default=False, err=True))
+
+    return approve
 
 
 async def _ask(session: Session, query: str, printer: StreamPrinter | None) -> Answer:

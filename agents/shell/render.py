@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.graphs import Answer, Ledger
 
 __all__ = ["StreamPrinter", "answer_json", "render_answer", "render_ledger", "render_route"]
@@ -33,14 +34,16 @@ class StreamPrinter:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "token":
-            text = str(event.get("text", ""))
+            # The graph already strips control sequences from what it streams; a terminal
+            # gets the same guarantee whatever produced the event.
+            text = strip_controls(str(event.get("text", "")))
             self.streamed += text
             self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
             self.console.file.flush()
         elif kind == "reset":
             if self.streamed:
                 self.console.print()
-            reason = escape(str(event.get("reason", "")))
+            reason = escape(strip_controls(str(event.get("reason", ""))))
             self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
             self.streamed = ""
 
@@ -55,7 +58,7 @@ def render_route(answer: Answer) -> Text:
     kind = route.kind + (" → escalated to supervisor" if answer.escalated else "")
     workers = ", ".join(route.workers) or "—"
     line = Text.assemble(("route ", "bold"), (kind, "cyan"), f"  workers: {workers}\n")
-    line.append(f"why: {route.reason}", style="dim")
+    line.append(f"why: {strip_controls(route.reason)}", style="dim")
     return line
 
 
@@ -114,12 +117,12 @@ def render_answer(console: Console, answer: Answer, *, show_text: bool = True) -
     """Print an answer with its route, citations, notes and ledger."""
     parts: list[RenderableType] = []
     if show_text:
-        parts.append(Text(answer.text or "(no answer)"))
+        parts.append(Text(strip_controls(answer.text) or "(no answer)"))
     console.print(Panel(Group(*parts), title="answer", title_align="left")) if parts else None
     console.print(render_route(answer))
     if answer.citations:
         cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations)
-        console.print(Text.assemble(("citations ", "bold"), cites))
+        console.print(Text.assemble(("citations ", "bold"), strip_controls(cites)))
     learning = answer.learning
     if learning.used:
         console.print(Text(f"from memory: {', '.join(learning.used)}", style="dim"))
@@ -132,7 +135,7 @@ def render_answer(console: Console, answer: Answer, *, show_text: bool = True) -
             Text(f"learned: record {ids} · `tandem memory keep {ids}` remembers it", style="cyan")
         )
     for note in answer.notes:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(f"note: {strip_controls(note)}", style="yellow"))
     console.print(Text.assemble(("privacy ", "bold"), _egress(answer)))
     console.print(render_ledger(answer.ledger))
 
@@ -141,6 +144,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
     """The one-object JSON form of an answer (``tandem ask --json``)."""
     return {
         "text": answer.text,
+        "status": answer.status,
+        "missing": list(answer.missing),
         "route": {
             "kind": answer.route.kind,
             "workers": list(answer.route.workers),

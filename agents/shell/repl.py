@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tandem.agents.privacy import EgressRequest
+from tandem.agents.privacy.terminal import strip_controls
 from tandem.agents.shell._repl_render import (
     render_cost,
     render_footer,
@@ -166,8 +167,10 @@ class Repl:
             highlight=False,
         )
         for m in request.get("messages", []):
-            self.console.rule(str(m.get("role", "")), style="dim")
-            self.console.print(str(m.get("content", "")), markup=False, highlight=False)
+            self.console.rule(strip_controls(str(m.get("role", ""))), style="dim")
+            self.console.print(
+                strip_controls(str(m.get("content", ""))), markup=False, highlight=False
+            )
         self.console.rule(style="dim")
         reply = await self.read(f"send this to {request.get('model')}? [y/N] ")
         self.printer.streamed = ""
@@ -199,7 +202,9 @@ class Repl:
         if streamed.strip() != answer.text.strip():
             if streamed:
                 self.console.print()
-            self.console.print(answer.text or "(no answer)", markup=False, highlight=False)
+            self.console.print(
+                strip_controls(answer.text) or "(no answer)", markup=False, highlight=False
+            )
         elif streamed:
             self.console.print()
         self.console.print(render_footer(answer))
@@ -420,6 +425,15 @@ async def arun_repl(
             f"thread {session.thread_id} · /help for commands, Ctrl-D to quit",
             highlight=False,
         )
+        # Where each endpoint runs and why (the privacy guard acts on this).
+        for role, endpoint in runtime.endpoints.items():
+            colour = "green" if endpoint.local else "yellow"
+            console.print(
+                f"[dim]{escape(role)}:[/] [{colour}]{endpoint.where}[/] "
+                f"[dim]— {escape(endpoint.reason)}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
         reader = read or _prompt_reader(config.data_dir / "history", pt_input, pt_output)
         await Repl(session, console, reader).run()
         return session

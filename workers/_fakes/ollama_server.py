@@ -19,6 +19,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,13 @@ def grounded_reply(request: dict[str, Any]) -> str:
     )
 
 
+def stream_pieces(content: str, chunk_chars: int | None = None) -> list[str]:
+    """How a fake streams ``content``: word by word, or ``chunk_chars`` characters at a time."""
+    if chunk_chars:
+        return [content[i : i + chunk_chars] for i in range(0, len(content), chunk_chars)]
+    return re.findall(r"\S+\s*|\s+", content)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -131,6 +139,10 @@ class FakeOllama(FakeHTTPServer):
         self._responders: dict[str, ChatResponder] = {}
         self._script_lock = threading.Lock()
         self._stream_errors: collections.deque[tuple[str, str, int]] = collections.deque()
+        self.chunk_chars: int | None = None
+        """Stream replies in pieces of this many characters (default: word by word)."""
+        self.trickle_interval: float = 0.0
+        """Seconds between streamed pieces (a model that trickles tokens)."""
         self.routes.update(
             {
                 ("POST", "/api/chat"): self._chat,
@@ -154,6 +166,12 @@ class FakeOllama(FakeHTTPServer):
     def respond_with(self, model: str, responder: ChatResponder) -> None:
         """Answer chats to ``model`` with ``responder(request_json) -> content``."""
         self._responders[model] = responder
+
+    def trickle(self, interval: float, *, chunk_chars: int | None = 1) -> None:
+        """Stream every reply slowly: ``chunk_chars`` characters every ``interval`` seconds
+        (a server that keeps sending, so that no read ever times out)."""
+        self.trickle_interval = interval
+        self.chunk_chars = chunk_chars
 
     def fail_mid_stream(
         self, model: str, message: str = "unexpected EOF", *, after: int = 2, times: int = 1
@@ -230,7 +248,9 @@ class FakeOllama(FakeHTTPServer):
         broken = self._take_stream_error(model)
 
         def chunks() -> Iterator[dict[str, Any]]:
-            for n, piece in enumerate(re.findall(r"\S+\s*|\s+", content)):
+            for n, piece in enumerate(stream_pieces(content, self.chunk_chars)):
+                if n and self.trickle_interval:
+                    time.sleep(self.trickle_interval)
                 if broken is not None and n == broken[1]:
                     yield {"error": broken[0]}
                     return

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tandem.workers._fakes._http import FakeHTTPServer, Reply
-from tandem.workers._fakes.ollama_server import words
+from tandem.workers._fakes.ollama_server import stream_pieces, words
 
 __all__ = ["FakeOpenAI", "rule_supervisor"]
 
@@ -76,6 +76,8 @@ class FakeOpenAI(FakeHTTPServer):
         """The ``usage`` object of every completion answered, in order."""
         self._script: collections.deque[str] = collections.deque()
         self._lock2 = threading.Lock()
+        self.chunk_chars: int | None = None
+        """Stream replies in pieces of this many characters (default: word by word)."""
         self.routes[("POST", "/v1/chat/completions")] = self._completions
         self.routes[("GET", "/v1/models")] = lambda p, b: Reply(
             body={"object": "list", "data": [{"id": "fake-large", "object": "model"}]}
@@ -152,7 +154,7 @@ class FakeOpenAI(FakeHTTPServer):
 
         def chunks() -> Iterator[dict[str, Any]]:
             base = {"id": ident, "object": "chat.completion.chunk", "created": created}
-            for piece in re.findall(r"\S+\s*|\s+", content):
+            for piece in stream_pieces(content, self.chunk_chars):
                 yield {
                     **base,
                     "model": model,

@@ -9,6 +9,7 @@ passed on to the retry layer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -193,6 +194,25 @@ class OllamaBackend:
         finally:
             await client.close()  # type: ignore[no-untyped-call]
 
+    @contextlib.asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """``[ollama] timeout`` as a total deadline for connect + the whole response.
+
+        httpx's timeout is per read: a server that trickles a token every second would
+        never trip it. Time waiting for a slot in tandem's own queue does not count.
+        """
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                yield
+        except TimeoutError:
+            raise BackendTimeout(
+                f"no complete reply within [ollama] timeout = {self.settings.timeout:g} s",
+                hint="raise [ollama] timeout in tandem.toml, or use a smaller or faster model",
+                model=self.ref,
+                host=self.settings.host,
+                worker=self.worker,
+            ) from None
+
     def _options(self, max_tokens: int | None, temperature: float) -> dict[str, Any]:
         options: dict[str, Any] = {"temperature": temperature}
         if max_tokens is not None:
@@ -220,7 +240,7 @@ class OllamaBackend:
         }
         if schema is not None:
             kwargs["format"] = schema
-        async with self.limiter.slot(), self._client() as client:
+        async with self.limiter.slot(), self._client() as client, self._deadline():
             if on_token is None:
                 response = await client.chat(**kwargs, stream=False)
                 content = response.message.content or ""
@@ -249,7 +269,7 @@ class OllamaBackend:
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed through ``/api/embed``."""
         started = time.perf_counter()
-        async with self.limiter.slot(), self._client() as client:
+        async with self.limiter.slot(), self._client() as client, self._deadline():
             response = await client.embed(
                 model=self.model, input=list(texts), keep_alive=self.settings.keep_alive
             )
