@@ -43,14 +43,14 @@ check: lint typecheck contracts
 
 # Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
 # BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
-BENCH ?= economy,overhead,router,retrieval,concurrency,learning,eval
+BENCH ?= economy,overhead,router,retrieval,embedding,concurrency,serve,learning,eval
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(if $(BENCH_EVAL_LIMIT),BENCH_EVAL_LIMIT=$(BENCH_EVAL_LIMIT)) \
 		$(BIN)/python benchmarks/run.py --only $(BENCH)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra ner --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile pyproject.toml --extra embedded --extra ner --extra serve --extra dev -o requirements.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

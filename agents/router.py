@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["RouteDecision", "Router", "RouterSettings", "split_parts"]
 
@@ -36,8 +37,10 @@ class RouterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embed_model: str = "embedded:qwen2.5-coder-0.5b"
-    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``)."""
+    embed_model: str = "embedded:minilm"
+    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``):
+    the bundled all-MiniLM-L6-v2 by default; ``ollama:nomic-embed-text`` style models with
+    Ollama; ``embedded:qwen2.5-coder-0.5b`` mean-pools the chat model (slow, weaker)."""
     min_score: float = Field(default=0.125, ge=-1, le=1)
     """A worker fits a query when its (centred) score reaches this; below it for all →
     the supervisor answers alone."""
@@ -107,14 +110,16 @@ class Router:
         self._mean: list[float] = []
 
     def _call(self, tokens: int, seconds: float, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="embed",
-            model=self.embedder.ref,
-            where=self.embedder.where,
-            tokens_in=tokens,
-            seconds=seconds,
-            host=self.embedder.host,
-            purpose=purpose,
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=self.embedder.ref,
+                where=self.embedder.where,
+                tokens_in=tokens,
+                seconds=seconds,
+                host=self.embedder.host,
+                purpose=purpose,
+            )
         )
 
     def _load_cache(self) -> dict[str, list[float]]:

@@ -22,6 +22,7 @@ from tandem.workers.errors import BadModelOutput, RunError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
 from tandem.workers.retry import RetryPolicy, with_retry
 from tandem.workers.spec import WorkerSpec
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["Plan", "PlanStep", "Supervisor", "subtasks_from_plan"]
 
@@ -93,29 +94,33 @@ class Supervisor:
         return self.llm.model
 
     def _record(self, reply: LLMReply, purpose: str) -> CallRecord:
-        return CallRecord(
-            role="supervisor",
-            model=reply.model,
-            where=reply.where,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            seconds=reply.seconds,
-            cost_usd=reply.cost_usd,
-            host=reply.host,
-            purpose=purpose,
-            bytes_sent=reply.bytes_sent,
+        return call_finished(
+            CallRecord(
+                role="supervisor",
+                model=reply.model,
+                where=reply.where,
+                tokens_in=reply.tokens_in,
+                tokens_out=reply.tokens_out,
+                seconds=reply.seconds,
+                cost_usd=reply.cost_usd,
+                host=reply.host,
+                purpose=purpose,
+                bytes_sent=reply.bytes_sent,
+            )
         )
 
     def failed_record(self, exc: RunError, purpose: str) -> CallRecord:
         """A ledger row for a call that failed (with what its attempts may have cost)."""
-        return CallRecord(
-            role="supervisor",
-            model=self.llm.model,
-            where=self.llm.where,
-            purpose=purpose,
-            attempts=exc.attempts,
-            error=str(exc),
-            cost_usd=exc.cost_usd,
+        return call_finished(
+            CallRecord(
+                role="supervisor",
+                model=self.llm.model,
+                where=self.llm.where,
+                purpose=purpose,
+                attempts=exc.attempts,
+                error=str(exc),
+                cost_usd=exc.cost_usd,
+            )
         )
 
     async def _call(

@@ -35,7 +35,17 @@ from _common import HERE, BenchResult, Figure  # noqa: E402
 from _report import charts, machine, print_result, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
-ALL = ("economy", "overhead", "router", "retrieval", "concurrency", "learning", "eval")
+ALL = (
+    "economy",
+    "overhead",
+    "router",
+    "retrieval",
+    "embedding",
+    "concurrency",
+    "serve",
+    "learning",
+    "eval",
+)
 
 
 def _run_one(key: str) -> BenchResult:
@@ -55,10 +65,18 @@ def _run_one(key: str) -> BenchResult:
         import bench_retrieval
 
         return bench_retrieval.run()
+    if key == "embedding":
+        import bench_embedding
+
+        return bench_embedding.run()
     if key == "concurrency":
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "serve":
+        import bench_serve
+
+        return bench_serve.run()
     if key == "learning":
         import bench_learning
 

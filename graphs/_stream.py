@@ -13,11 +13,19 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 
 from tandem.agents.privacy.streams import OutputStream
 
-__all__ = ["AnswerExtractor", "AnswerSink", "TokenStream", "answer_sink", "emit", "token_stream"]
+__all__ = [
+    "STREAM_DRAFTS",
+    "AnswerExtractor",
+    "AnswerSink",
+    "TokenStream",
+    "answer_sink",
+    "emit",
+    "token_stream",
+]
 
 _KEY = re.compile(r'"answer"\s*:\s*"')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -99,6 +107,18 @@ def emit(event: dict[str, Any]) -> None:
         writer(event)
 
 
+STREAM_DRAFTS = "tandem_stream_drafts"
+"""``configurable`` key: ``False`` when the caller will not show a specialist's draft as it
+is written (it waits for the answer), so the worker's model is not asked to stream."""
+
+
+def _drafts_wanted() -> bool:
+    try:
+        return bool(get_config().get("configurable", {}).get(STREAM_DRAFTS, True))
+    except Exception:  # not inside a graph run
+        return True
+
+
 class TokenStream:
     """Answer text streamed as ``custom`` events, exactly as the final answer will show it.
 
@@ -178,6 +198,6 @@ class AnswerSink:
 def answer_sink(worker: str, allowed_hosts: Sequence[str] = ()) -> AnswerSink | None:
     """An ``on_token`` callback streaming the answer field of ``worker``'s JSON reply."""
     writer = _writer()
-    if writer is None:
+    if writer is None or not _drafts_wanted():
         return None
     return AnswerSink(TokenStream(writer, allowed_hosts, worker=worker))

@@ -32,6 +32,7 @@ from tandem.graphs.config import TandemConfig
 from tandem.graphs.nodes import Nodes
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import TandemState, WorkerInput
+from tandem.graphs.tracing import traced_config, traced_step
 from tandem.workers.embedding import run_sync
 from tandem.workers.spec import WorkerSpec
 
@@ -70,9 +71,13 @@ class TandemGraph(CompiledStateGraph[TandemState, None, TandemState, TandemState
         durability: Durability | None = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        """LangGraph's ``stream`` (and so ``invoke``) with :attr:`default_durability`."""
+        """LangGraph's ``stream`` (and so ``invoke``) with :attr:`default_durability`
+        (traced when :mod:`tandem.graphs.tracing` is on)."""
         return super().stream(
-            input, config, durability=durability or self.default_durability, **kwargs
+            input,
+            traced_config(config),
+            durability=durability or self.default_durability,
+            **kwargs,
         )
 
     def astream(
@@ -83,9 +88,13 @@ class TandemGraph(CompiledStateGraph[TandemState, None, TandemState, TandemState
         durability: Durability | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        """LangGraph's ``astream`` (and so ``ainvoke``) with :attr:`default_durability`."""
+        """LangGraph's ``astream`` (and so ``ainvoke``) with :attr:`default_durability`
+        (traced when :mod:`tandem.graphs.tracing` is on)."""
         return super().astream(
-            input, config, durability=durability or self.default_durability, **kwargs
+            input,
+            traced_config(config),
+            durability=durability or self.default_durability,
+            **kwargs,
         )
 
 
@@ -93,17 +102,20 @@ def _node(rt: Runtime, fn: Node[S]) -> RunnableLambda[S, dict[str, Any]]:
     """A node usable from ``invoke`` (sync) and ``ainvoke``/``astream`` (async).
 
     Each execution gets its own :class:`StepGuard`; what it decided joins the node's update.
+    With tracing on, each runs in a span under its run's (:mod:`tandem.graphs.tracing`).
     """
 
     async def step(state: S) -> dict[str, Any]:
         guard = StepGuard(rt, state)
         return guard.update(await fn(state, guard))
 
+    traced = traced_step(fn.__name__, step)
+
     def sync(state: S, config: RunnableConfig) -> dict[str, Any]:
-        return run_sync(step(state), contextvars.copy_context())
+        return run_sync(traced(state, config), contextvars.copy_context())
 
     async def afn(state: S, config: RunnableConfig) -> dict[str, Any]:
-        return await step(state)
+        return await traced(state, config)
 
     return RunnableLambda(sync, afunc=afn, name=fn.__name__)
 

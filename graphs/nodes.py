@@ -125,6 +125,12 @@ class Nodes:
         query = check_text(state.get("query") or "").strip()
         if not query:
             raise UsageError("the query is empty")
+        forced = state.get("force_worker")
+        if forced is not None and forced not in self.rt.specs:
+            raise UsageError(
+                f"no worker named '{forced}'; known: {', '.join(self.rt.specs)}",
+                hint="force one of the configured workers (or none, to let the router decide)",
+            )
         limit = self.rt.config.reliability.max_query_chars
         if len(query) > limit:
             raise UsageError(
@@ -159,6 +165,12 @@ class Nodes:
         }
 
     async def route(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        forced = state.get("force_worker")
+        if forced:
+            decision = RouteDecision(
+                kind="direct", workers=[forced], reason=f"forced: the caller asked for '{forced}'"
+            )
+            return {"route": decision, "query_vector": None, "phase": "direct"}
         calls: list[CallRecord] = []
         try:
             decision, vector = await self.rt.router.decide(state["query"], calls)
@@ -251,6 +263,14 @@ class Nodes:
             if result.needs_escalation
             else f"confidence {result.confidence:.2f} < {threshold:.2f}"
         )
+        if state.get("force_worker"):
+            # The caller chose this specialist: its answer stands (or its failure is said).
+            draft = result.answer or f"The '{result.worker}' specialist could not answer ({why})."
+            return {
+                "draft": draft,
+                "escalated": False,
+                "notes": [f"'{result.worker}' was not confident ({why}); not escalated: forced"],
+            }
         emit({"event": "reset", "reason": f"escalated: {why}"})  # drop the streamed draft
         return {
             "escalated": True,
@@ -468,4 +488,5 @@ class Nodes:
                 HumanMessage(state["query"], additional_kwargs=marks),
                 AIMessage(text, additional_kwargs=marks),
             ],
+            "force_worker": None,  # a forced specialist is for one turn only
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -77,8 +78,9 @@ def make_supervisor_llm(
     )
 
 
-def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
-    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model.
+def check_embedded_name(ref: str, *, key: str, file: str | None, chat: bool = False) -> None:
+    """Refuse an ``embedded:<name>`` / ``embedded/<name>`` that is not a bundled model, or,
+    where a model must answer (``chat``), one that only embeds (``embedded:minilm``).
 
     Raises:
         ConfigError: Naming the file and key, and the names that exist.
@@ -92,6 +94,14 @@ def check_embedded_name(ref: str, *, key: str, file: str | None) -> None:
             file=file,
             key=key,
             hint=f"use one of {', '.join(sorted(BUNDLED_MODELS))} (or an ollama: model)",
+        )
+    if chat and BUNDLED_MODELS[name].embeds_only:
+        chats = sorted(n for n, a in BUNDLED_MODELS.items() if not a.embeds_only)
+        raise ConfigError(
+            f"'{ref}' is an embedding-only model: it only embeds texts and cannot answer",
+            file=file,
+            key=key,
+            hint=f"use a chat model ({', '.join(chats)}); '{ref}' belongs in [router] embed_model",
         )
 
 
@@ -160,8 +170,11 @@ class Runtime:
                 spec.model,
                 key=where or f"{spec.name}.model",
                 file=cfg.source if spec.origin == "config" else f"plugin {spec.origin}",
+                chat=True,
             )
-        check_embedded_name(cfg.supervisor.model, key="supervisor.model", file=cfg.source)
+        check_embedded_name(
+            cfg.supervisor.model, key="supervisor.model", file=cfg.source, chat=True
+        )
         self.embedder: Backend = make_backend(cfg.router.embed_model, self.backend_settings)
         self.check_backend("embeddings", cfg.router.embed_model, self.embedder)
         client = open_client(cfg.data_dir / "stores", cfg.stores)
@@ -188,7 +201,7 @@ class Runtime:
             if n in self.specs:
                 fb_model = fb.model or self.specs[n].model
                 check_embedded_name(
-                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source
+                    fb_model, key=f"reliability.fallbacks.{n}.model", file=cfg.source, chat=True
                 )
                 self.check_backend(
                     f"fallback of worker {n}",
@@ -319,9 +332,22 @@ class Runtime:
         return self.local_supervisor() if policy == "local_only" else self.supervisor
 
     async def ensure_ingested(
-        self, names: Sequence[str] | None = None, *, progress: IngestProgress | None = None
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: IngestProgress | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> dict[str, IngestReport]:
-        """Ingest each worker's declared knowledge into its store when the store is empty."""
+        """Ingest each worker's declared knowledge into its store when the store is empty.
+
+        A store filled by another embedding model is never mixed: a built-in or plugin
+        worker's store is rebuilt (``notice`` gets one line saying why), a user store
+        (declared in tandem.toml or in code) raises.
+
+        Raises:
+            StoreError: A user store was built with another embedding model (the message
+                names both models and ``tandem ingest --rebuild WORKER``).
+        """
         reports: dict[str, IngestReport] = {}
         wanted = list(names or self.specs)
         if all(n in self._ingested for n in wanted):
@@ -332,24 +358,27 @@ class Runtime:
         try:
             for name in wanted:
                 spec, store = self.specs[name], self.stores[name]
+                if name in self._ingested:
+                    continue
+
+                def cb(done: int, total: int, current: str, name: str = name) -> None:
+                    if progress:
+                        progress(name, done, total, current)
+
                 # A path that does not exist is reported once (knowledge_problems), not
                 # retried by every run: only what exists is ingested.
                 paths = tuple(p for p in spec.knowledge if p.exists())
-                if name in self._ingested or not paths:
-                    self._ingested.add(name)
-                    continue
-                # Only a complete ingestion is recorded: an interrupted one runs again on the
-                # next start and skips the chunks already stored (no duplicates).
-                fingerprint = knowledge_fingerprint(paths)
-                if await store.ingested() != fingerprint:
-
-                    def cb(done: int, total: int, current: str, name: str = name) -> None:
-                        if progress:
-                            progress(name, done, total, current)
-
-                    reports[name] = await store.ingest(paths, progress=cb)
-                    if not reports[name].errors:
-                        await store.mark_ingested(fingerprint)
+                rebuilt = await self._rebuild_if_stale(spec, store, paths, cb, notice)
+                if paths:
+                    # Only a complete ingestion is recorded: an interrupted one runs again on
+                    # the next start and skips the chunks already stored (no duplicates).
+                    fingerprint = knowledge_fingerprint(paths)
+                    if await store.ingested() != fingerprint:
+                        reports[name] = await store.ingest(paths, progress=cb)
+                        if not reports[name].errors:
+                            await store.mark_ingested(fingerprint)
+                if rebuilt:
+                    reports.setdefault(name, IngestReport()).rebuilt_from = rebuilt
                 self._ingested.add(name)
         finally:
             self._ingest_lock.release()
@@ -357,6 +386,26 @@ class Runtime:
         # store gets its learned passages back.
         await self.learning.ensure_synced(wanted)
         return reports
+
+    async def _rebuild_if_stale(
+        self,
+        spec: WorkerSpec,
+        store: WorkerStore,
+        paths: Sequence[Path],
+        progress: Callable[[int, int, str], None],
+        notice: Callable[[str], None] | None,
+    ) -> str | None:
+        """Rebuild a built-in/plugin store filled by another embedding model; refuse a user's."""
+        old = await store.stale_model()
+        if old is None:
+            return None
+        if spec.origin == "config":
+            raise store.mismatch_error(old)
+        if notice:
+            new = store.embedder.ref
+            notice(f"store '{spec.name}' was built with {old}; rebuilding with {new}")
+        await store.rebuild(skip=paths, progress=progress)
+        return old
 
 
 def _llm_endpoint(llm: SupervisorLLM) -> EndpointClass:

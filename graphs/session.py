@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
 from tandem.agents.cost import Savings, savings
 from tandem.agents.privacy import EgressRequest, egress_log_path
 from tandem.agents.router import RouteDecision
+from tandem.graphs._stream import STREAM_DRAFTS
 from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.learning import LearningReport
@@ -41,9 +43,11 @@ from tandem.workers.spec import parse_model_ref
 from tandem.workers.store import IngestReport
 
 __all__ = [
+    "ApprovalRequired",
     "Approver",
     "EventSink",
     "NodeTiming",
+    "Pending",
     "RunTrace",
     "Session",
     "SessionPrivacy",
@@ -52,10 +56,50 @@ __all__ = [
 ]
 
 EventSink = Callable[[dict[str, Any]], None]
-"""Receives the run's ``custom`` events: ``{"event": "token", "text": …}``, ``reset`` …"""
+"""Receives the run's events: the ``custom`` ones the nodes send (``{"event": "token",
+"text": …}``, ``{"event": "reset", …}``) and, as soon as the router has decided,
+``{"event": "route", "route": RouteDecision}``."""
 
 Approver = Callable[[EgressRequest], Awaitable[bool]]
 """Answers a ``[privacy] policy = "ask"`` prompt: ``True`` sends the payload."""
+
+History = Sequence[tuple[Literal["user", "assistant"], str]]
+"""Earlier turns as ``(role, text)``, oldest first."""
+
+
+class ApprovalRequired(RunError):
+    """The run paused for an egress approval (``[privacy] policy = "ask"``) and the session
+    has no :attr:`Session.approve` callback to answer it.
+
+    The paused run is in the thread's checkpoint: :meth:`Session.resume` with ``True``
+    (send) or ``False`` (keep it local) continues it.
+
+    Attributes:
+        request: What would be sent, where, and why.
+        thread_id: The paused thread.
+    """
+
+    retryable_default = False
+
+    def __init__(self, request: EgressRequest, thread_id: str) -> None:
+        self.request = request
+        self.thread_id = thread_id
+        super().__init__(
+            f"the run is waiting for approval to send {request.get('bytes', 0)} bytes to "
+            f"{request.get('model', 'the remote model')} ({request.get('purpose', '')})",
+            hint=f"resume thread {thread_id} with the answer (True sends, False keeps it local)",
+        )
+
+
+@dataclass
+class Pending:
+    """A thread's run that has not finished: paused for approval, or stopped mid-way."""
+
+    query: str
+    """The question of that run."""
+    approval: EgressRequest | None = None
+    """Set when it waits for an egress approval (``ask``); else it was stopped (killed,
+    cancelled, shut down) and :meth:`Session.resume` redoes only the unfinished steps."""
 
 
 @dataclass
@@ -146,27 +190,112 @@ class Session:
         """The LangGraph config selecting this session's thread."""
         return {"configurable": {"thread_id": self.thread_id}}
 
-    async def ask(self, query: str, on_event: EventSink | None = None) -> Answer:
+    async def ask(
+        self,
+        query: str,
+        on_event: EventSink | None = None,
+        *,
+        history: History = (),
+        force_worker: str | None = None,
+        drafts: bool = True,
+    ) -> Answer:
         """Answer ``query`` in the current thread, passing stream events to ``on_event``.
 
         Cancelling the task stops the run; the trace records that it was cancelled.
 
+        Args:
+            query: The question.
+            on_event: Receives the run's events (see :data:`EventSink`).
+            history: Earlier turns to answer in the context of; they join the thread before
+                the question (for a graph without a checkpointer they are the only context).
+            force_worker: Skip routing: this specialist answers and is not escalated.
+            drafts: Stream a direct answer's draft as the specialist writes it (token
+                events with a ``worker``); ``False`` when the caller only shows final text:
+                the specialist's model is then not asked to stream.
+
         Raises:
+            ApprovalRequired: The run paused for an egress approval and :attr:`approve` is
+                not set.
             TandemError: The run failed before producing an answer.
         """
         check_text(query)
+        payload: TandemState = {"query": query, "force_worker": force_worker}
+        if history:
+            payload["messages"] = [
+                HumanMessage(check_text(text)) if role == "user" else AIMessage(check_text(text))
+                for role, text in history
+            ]
+        return await self._run(payload, query, on_event, drafts=drafts)
+
+    async def resume(
+        self,
+        approve: bool | None = None,
+        on_event: EventSink | None = None,
+        *,
+        drafts: bool = True,
+    ) -> Answer:
+        """Continue this thread's unfinished run (see :meth:`pending`).
+
+        Args:
+            approve: The answer to a pending egress approval (``True`` sends); ``None`` for
+                a run that was stopped mid-way (it redoes only the steps that had not
+                finished).
+            on_event: Receives the run's events.
+            drafts: As for :meth:`ask`.
+
+        Raises:
+            UsageError: Nothing to resume, or ``approve`` does not fit what is pending.
+        """
+        pending = await self.pending()
+        if pending is None:
+            raise UsageError(f"thread {self.thread_id} has no unfinished run to resume")
+        if (approve is None) != (pending.approval is None):
+            raise UsageError(
+                f"thread {self.thread_id} "
+                + ("waits for an egress approval" if approve is None else "waits for no approval"),
+                hint="answer a pending approval with True/False; resume a stopped run with None",
+            )
+        payload: Command[Any] | None = None if approve is None else Command(resume=approve)
+        return await self._run(payload, pending.query, on_event, drafts=drafts)
+
+    async def pending(self) -> Pending | None:
+        """This thread's unfinished run, if any (needs a checkpointer)."""
+        if self.saver is None:
+            return None
+        state = await self.graph.aget_state(self.thread)  # type: ignore[arg-type]
+        if not state.next:
+            return None
+        query = str((state.values or {}).get("query") or "")
+        for interrupt in state.interrupts:
+            value = getattr(interrupt, "value", None)
+            if isinstance(value, dict) and value.get("kind") == "egress_approval":
+                return Pending(query, value)  # type: ignore[arg-type]
+        return Pending(query)
+
+    async def _run(
+        self,
+        payload: TandemState | Command[Any] | None,
+        query: str,
+        on_event: EventSink | None,
+        *,
+        drafts: bool = True,
+    ) -> Answer:
         trace = RunTrace(query=query)
+        config: dict[str, Any] = self.thread
+        if not drafts:
+            config = {"configurable": {**config["configurable"], STREAM_DRAFTS: False}}
+        # Token events only when someone listens (the custom stream costs ~1 ms a run).
+        modes = ["custom", "values", "tasks"] if on_event is not None else ["values", "tasks"]
         self.last = trace
         started = time.perf_counter()
         open_nodes: dict[str, NodeTiming] = {}
         final: dict[str, Any] = {}
-        payload: TandemState | Command[Any] | None = {"query": query}
         try:
-            while payload is not None:
+            while True:  # a None payload (the first time) continues a stopped run
                 async for mode, chunk in self.graph.astream(
                     payload,
-                    self.thread,  # type: ignore[arg-type]
-                    stream_mode=["custom", "values", "tasks"],
+                    config,  # type: ignore[arg-type]
+                    stream_mode=modes,
                     # "sync" with a checkpointer (a turn is on disk before the next one).
                     durability=self.graph.default_durability,
                 ):
@@ -176,9 +305,13 @@ class Session:
                             on_event(chunk)
                     elif mode == "tasks":
                         _task_event(chunk, now, open_nodes, trace)
+                        if on_event is not None:
+                            _route_event(chunk, on_event)
                     elif mode == "values":
                         final = chunk
                 payload = await self._resume(final)
+                if payload is None:
+                    break
         except BaseException:
             trace.cancelled = True
             trace.seconds = time.perf_counter() - started
@@ -187,6 +320,9 @@ class Session:
         answer = final.get("answer")
         if not isinstance(answer, Answer) or not any(n.name == "finish" for n in trace.nodes):
             interrupts = final.get("__interrupt__")
+            request = getattr(interrupts[0], "value", None) if interrupts else None
+            if isinstance(request, dict) and request.get("kind") == "egress_approval":
+                raise ApprovalRequired(request, self.thread_id)  # type: ignore[arg-type]
             why = f"it paused: {interrupts}" if interrupts else "the run ended without an answer"
             raise RunError(why, hint="see /trace for the nodes that ran")
         trace.calls = list(answer.ledger.calls)
@@ -372,6 +508,16 @@ class Session:
 def new_thread_id() -> str:
     """A short, unique, copyable thread id."""
     return uuid.uuid4().hex[:12]
+
+
+def _route_event(chunk: Any, on_event: EventSink) -> None:
+    """``{"event": "route", …}`` when the ``route`` node has finished."""
+    if not isinstance(chunk, dict) or chunk.get("name") != "route":
+        return
+    result = chunk.get("result")
+    decision = result.get("route") if isinstance(result, dict) else None
+    if isinstance(decision, RouteDecision):
+        on_event({"event": "route", "route": decision})
 
 
 def _task_event(chunk: Any, now: float, open_nodes: dict[str, NodeTiming], trace: RunTrace) -> None:

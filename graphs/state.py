@@ -63,9 +63,13 @@ class SeenPassages(BaseModel):
 
 
 class TandemState(TypedDict, total=False):
-    """LangGraph state. Input: ``{"query": str}``; output adds ``answer``."""
+    """LangGraph state. Input: ``{"query": str}`` (optionally ``force_worker``, and earlier
+    ``messages`` when no checkpointer keeps the thread); output adds ``answer``."""
 
     query: str
+    force_worker: str | None
+    """Skip routing: this specialist answers, and is not escalated (``tandem serve``'s
+    ``tandem/<worker>`` models). Reset at the end of every turn."""
     messages: Annotated[list[AnyMessage], add_messages]
     guard: GuardReport
     route: RouteDecision

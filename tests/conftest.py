@@ -24,6 +24,7 @@ _CONFIG_FIELDS = (
     "COST",
     "RETRY",
     "RELIABILITY",
+    "SERVE",
     "STORES",
     "WORKERS",
     "BUILTIN_WORKERS",
@@ -68,6 +69,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_chat_model_embeddings(request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+    """Outside ``embedded`` tests nothing may load a GGUF chat model to embed (it takes
+    seconds per text): the default embedding model is MiniLM, the fakes serve Ollama's."""
+    if request.node.get_closest_marker("embedded"):
+        return
+    from tandem.workers.backends import embedded
+
+    real = embedded._load
+
+    def guarded(name: str, mode: str, settings: Any) -> Any:
+        if mode == "embed":
+            raise AssertionError(f"a fast test loaded the {name} GGUF to embed with it")
+        return real(name, mode, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedded, "_load", guarded)
 
 
 @pytest.fixture

@@ -1,16 +1,23 @@
 """Per-worker retrieval store: one Chroma collection per worker.
 
-Ingest ``.txt``/``.md`` files with chunking, metadata (source, chunk index) and
-deterministic ids, so re-ingesting unchanged files adds nothing; query top-k.
-Chroma's client is synchronous: every call runs in a thread so the event loop
-never blocks.
+Ingest ``.txt``/``.md`` files with chunking (:mod:`tandem.workers.chunking`),
+metadata (source, chunk index) and deterministic ids, so re-ingesting unchanged
+files adds nothing; query top-k. Chroma's client is synchronous: every call runs
+in a thread so the event loop never blocks.
+
+Each collection records the embedding model and vector dimension that filled it
+(collection metadata; stores made before that recorded the model only in their
+embedding function's config, which counts too). A store opened with another
+embedding model is refused with a :class:`StoreError` naming both models and the
+fix, never mixed: :meth:`WorkerStore.rebuild` re-embeds it (``tandem ingest
+--rebuild WORKER``; the runtime does it by itself for built-in and plugin corpora).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +33,11 @@ from tandem.workers._local_store import (
     bounded_call,
     store_error,
 )
-from tandem.workers.backends import Backend
+from tandem.workers._store_memory import AnswerMemory
+from tandem.workers.backends import Backend, TokenMeasure
+from tandem.workers.chunking import CHUNKER_VERSION, DEFAULT_WINDOW, chunk_text
 from tandem.workers.embedding import TandemEmbeddingFunction
 from tandem.workers.errors import RunError, StoreError
-from tandem.workers.memory import MEMORY_EMBED_KEY
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -70,6 +78,9 @@ def open_client(path: Path, settings: StoreSettings | None = None) -> ClientAPI:
 
 
 _MARKER = "tandem_ingested"
+_MODEL_KEY = "tandem_embed_model"
+_DIM_KEY = "tandem_embed_dim"
+_UNRECORDED = "an unrecorded embedding model"
 
 
 def knowledge_fingerprint(paths: Iterable[Path | str]) -> str:
@@ -97,47 +108,8 @@ class IngestReport(BaseModel):
     """Stale chunks removed (a file got shorter)."""
     errors: list[str] = Field(default_factory=list)
     """Files that could not be ingested, with the reason."""
-
-
-def chunk_text(text: str, *, size: int = 900) -> list[str]:
-    """Split text into chunks of at most ``size`` characters along paragraphs/sentences.
-
-    A leading ``# Title`` is repeated at the top of every chunk so each chunk says
-    what it is about.
-    """
-    text = text.replace("\r\n", "\n").strip()
-    title = ""
-    first, _, rest = text.partition("\n")
-    if first.startswith("#"):
-        title, text = first.lstrip("#").strip(), rest.strip()
-    pieces: list[str] = []
-    for para in re.split(r"\n\s*\n", text):
-        para = " ".join(para.split())
-        if not para:
-            continue
-        if len(para) <= size:
-            pieces.append(para)
-            continue
-        pieces.extend(s for s in re.split(r"(?<=[.!?])\s+", para) if s)
-    chunks: list[str] = []
-    current = ""
-    budget = size - len(title) - 2 if title else size
-    for piece in pieces:
-        while len(piece) > budget:
-            chunks.extend([current] if current else [])
-            current = ""
-            chunks.append(piece[:budget])
-            piece = piece[budget:]
-        if current and len(current) + 1 + len(piece) > budget:
-            chunks.append(current)
-            current = piece
-        else:
-            current = f"{current}\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    if not chunks and title:
-        chunks = [""]
-    return [f"{title}\n{c}".strip() if title else c for c in chunks]
+    rebuilt_from: str | None = None
+    """The embedding model the store was rebuilt from, when this ingestion rebuilt it."""
 
 
 def _files(paths: Sequence[Path], errors: list[str]) -> list[tuple[Path, str]]:
@@ -164,14 +136,34 @@ def _files(paths: Sequence[Path], errors: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
-class WorkerStore:
+def _recorded_model(coll: Any) -> str | None:
+    """The embedding model that filled a collection: its metadata, or for stores made before
+    models were recorded, the config of the tandem embedding function it was created with."""
+    model = (coll.metadata or {}).get(_MODEL_KEY)
+    if model is None:
+        ef = (getattr(coll, "configuration_json", None) or {}).get("embedding_function") or {}
+        if ef.get("name") == TandemEmbeddingFunction.name():
+            model = (ef.get("config") or {}).get("model")
+    return str(model) if model is not None else None
+
+
+def _set_meta(coll: Any, **updates: Any) -> None:
+    """Merge ``updates`` into a collection's metadata (Chroma's ``modify`` replaces it)."""
+    keep = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
+    coll.modify(metadata={**keep, **updates})
+
+
+class WorkerStore(AnswerMemory):
     """The retrieval store of one worker.
 
     Args:
         worker: The worker's name (the collection is ``tandem-<worker>``).
         client: A Chroma client (persistent, HTTP or ephemeral).
         embedder: The backend that embeds passages and queries.
-        chunk_size: Maximum characters per chunk.
+        chunk_size: Maximum *characters* per chunk; ``None`` (default) sizes chunks for the
+            embedding model's window, in its own tokens when it can count them
+            (:class:`~tandem.workers.backends.TokenMeasure`), else estimated.
+        timeout: Seconds one store operation may take.
     """
 
     def __init__(
@@ -180,7 +172,7 @@ class WorkerStore:
         client: ClientAPI,
         embedder: Backend,
         *,
-        chunk_size: int = 900,
+        chunk_size: int | None = None,
         timeout: float = DEFAULT_STORE_TIMEOUT,
     ) -> None:
         self.worker = worker
@@ -190,24 +182,177 @@ class WorkerStore:
         self.collection_name = f"tandem-{worker}"
         self._client = client
         self._collection: Any = None
+        self._dim: int | None = None
+
+    # -- opening, and the embedding-model guard ----------------------------------------
+    def _ef(self) -> TandemEmbeddingFunction:
+        ollama = self.embedder.ref.startswith("ollama:")
+        host = getattr(self.embedder, "host", None) if ollama else None
+        return TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
+
+    def _open(self, name: str | None = None, *, create: bool = False) -> Any:
+        """The collection as it is (no model check); a new one records the embedding model."""
+        method = self._client.create_collection if create else self._client.get_or_create_collection
+        try:
+            return method(
+                name or self.collection_name,
+                embedding_function=self._ef(),  # type: ignore[arg-type]
+                metadata={_MODEL_KEY: self.embedder.ref},
+            )
+        except Exception as exc:
+            raise self._error("cannot open the collection", exc) from exc
 
     def _coll(self) -> Any:
         if self._collection is None:
-            host = (
-                getattr(self.embedder, "host", None)
-                if self.embedder.ref.startswith("ollama:")
-                else None
-            )
-            ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
-            try:
-                self._collection = self._client.get_or_create_collection(
-                    self.collection_name,
-                    embedding_function=ef,  # type: ignore[arg-type]
-                )
-            except Exception as exc:
-                raise self._error("cannot open the collection", exc) from exc
+            coll = self._open()
+            model = _recorded_model(coll)
+            if model != self.embedder.ref:
+                if coll.count():
+                    raise self.mismatch_error(model or _UNRECORDED)
+                # Empty: nothing to mix. Re-create it so its embedding function config agrees.
+                self._client.delete_collection(self.collection_name)
+                coll = self._open(create=True)
+            elif _MODEL_KEY not in (coll.metadata or {}):  # made before models were recorded
+                _set_meta(coll, **{_MODEL_KEY: model})
+            self._collection = coll
         return self._collection
 
+    def mismatch_error(self, recorded: str) -> StoreError:
+        """The error for a store filled by ``recorded`` but opened with another model."""
+        new = self.embedder.ref
+        return StoreError(
+            f"store '{self.worker}' was built with {recorded} but the embedding model is now "
+            f"{new}; vectors of different models cannot be mixed",
+            hint=f"run `tandem ingest --rebuild {self.worker}` to re-embed it with {new}"
+            + (f' (or set [router] embed_model = "{recorded}")' if recorded != _UNRECORDED else ""),
+            problem="model",
+            worker=self.worker,
+            model=new,
+        )
+
+    async def stale_model(self) -> str | None:
+        """The model that filled this store when it is not the current embedder, else ``None``.
+
+        An empty store is never stale (it is re-created for the current model when opened).
+        """
+
+        def check() -> str | None:
+            coll = self._open()
+            model = _recorded_model(coll)
+            if model == self.embedder.ref or not coll.count():
+                return None
+            return model or _UNRECORDED
+
+        result: str | None = await self._call(check, "cannot open")
+        return result
+
+    async def embedding_model(self) -> tuple[str | None, int | None]:
+        """The embedding model and vector dimension recorded for this store (``None`` if
+        not recorded yet)."""
+
+        def read() -> tuple[str | None, int | None]:
+            coll = self._open()
+            dim = (coll.metadata or {}).get(_DIM_KEY)
+            return _recorded_model(coll), int(dim) if dim is not None else None
+
+        result: tuple[str | None, int | None] = await self._call(read, "cannot read")
+        return result
+
+    def _check_dim(self, coll: Any, dim: int) -> None:
+        if self._dim == dim:
+            return
+        recorded = (coll.metadata or {}).get(_DIM_KEY)
+        if recorded is None:
+            _set_meta(coll, **{_DIM_KEY: dim})
+        elif int(recorded) != dim:
+            raise StoreError(
+                f"store '{self.worker}' holds {recorded}-dimensional vectors but "
+                f"{self.embedder.ref} returned {dim}-dimensional ones (the model changed)",
+                hint=f"run `tandem ingest --rebuild {self.worker}`",
+                problem="model",
+                worker=self.worker,
+                model=self.embedder.ref,
+            )
+        self._dim = dim
+
+    async def rebuild(
+        self,
+        *,
+        skip: Iterable[Path | str] = (),
+        progress: Callable[[int, int, str], None] | None = None,
+        batch: int = 32,
+    ) -> int:
+        """Re-embed every stored chunk with the current embedding model.
+
+        The chunks are copied into a fresh collection (recording the current model), which
+        then replaces the old one, so an interrupted rebuild leaves the old store intact.
+        The ingestion marker is not carried over: declared knowledge is ingested again.
+
+        Args:
+            skip: Files or folders about to be ingested again: their chunks are dropped
+                instead of re-embedded.
+            progress: Called as ``progress(chunks_done, chunks_total, "")``.
+            batch: Chunks per embedding call.
+
+        Returns:
+            The number of chunks re-embedded.
+        """
+        dropped = {source for _, source in _files([Path(p) for p in skip], [])}
+        temp = f"{self.collection_name}.rebuild"
+
+        def start() -> tuple[Any, Any, int]:
+            with contextlib.suppress(Exception):  # left over by an interrupted rebuild
+                self._client.delete_collection(temp)
+            old = self._open()
+            return old, self._open(temp, create=True), int(old.count())
+
+        old, new, total = await self._call(start, "cannot rebuild")
+        self._collection, self._dim = None, None
+        done = 0
+        page = max(batch, 256)
+        for offset in range(0, total, page):
+            rows = await self._call(
+                functools.partial(
+                    old.get, include=["documents", "metadatas"], limit=page, offset=offset
+                ),
+                "cannot read",
+            )
+            keep = [
+                (i, d or "", m or {})
+                for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
+                if (m or {}).get("source") not in dropped
+            ]
+            for first in range(0, len(keep), batch):
+                part = keep[first : first + batch]
+                vectors = (await self.embedder.embed([d for _, d, _ in part])).vectors
+                if vectors:
+                    await self._call(
+                        functools.partial(self._check_dim, new, len(vectors[0])),
+                        "cannot write to",
+                    )
+                await self._call(
+                    functools.partial(
+                        new.upsert,
+                        ids=[i for i, _, _ in part],
+                        documents=[d for _, d, _ in part],
+                        embeddings=vectors,
+                        metadatas=[m for _, _, m in part],
+                    ),
+                    "cannot write to",
+                )
+                done += len(part)
+            if progress:
+                progress(min(offset + page, total), total, "")
+
+        def swap() -> None:
+            self._client.delete_collection(self.collection_name)
+            new.modify(name=self.collection_name)
+
+        await self._call(swap, "cannot rebuild")
+        self._collection, self._dim = None, None
+        return done
+
+    # -- errors and bounded calls -------------------------------------------------------
     def _error(self, what: str, exc: BaseException) -> RunError:
         if isinstance(self._client, LazyHttpClient):  # a Chroma server: say which, and why
             error = translate_chroma_error(
@@ -244,20 +389,40 @@ class WorkerStore:
 
         An ingestion that was interrupted (killed, failed half-way) records nothing, so
         the next one runs again; unchanged chunks are skipped, so it adds no duplicates.
+        A fingerprint recorded under other chunking rules or sizes does not count.
         """
         meta = await self._call(lambda: self._coll().metadata, "cannot read")
         value = (meta or {}).get(_MARKER)
-        return str(value) if value is not None else None
+        if value is None:
+            return None
+        fingerprint, _, chunking = str(value).partition("/")
+        return fingerprint if chunking == self.chunking() else None
 
     async def mark_ingested(self, fingerprint: str) -> None:
         """Record that ingesting ``fingerprint`` (see :func:`knowledge_fingerprint`) finished."""
+        value = f"{fingerprint}/{self.chunking()}"
+        await self._call(lambda: _set_meta(self._coll(), **{_MARKER: value}), "cannot write to")
 
-        def write() -> None:
-            coll = self._coll()
-            keep = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
-            coll.modify(metadata={**keep, _MARKER: fingerprint})
+    # -- chunking ---------------------------------------------------------------------------
+    def chunking(self) -> str:
+        """The chunking rules and size this store ingests with (``v2-254t`` …)."""
+        if self.chunk_size is not None:
+            return f"v{CHUNKER_VERSION}-{self.chunk_size}c"
+        if isinstance(self.embedder, TokenMeasure):
+            return f"v{CHUNKER_VERSION}-{self.embedder.input_window()}t"
+        return f"v{CHUNKER_VERSION}-{DEFAULT_WINDOW}e"
 
-        await self._call(write, "cannot write to")
+    def chunk(self, text: str) -> list[str]:
+        """Split one document the way this store ingests it."""
+        if self.chunk_size is not None:
+            return chunk_text(text, size=self.chunk_size)
+        if isinstance(self.embedder, TokenMeasure):
+            return chunk_text(
+                text,
+                max_tokens=self.embedder.input_window(),
+                count_tokens=self.embedder.count_tokens,
+            )
+        return chunk_text(text, max_tokens=DEFAULT_WINDOW)
 
     async def ingest(
         self,
@@ -286,7 +451,7 @@ class WorkerStore:
             except (OSError, UnicodeDecodeError) as exc:
                 report.errors.append(f"{path}: cannot read ({exc})")
                 continue
-            await self._ingest_one(source, chunk_text(text, size=self.chunk_size), report, batch)
+            await self._ingest_one(source, self.chunk(text), report, batch)
             report.files += 1
         if progress:
             progress(len(files), len(files), "")
@@ -315,6 +480,10 @@ class WorkerStore:
         for start in range(0, len(todo), batch):
             part = todo[start : start + batch]
             vectors = (await self.embedder.embed([chunks[k] for k in part])).vectors
+            if vectors:
+                await self._call(
+                    functools.partial(self._check_dim, coll, len(vectors[0])), "cannot write to"
+                )
             metadatas: list[Any] = [
                 {"source": source, "chunk": k, "hash": hashes[k], "worker": self.worker}
                 for k in part
@@ -334,96 +503,6 @@ class WorkerStore:
     async def search(self, vector: Sequence[float], k: int) -> list[Document]:
         """The ``k`` passages closest to an already-embedded query, best first."""
         coll = await self._call(self._coll, "cannot open")
-        res = await self._call(
-            lambda: coll.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                include=["documents", "metadatas", "distances"],
-            ),
-            "cannot query",
-        )
-        docs = []
-        for text, meta, dist in zip(
-            res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
-        ):
-            meta = dict(meta or {})
-            meta["score"] = 1.0 - float(dist)
-            docs.append(Document(page_content=text or "", metadata=meta))
-        return docs
-
-    # -- answer memory ---------------------------------------------------------------------
-    # Learned passages (tandem.workers.memory) live in a collection of their own beside the
-    # curated one, so re-ingestion never touches them and forgetting never touches it.
-    @property
-    def memory_collection_name(self) -> str:
-        """The answer-memory collection: ``tandem-<worker>-memory``."""
-        return f"{self.collection_name}-memory"
-
-    def _open_memory(self) -> Any:
-        host = (
-            getattr(self.embedder, "host", None)
-            if self.embedder.ref.startswith("ollama:")
-            else None
-        )
-        ef = TandemEmbeddingFunction(self.embedder.ref, host, backend=self.embedder)
-        try:
-            return self._client.get_or_create_collection(
-                self.memory_collection_name,
-                embedding_function=ef,  # type: ignore[arg-type]
-                metadata={MEMORY_EMBED_KEY: self.embedder.ref},
-            )
-        except Exception as exc:
-            raise self._error("cannot open the collection", exc) from exc
-
-    def _mem(self) -> Any:
-        """The answer-memory collection; emptied when another embedding model filled it."""
-        coll = getattr(self, "_memory", None)
-        if coll is None:
-            coll = self._open_memory()
-            filled_by = (coll.metadata or {}).get(MEMORY_EMBED_KEY)
-            if filled_by not in (None, self.embedder.ref):
-                # Vectors of two models never mix: start it again; the learning store re-adds
-                # the kept records (it is their source of truth).
-                self._client.delete_collection(self.memory_collection_name)
-                coll = self._open_memory()
-            self._memory = coll
-        return coll
-
-    async def add_memory(self, passages: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
-        """Add learned passages ``(id, text, metadata)`` (embedded with the store's embedder)."""
-        if not passages:
-            return 0
-        coll = await self._call(self._mem, "cannot open")
-        vectors = (await self.embedder.embed([p[1] for p in passages])).vectors
-        await self._call(
-            functools.partial(
-                coll.upsert,
-                ids=[p[0] for p in passages],
-                documents=[p[1] for p in passages],
-                embeddings=vectors,
-                metadatas=[p[2] for p in passages],
-            ),
-            "cannot write to",
-        )
-        return len(passages)
-
-    async def remove_memory(self, ids: Sequence[str]) -> None:
-        """Remove learned passages by id."""
-        if ids:
-            coll = await self._call(self._mem, "cannot open")
-            await self._call(lambda: coll.delete(ids=list(ids)), "cannot delete from")
-
-    async def memory_ids(self) -> list[str]:
-        """Ids of every learned passage in the store."""
-        coll = await self._call(self._mem, "cannot open")
-        res = await self._call(lambda: coll.get(include=[]), "cannot read")
-        return [str(i) for i in res["ids"]]
-
-    async def search_memory(self, vector: Sequence[float], k: int) -> list[Document]:
-        """The ``k`` learned passages closest to the query, best first (none when empty)."""
-        if k <= 0:
-            return []
-        coll = await self._call(self._mem, "cannot open")
         res = await self._call(
             lambda: coll.query(
                 query_embeddings=[list(vector)],

@@ -26,6 +26,7 @@ from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, W
 from tandem.workers.retry import RetryPolicy, with_retry
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import WorkerStore
+from tandem.workers.telemetry import call_finished
 
 __all__ = ["Worker", "WorkerRun", "build_worker_messages", "worker_schema"]
 
@@ -147,17 +148,19 @@ class Worker:
     def _record(
         self, purpose: str, res: ChatResult | None, started: float, **kw: Any
     ) -> CallRecord:
-        return CallRecord(
-            role="worker",
-            model=self.backend.ref,
-            where=self.backend.where,
-            tokens_in=res.tokens_in if res else 0,
-            tokens_out=res.tokens_out if res else 0,
-            seconds=time.perf_counter() - started,
-            worker=self.spec.name,
-            host=(res.host if res and res.host else self.backend.host),  # who really answered
-            purpose=purpose,
-            **kw,
+        return call_finished(
+            CallRecord(
+                role="worker",
+                model=self.backend.ref,
+                where=self.backend.where,
+                tokens_in=res.tokens_in if res else 0,
+                tokens_out=res.tokens_out if res else 0,
+                seconds=time.perf_counter() - started,
+                worker=self.spec.name,
+                host=(res.host if res and res.host else self.backend.host),  # who answered
+                purpose=purpose,
+                **kw,
+            )
         )
 
     async def retrieve(
@@ -173,15 +176,17 @@ class Worker:
                 emb = await with_retry(lambda: embedder.embed([subtask.instruction]), self.retry)
                 query_vector = emb.vectors[0]
                 run.calls.append(
-                    CallRecord(
-                        role="embed",
-                        model=emb.model,
-                        where=embedder.where,
-                        tokens_in=emb.tokens_in,
-                        seconds=time.perf_counter() - started,
-                        worker=self.spec.name,
-                        host=emb.host,
-                        purpose="retrieve",
+                    call_finished(
+                        CallRecord(
+                            role="embed",
+                            model=emb.model,
+                            where=embedder.where,
+                            tokens_in=emb.tokens_in,
+                            seconds=time.perf_counter() - started,
+                            worker=self.spec.name,
+                            host=emb.host,
+                            purpose="retrieve",
+                        )
                     )
                 )
             if self.memory_k:  # answer memory is looked up alongside the corpus, not after

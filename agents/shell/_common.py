@@ -54,10 +54,18 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning tandem errors into a one-line message and exit code 1."""
+def run(
+    coro_fn: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a coroutine, turning tandem errors into a one-line message and exit code 1.
+
+    ``loop_factory``: the event loop to run it on (default: asyncio's).
+    """
     try:
-        return asyncio.run(coro_fn())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro_fn())
     except TandemError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -128,7 +136,10 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
                 tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
             progress.update(tasks[worker], completed=done, total=total, current=current)
 
-        reports = await rt.ensure_ingested(progress=cb)
+        def notice(line: str) -> None:
+            progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+        reports = await rt.ensure_ingested(progress=cb, notice=notice)
     for name, problem in rt.knowledge_problems.items():  # once per run, never retried
         err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():

@@ -206,24 +206,34 @@ async def diagnose(rt: Runtime) -> list[Check]:
                 )
         elif kind == "embedded":
             asset = BUNDLED_MODELS.get(name)
-            ready = asset is not None and (cache / asset.filename()).exists()
-            checks.append(
-                Check(
-                    asset is not None,
-                    f"{label} "
-                    + (
-                        "prepared"
-                        if ready
-                        else "bundled (assembled on first use)"
-                        if asset
-                        else "is not a bundled model"
-                    ),
-                    f"use one of {', '.join(sorted(BUNDLED_MODELS))}",
+            if asset is None:
+                known = f"use one of {', '.join(sorted(BUNDLED_MODELS))}"
+                checks.append(Check(False, f"{label} is not a bundled model", known))
+            elif (cache / asset.filename()).exists():
+                checks.append(Check(True, f"{label} prepared"))
+            else:
+                missing = any(part.locate() is None for part in asset.parts)
+                checks.append(
+                    Check(
+                        not missing,
+                        f"{label} "
+                        + ("not installed" if missing else "bundled (assembled on first use)"),
+                        asset.pip_command,
+                    )
                 )
-            )
     checks.extend(await _supervisor(rt))
     for name, store in rt.stores.items():
         try:
+            stale = await store.stale_model()
+            if stale is not None:  # filled by another embedding model
+                new = store.embedder.ref
+                if rt.specs[name].origin == "config":
+                    what = f"store {name}: built with {stale}, the embedding model is now {new}"
+                    checks.append(Check(False, what, f"tandem ingest --rebuild {name}"))
+                else:
+                    what = f"store {name}: built with {stale}; rebuilt with {new} on first use"
+                    checks.append(Check(True, what))
+                continue
             count = await store.count()
         except TandemError as exc:
             checks.append(Check(False, f"store {name}: {exc}"))
@@ -236,14 +246,28 @@ async def diagnose(rt: Runtime) -> list[Check]:
         checks.append(
             Check(count > 0, f"store {name}: {count} chunks", f"tandem ingest {name} PATH…")
         )
-    needs_engine = any(u.startswith("embedded:") for u in uses)
+    kinds = {
+        asset.kind
+        for u in uses
+        if u.startswith("embedded:")
+        and (asset := BUNDLED_MODELS.get(u.removeprefix("embedded:"))) is not None
+    }
     checks.append(
         Check(
-            engine or not needs_engine,
+            engine or "gguf" not in kinds,
             "embedded engine (llama-cpp-python) " + ("installed" if engine else "not installed"),
             "pip install llama-cpp-python (see requirements.lock)",
         )
     )
+    if "onnx" in kinds:
+        onnx = importlib.util.find_spec("onnxruntime") is not None
+        checks.append(
+            Check(
+                onnx,
+                "embedding engine (onnxruntime) " + ("installed" if onnx else "not installed"),
+                "pip install onnxruntime",
+            )
+        )
     return checks
 
 

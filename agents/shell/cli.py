@@ -44,7 +44,7 @@ from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer
 from tandem.agents.shell.repl import arun_repl, redact_config
 from tandem.graphs import Answer, Session, build_graph, load_config
 from tandem.workers.errors import TandemError
-from tandem.workers.store import SUPPORTED_SUFFIXES
+from tandem.workers.store import SUPPORTED_SUFFIXES, IngestReport
 
 __all__ = ["DEMO_QUESTIONS", "app", "main"]
 
@@ -199,9 +199,48 @@ def demo(
 
 
 @app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on (default: serve.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: serve.port, 8400).")] = None,
+) -> None:
+    """Serve tandem as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/models,
+    /metrics, /healthz, /readyz.
+
+    Without API keys (serve.api_keys in tandem.toml, or TANDEM_API_KEYS) it listens on
+    loopback only. SIGTERM/Ctrl-C lets in-flight requests finish (serve.shutdown_grace).
+    """
+    # Starlette, uvicorn and prometheus-client load only for this command.
+    try:
+        from tandem.agents.shell.serve import run_server, server_loop
+    except ImportError as exc:
+        err.print(
+            f"[bold red]error:[/] tandem serve needs its extra: pip install 'tandem[serve]' "
+            f"({escape(str(exc))})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    run(lambda: run_server(config, host=host, port=port), loop_factory=server_loop())
+
+
+@app.command()
 def ingest(
     worker: Annotated[str, typer.Argument(help="The worker whose store receives the files.")],
-    paths: Annotated[list[Path], typer.Argument(help=".md/.txt files or folders of them.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help=".md/.txt files or folders of them.")
+    ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Re-embed the whole store with the configured embedding model first (after "
+            "changing the router's embed_model), then ingest PATHS and the worker's knowledge.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Add documents to a worker's store (idempotent: unchanged chunks are skipped).
@@ -209,6 +248,9 @@ def ingest(
     Folders are searched recursively for .md/.txt files; files linking outside the folder
     are refused. Exit code 1 when any path could not be ingested.
     """
+    paths = list(paths or [])
+    if not paths and not rebuild:
+        raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
         rt = runtime(config)
@@ -216,6 +258,7 @@ def ingest(
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
         prepare_models(rt)
         ignored = _unsupported_in(paths)
+        store = rt.stores[worker]
         with Progress(
             TextColumn(f"[bold]ingest {worker}"),
             BarColumn(),
@@ -224,10 +267,22 @@ def ingest(
             console=err,
         ) as progress:
             task = progress.add_task("ingest", total=None, current="")
-            report = await rt.stores[worker].ingest(
-                paths,
-                progress=lambda d, t, c: progress.update(task, completed=d, total=t, current=c),
-            )
+
+            def show(done: int, total: int, current: str) -> None:
+                progress.update(task, completed=done, total=total, current=current)
+
+            if rebuild:
+                old, _ = await store.embedding_model()
+                knowledge = list(rt.specs[worker].knowledge)
+                progress.update(task, current="re-embedding")
+                count = await store.rebuild(skip=[*paths, *knowledge], progress=show)
+                progress.console.print(
+                    f"{worker}: store rebuilt with {store.embedder.ref} (was {old or 'empty'}); "
+                    f"{count} chunks re-embedded",
+                    highlight=False,
+                )
+                await rt.ensure_ingested([worker], progress=lambda _w, d, t, c: show(d, t, c))
+            report = await store.ingest(paths, progress=show) if paths else IngestReport()
         console.print(
             f"{worker}: {report.files} files · {report.added} chunks added · "
             f"{report.skipped} unchanged · {report.removed} removed · "

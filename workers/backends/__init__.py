@@ -1,4 +1,5 @@
-"""Model engines behind one small protocol: Ollama and the embedded llama.cpp engine."""
+"""Model engines behind one small protocol: Ollama, the embedded llama.cpp engine and the
+bundled ONNX embedding model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from tandem.workers.backends._base import (
     ChatResult,
     EmbedResult,
     TokenCallback,
+    TokenMeasure,
 )
 from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
 from tandem.workers.backends._factory import BackendSettings, make_backend
@@ -23,6 +25,7 @@ __all__ = [
     "OllamaBackend",
     "OllamaSettings",
     "TokenCallback",
+    "TokenMeasure",
     "default_cache_dir",
     "ensure_model",
     "make_backend",

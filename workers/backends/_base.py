@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Backend", "ChatMessage", "ChatResult", "EmbedResult", "TokenCallback"]
+__all__ = ["Backend", "ChatMessage", "ChatResult", "EmbedResult", "TokenCallback", "TokenMeasure"]
 
 TokenCallback = Callable[[str], None]
 """Called with each piece of streamed text as the model produces it."""
@@ -86,4 +86,22 @@ class Backend(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed texts (one vector each, same order)."""
+        ...
+
+
+@runtime_checkable
+class TokenMeasure(Protocol):
+    """An embedder that can measure texts in its own tokens (optional, beside :class:`Backend`).
+
+    Stores use it to size chunks for the model's window; without it they estimate tokens
+    from characters.
+    """
+
+    def input_window(self) -> int:
+        """Tokens of content one text may hold before the model truncates it (special tokens
+        excluded)."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Each text's length in the model's tokens, special tokens excluded."""
         ...

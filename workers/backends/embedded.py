@@ -75,8 +75,16 @@ _LOAD_LOCK = threading.Lock()
 
 
 @atexit.register
-def _close_null_files() -> None:
-    """Close the two /dev/null files llama_cpp opens at import (else a ResourceWarning)."""
+def _close_at_exit() -> None:
+    """Free the loaded models while the interpreter is whole, then the two /dev/null files
+    llama_cpp opens at import (else a ResourceWarning). A model left to ``Llama.__del__`` at
+    shutdown prints "TypeError: 'NoneType' object is not callable" tracebacks on exit."""
+    with _LOAD_LOCK:
+        loaded = list(_INSTANCES.values())
+        _INSTANCES.clear()
+    for instance in loaded:
+        with contextlib.suppress(Exception), instance.lock:
+            instance.llama.close()
     utils = sys.modules.get("llama_cpp._utils")
     for name in ("outnull_file", "errnull_file"):
         with contextlib.suppress(Exception):
