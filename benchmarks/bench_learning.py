@@ -412,7 +412,7 @@ def run(embed: str | None = None) -> BenchResult:
     )
     return BenchResult(
         key="learning",
-        title="Repeat workload: answer memory on vs off (fakes)",
+        title="8. Repeat workload: answer memory on vs off (fakes)",
         method=f"40 questions × 2 passes; embeddings {embed}; fake specialist τ = {TAU}",
         headers=[
             "setup",
@@ -469,7 +469,7 @@ def run_bundled_bench(n: int | None = None) -> BenchResult:
     ]
     return BenchResult(
         key="learning-bundled",
-        title="Repeat workload on the bundled models: answer memory on vs off",
+        title="8b. Repeat workload on the bundled models: answer memory on vs off",
         method=(
             f"{n} questions (round-robin over the specialists) × 2 passes, zero-config bundled "
             "models: specialists, MiniLM router/stores, 1.5B supervisor; no fakes"

@@ -43,9 +43,9 @@ ALL = (
     "embedding",
     "concurrency",
     "serve",
+    "eval",
     "learning",
     "learning-bundled",
-    "eval",
 )
 
 
