@@ -5,6 +5,7 @@ Against the fake Ollama (workers, embeddings) and the fake OpenAI-compatible sup
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ async def test_a_served_answer_reports_what_it_taught_and_kept_memory_answers_lo
         first = await client.chat.completions.create(model="tandem", messages=user)
         taught = first.model_extra["tandem"]["learning"]  # type: ignore[index]
         (rid,) = taught["records"]
+        assert stat.S_IMODE(runtime.learning.dir.stat().st_mode) == 0o700  # owner only
         assert taught["pending"] == [rid] and taught["kept"] == []
         assert ANSWER.split(",")[0] in (first.choices[0].message.content or "")
 

@@ -183,7 +183,9 @@ class LearningStore:
             if self._ready:
                 return
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Owner only: records hold the user's questions and answers (a local_only
+                # worker's too), and routing.jsonl lives beside them.
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             except (OSError, sqlite3.Error) as exc:
                 raise ConfigError(
