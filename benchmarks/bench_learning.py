@@ -244,12 +244,21 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
     await rt.ensure_ingested()
     out: dict[str, Any] = {"questions": [r["question"] for r in data]}
     for key in passes:
-        res = {"requests": 0, "escalated": 0, "memory": 0, "recall": 0.0, "routed": 0, "s": 0.0}
+        res = {
+            "requests": 0,
+            "escalated": 0,
+            "records": 0,
+            "memory": 0,
+            "recall": 0.0,
+            "routed": 0,
+            "s": 0.0,
+        }
         started = time.perf_counter()
         for r in data:
             answer = (await graph.ainvoke({"query": r[key]}))["answer"]
             res["requests"] += answer.ledger.totals.supervisor_calls
             res["escalated"] += answer.escalated
+            res["records"] += len(answer.learning.records)
             res["memory"] += bool(answer.learning.used)
             res["recall"] += recall(answer.text, r["facts"])
             res["routed"] += answer.route.workers == r["expected_workers"]
@@ -486,7 +495,11 @@ def run_bundled_bench(n: int | None = None) -> BenchResult:
         ],
         rows=rows_out,
         figures=figures,
-        notes=["questions: " + " | ".join(found["auto"]["questions"])],
+        notes=[
+            "learning records written (memory auto, pass 1 / pass 2): "
+            f"{auto['question']['records']} / {auto['paraphrase']['records']}",
+            "questions: " + " | ".join(found["auto"]["questions"]),
+        ],
     )
 
 
