@@ -96,8 +96,9 @@ def charts(results: list[BenchResult], folder: Path) -> list[str]:
             ax.set_xscale("log", base=2)
             ax.legend()
         elif r.key == "router":
-            ax.bar([row[0] for row in r.rows], [float(row[1].rstrip("%")) for row in r.rows])
-            ax.set_ylabel("accuracy %")
+            names = [row[0].split(":")[0].split(",")[0] for row in r.rows]
+            ax.bar(names, [float(row[1].rstrip("%")) for row in r.rows])
+            ax.set_ylabel("exact route %")
         elif r.key == "retrieval" and r.headers[0] == "embedder":
             # gold document in the top 4, per embedder and question set
             names = [row[0].strip("`").removeprefix("embedded:") for row in r.rows]

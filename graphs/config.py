@@ -292,6 +292,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Relative paths in a file are relative to that file, not to the working directory."""
     if isinstance(data.get("data_dir"), str):
         data["data_dir"] = str(base / Path(data["data_dir"]).expanduser())
+    router = data.get("router")
+    if isinstance(router, dict) and isinstance(router.get("train"), str):
+        router["train"] = str(base / Path(router["train"]).expanduser())
     _resolve_knowledge(data, base)
 
 

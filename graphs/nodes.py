@@ -299,9 +299,12 @@ class Nodes:
                 self.rt,
             )
         except RunError as exc:
-            fallback = state["route"].workers or [
-                n for n, s in state["route"].scores.items() if s >= self.rt.config.router.min_score
-            ]
+            route = state["route"]
+            fallback = route.workers or (
+                [n for n, p in route.probabilities.items() if p >= 0.5]
+                if route.probabilities
+                else [n for n, s in route.scores.items() if s >= self.rt.config.router.min_score]
+            )
             plan = Plan(
                 subtasks=[],
                 rationale=f"supervisor unreachable; asked the router's workers: {fallback}",

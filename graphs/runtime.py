@@ -16,11 +16,12 @@ from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
-from tandem.agents.router import Router
+from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.learning import Learning
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
+from tandem.workers.builtin import routing_path
 from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
@@ -30,6 +31,7 @@ from tandem.workers.worker import Worker
 __all__ = [
     "Runtime",
     "backend_endpoint",
+    "builtin_routes",
     "check_embedded_name",
     "embedded_models",
     "empty_workers",
@@ -211,11 +213,13 @@ class Runtime:
                 )
         self.learning = Learning(self)
         """Learning records, answer memory and router feedback (``[learning]``)."""
+        specs, routes = self.router_training()
         self.router = Router(
-            self._routing_specs(),
+            specs,
             self.embedder,
             cfg.router,
-            cache_path=cfg.data_dir / "cache" / "router-profiles.json",
+            routes=routes,
+            cache_dir=cfg.data_dir / "cache",
         )
         if supervisor is None:
             llm = make_supervisor_llm(
@@ -288,19 +292,33 @@ class Runtime:
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
 
-    def _routing_specs(self) -> list[WorkerSpec]:
-        """Worker specs as the router sees them: plus the approved learned routing examples."""
-        learned = self.learning.routing_examples()
-        return [
-            s.model_copy(update={"examples": (*s.examples, *learned[n])}) if learned.get(n) else s
-            for n, s in self.specs.items()
-        ]
+    def router_training(
+        self, *, feedback: bool = True
+    ) -> tuple[list[WorkerSpec], list[LabelledRoute]]:
+        """What the router trains on: the workers (their examples) and labelled routes —
+        the built-in workers' set and the approved routing feedback of learning
+        (``<data_dir>/learning/routing.jsonl``, part of the learned router's cache key; not
+        with ``feedback=False``). The centroid router has no labelled routes: there a
+        single-specialist example joins that worker's examples instead."""
+        specs = list(self.specs.values())
+        learned = self.learning.routes() if feedback else []
+        if self.config.router.kind == "centroid":
+            extra: dict[str, list[str]] = {}
+            for r in learned:
+                if len(r.workers) == 1:
+                    extra.setdefault(r.workers[0], []).append(r.question)
+            specs = [
+                s.model_copy(update={"examples": (*s.examples, *extra[s.name])})
+                if s.name in extra
+                else s
+                for s in specs
+            ]
+        return specs, [*learned, *builtin_routes(specs)]  # a correction wins over a default
 
     def refit_router(self) -> None:
-        """Re-fit the router on the current examples, learned ones included (profiles are
-        re-embedded on the next decision, only for texts not embedded before)."""
-        self.router.workers = self._routing_specs()
-        self.router._centroids = None
+        """Train the router again on the current examples and approved feedback (it fits on
+        its next decision; only texts not embedded before are embedded)."""
+        self.router.refit(*self.router_training())
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""
@@ -453,6 +471,21 @@ async def empty_workers(runtime: Runtime) -> dict[str, str]:
             "no knowledge declared or ingested" if not spec.knowledge else "its store is empty"
         )
     return out
+
+
+def builtin_routes(specs: Sequence[WorkerSpec]) -> list[LabelledRoute]:
+    """The demo specialists' labelled routes, when those specialists are registered.
+
+    Rows for the built-in workers only; its out-of-scope rows only when no other worker is
+    registered (a question off-topic for the demo may be another worker's field).
+    """
+    builtin = {s.name for s in specs if s.origin == "builtin"}
+    if not builtin:
+        return []
+    only = len(builtin) == len(specs)
+    return [
+        r for r in load_routes(routing_path()) if set(r.workers) <= builtin and (r.workers or only)
+    ]
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

@@ -121,6 +121,8 @@ class RunTrace:
     calls: list[CallRecord] = field(default_factory=list)
     seconds: float = 0.0
     cancelled: bool = False
+    route: RouteDecision | None = None
+    """The router's decision (probabilities, parts, reason), once the run routed."""
 
 
 @dataclass
@@ -309,6 +311,10 @@ class Session:
                             _route_event(chunk, on_event)
                     elif mode == "values":
                         final = chunk
+                        if isinstance(chunk, dict) and isinstance(
+                            chunk.get("route"), RouteDecision
+                        ):
+                            trace.route = chunk["route"]
                 payload = await self._resume(final)
                 if payload is None:
                     break

@@ -148,10 +148,12 @@ def make_config(
                 "extra": {"api_key": "test"},
                 "timeout": 30.0,
             },
-            # Thresholds for the fake's hashed bag-of-words embeddings (centred scores),
-            # pinned so that a change of the router's defaults does not reroute the suite.
+            # The centroid router with thresholds for the fake's hashed bag-of-words
+            # embeddings (centred scores), pinned so that a change of the router's defaults
+            # does not reroute the suite; the learned router has tests of its own.
             "router": {
                 "embed_model": f"ollama:{EMBED_MODEL}",
+                "kind": "centroid",
                 "min_score": 0.12,
                 "part_min_score": 0.1,
                 "plan_margin": 0.0,

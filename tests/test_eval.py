@@ -97,7 +97,9 @@ def test_cli_eval_json_limit_and_errors(tmp_path: Path) -> None:
         FakeOpenAI() as oa,
     ):
         (tmp_path / "tandem.toml").write_text(
-            fake_config_toml(ol, oa, tmp_path / "data", router={"min_score": 0.12})
+            fake_config_toml(
+                ol, oa, tmp_path / "data", router={"kind": "centroid", "min_score": 0.12}
+            )
         )
         data = _write(
             tmp_path / "set.jsonl",

@@ -61,6 +61,7 @@ def _config_text(ollama: FakeOllama, openai: FakeOpenAI, data_dir: Path) -> str:
         "timeout = 30",
         "[router]",
         'embed_model = "ollama:nomic-embed-text"',
+        'kind = "centroid"',
         "min_score = 0.12",
         "part_min_score = 0.1",
         "plan_margin = 0.0",

@@ -274,6 +274,7 @@ def _graph(fakes: Any, specs: list[WorkerSpec], policy: str, data: Path) -> Any:
         },
         router={
             "embed_model": f"ollama:{EMBED_MODEL}",
+            "kind": "centroid",
             "min_score": 0.12,
             "part_min_score": 0.1,
             "plan_margin": 0.0,

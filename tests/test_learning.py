@@ -531,8 +531,8 @@ def test_cli_records_keeps_exports_and_forgets(
     assert [t["from"] for t in row["conversations"]] == ["system", "human", "gpt"]
     assert "ollama create tandem-tenancy" in tandem("distill", "modelfile", "tenancy")
     assert "FROM qwen2.5:1.5b" in (tmp_path / "Modelfile").read_text()
-    assert "approved" in tandem("router", "feedback")
-    assert "tenancy: 10 examples + 1 learned" in tandem("router", "fit")
+    feedback = tandem("router", "feedback")
+    assert "approved" in feedback and "tenancy" in feedback
     assert "forgot record 1" in tandem("memory", "forget", "1")
     assert "no learning records yet" in tandem("memory", "list")
 

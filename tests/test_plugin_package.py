@@ -147,6 +147,7 @@ def _config(venv: Venv, ollama: FakeOllama, openai: FakeOpenAI, data: Path) -> N
         "timeout = 30",
         "[router]",
         'embed_model = "ollama:nomic-embed-text"',
+        'kind = "centroid"',
         "min_score = 0.12",
         "part_min_score = 0.1",
         "plan_margin = 0.0",

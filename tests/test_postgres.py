@@ -165,6 +165,7 @@ def _config_toml(config: Any, url: str, data_dir: Path) -> str:
         f"host = {json.dumps(config.ollama.host)}",
         "[router]",
         f"embed_model = {json.dumps(config.router.embed_model)}",
+        f"kind = {json.dumps(config.router.kind)}",
         f"min_score = {config.router.min_score}",
         f"part_min_score = {config.router.part_min_score}",
         f"plan_margin = {config.router.plan_margin}",

@@ -8,33 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tandem.workers.modelref import parse_model_ref
+
 __all__ = ["NAME_PATTERN", "WorkerSpec", "parse_model_ref"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 """Worker names: lowercase, start with a letter, letters/digits/underscores, 2–40 chars."""
-
-_ENGINES = ("ollama", "embedded")
-
-
-def parse_model_ref(ref: str) -> tuple[str, str]:
-    """Split a worker/embedding model reference into ``(engine, model)``.
-
-    Args:
-        ref: ``ollama:<model>`` (e.g. ``ollama:qwen2.5:1.5b``) or ``embedded:<name>``.
-
-    Returns:
-        The engine name and the engine's own model name.
-
-    Raises:
-        ValueError: If the engine is unknown or the model part is empty.
-    """
-    engine, sep, model = ref.partition(":")
-    if not sep or engine not in _ENGINES or not model.strip():
-        raise ValueError(
-            f"'{ref}' is not a model reference; expected 'ollama:<model>' "
-            "(e.g. 'ollama:qwen2.5:1.5b') or 'embedded:<name>' (e.g. 'embedded:qwen2.5-coder-0.5b')"
-        )
-    return engine, model.strip()
 
 
 class WorkerSpec(BaseModel):

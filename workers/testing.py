@@ -56,8 +56,10 @@ __all__ = [
 ]
 
 
-#: Router thresholds for the fakes' hashed bag-of-words embeddings (centred scores).
-FAKE_ROUTER_THRESHOLDS: dict[str, float] = {
+#: The centroid router with thresholds for the fakes' hashed bag-of-words embeddings (centred
+#: scores): the suite's routes do not move when the default (learned) router changes.
+FAKE_ROUTER_THRESHOLDS: dict[str, float | str] = {
+    "kind": "centroid",
     "min_score": 0.12,
     "part_min_score": 0.1,
     "plan_margin": 0.0,
@@ -70,7 +72,7 @@ def fake_config_toml(
     data_dir: Path,
     *,
     workers: Sequence[WorkerSpec] | None = None,
-    router: dict[str, float] | None = None,
+    router: dict[str, float | str] | None = None,
     worker_model: str = "ollama:qwen2.5:1.5b",
     extra: Sequence[str] = (),
     trust_supervisor: bool = True,
@@ -107,7 +109,7 @@ def fake_config_toml(
         f'host = "{ollama.url}"',
         "[router]",
         'embed_model = "ollama:nomic-embed-text"',
-        *(f"{key} = {value}" for key, value in thresholds.items()),
+        *(f"{key} = {json.dumps(value)}" for key, value in thresholds.items()),
     ]
     if trust_supervisor:
         lines += ["[privacy]", f"trusted_hosts = [{json.dumps(_host_port(openai.api_base))}]"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -90,9 +90,15 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
     return rt
 
 
-def prepare_models(rt: Runtime, quiet: bool = False) -> list[Path]:
-    """Assemble/verify the bundled models the runtime needs, with a progress bar."""
+def prepare_models(
+    rt: Runtime, quiet: bool = False, only: Sequence[str] | None = None
+) -> list[Path]:
+    """Assemble/verify the bundled models the runtime needs (or those of ``only``, model
+    references), with a progress bar."""
     names = embedded_models(rt)
+    if only is not None:
+        wanted = {ref.removeprefix("embedded:") for ref in only}
+        names = [n for n in names if n in wanted]
     if not names:
         return []
     cache = rt.config.embedded.cache_dir

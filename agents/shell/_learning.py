@@ -1,5 +1,5 @@
-"""``tandem memory …``, ``tandem distill …`` and ``tandem router feedback|fit``: what
-escalations taught the specialists, on this machine only."""
+"""``tandem memory …`` and ``tandem distill …``: what escalations taught the specialists, on this
+machine only (``tandem router feedback`` is in ``_router.py``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tandem.graphs.learning import LearningStore, learning_dir
 from tandem.graphs.learning.export import Format, distill_stats, export_records, modelfile
 from tandem.workers.errors import UsageError
 
-__all__ = ["distill_app", "memory_app", "router_app"]
+__all__ = ["distill_app", "memory_app"]
 
 memory_app = typer.Typer(
     help="Answer memory: learning records of escalated answers, kept as passages in their "
@@ -32,7 +32,6 @@ distill_app = typer.Typer(
     help="Fine-tuning data from learning records: chat JSONL exports, stats, a Modelfile.",
     no_args_is_help=True,
 )
-router_app = typer.Typer(help="The router: learned routing examples.", no_args_is_help=True)
 
 
 def _store(config: Path | None) -> LearningStore:
@@ -294,63 +293,5 @@ def distill_modelfile(
             raise UsageError(f"no worker named '{worker}'; known: {', '.join(rt.specs)}")
         output.write_text(modelfile(spec, adapter=adapter, base=base), encoding="utf-8")
         console.print(f"wrote {escape(str(output))}: ollama create tandem-{worker} -f {output}")
-
-    _run(go)
-
-
-@router_app.command("feedback")
-def router_feedback(
-    approve: Annotated[
-        list[int] | None, typer.Option("--approve", "-a", help="Approve candidate ids.")
-    ] = None,
-    reject: Annotated[
-        list[int] | None, typer.Option("--reject", "-r", help="Reject candidate ids.")
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Candidate routing examples from escalations and plans; approve or reject them."""
-
-    async def go() -> None:
-        rt = _runtime(config)
-        store = rt.learning.store
-        if approve:
-            console.print(f"approved {await rt.learning.approve_routing(approve)}")
-        if reject:
-            store.set_candidates(reject, "rejected")
-            rt.learning._write_routing()
-            console.print(f"rejected {len(reject)}")
-        with store._db() as db:
-            rows = db.execute(
-                "SELECT id, status, expected_workers, question FROM routing ORDER BY id DESC "
-                "LIMIT 50"
-            ).fetchall()
-        table = Table(show_edge=False)
-        for col in ("id", "status", "workers", "question"):
-            table.add_column(col)
-        for rid, status, workers, question in rows:
-            table.add_row(
-                str(rid), status, ", ".join(json.loads(workers)), escape(_short(question))
-            )
-        console.print(table if rows else "no routing candidates yet")
-        console.print(f"approved examples: {escape(str(rt.learning.routing_path))}", style="dim")
-
-    _run(go)
-
-
-@router_app.command("fit")
-def router_fit(config: ConfigOpt = None) -> None:
-    """Re-fit the router on the workers' examples plus the approved learned examples."""
-
-    async def go() -> None:
-        rt = _runtime(config)
-        _prepare_models(rt)
-        rt.learning._write_routing()
-        rt.refit_router()
-        await rt.router.profiles()
-        learned = rt.learning.routing_examples()
-        for name, spec in rt.specs.items():
-            console.print(
-                f"{name}: {len(spec.examples)} examples + {len(learned.get(name, []))} learned"
-            )
 
     _run(go)

@@ -44,17 +44,27 @@ def render_footer(answer: Answer) -> Text:
 
 
 def render_route_decision(decision: RouteDecision) -> Group:
-    """Scores per worker, the kind and the reason (``/route``)."""
+    """Per worker probability (or score), the kind, the parts and the reason (``/route``)."""
     head = Text.assemble(
         ("route: ", "bold"), f"{decision.kind} → {', '.join(decision.workers) or 'supervisor'}"
     )
+    values = decision.probabilities or decision.scores
     table = Table(show_edge=False)
     table.add_column("worker")
-    table.add_column("score", justify="right")
+    table.add_column("probability" if decision.probabilities else "score", justify="right")
     table.add_column("chosen")
-    for name, score in sorted(decision.scores.items(), key=lambda kv: -kv[1]):
-        table.add_row(name, f"{score:.3f}", "✓" if name in decision.workers else "")
-    return Group(head, table, Text(f"why: {decision.reason}", style="dim"))
+    for name, value in sorted(values.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{value:.3f}", "✓" if name in decision.workers else "")
+    if decision.none_probability is not None:
+        table.add_row("(none)", f"{decision.none_probability:.3f}", "")
+    out: list[RenderableType] = [head, table]
+    if decision.kind == "plan" and decision.parts:
+        how = "split" if decision.split else "parts"
+        for part in decision.parts:
+            who = f"{part.worker} {part.probability:.2f}" if part.worker else "—"
+            out.append(Text(f"  {how}: {who}: {part.text}"))
+    out.append(Text(f"why: {decision.reason}", style="dim"))
+    return Group(*out)
 
 
 def render_cost(session: Session) -> list[RenderableType]:

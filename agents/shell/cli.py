@@ -36,9 +36,10 @@ from tandem.agents.shell._common import (
 )
 from tandem.agents.shell._doctor import doctor
 from tandem.agents.shell._eval import eval_command
-from tandem.agents.shell._learning import distill_app, memory_app, router_app
+from tandem.agents.shell._learning import distill_app, memory_app
 from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
+from tandem.agents.shell._router import router_app
 from tandem.agents.shell._workers import workers_app
 from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer, render_ledger
 from tandem.agents.shell.repl import arun_repl, redact_config
@@ -62,10 +63,10 @@ app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
 app.add_typer(memory_app, name="memory")
 app.add_typer(distill_app, name="distill")
-app.add_typer(router_app, name="router")
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",

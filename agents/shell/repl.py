@@ -262,6 +262,8 @@ class Repl:
         for n in trace.nodes:
             table.add_row(n.name, f"{n.start:.2f}", f"{n.seconds:.2f}", n.error[:40])
         self.console.print(table)
+        if trace.route is not None:
+            self.console.print(render_route_decision(trace.route))
         self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
 
     async def _privacy(self, arg: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tandem.agents.privacy import Redactor, detector_for
+from tandem.agents.router import LabelledRoute
 from tandem.graphs.learning.recorder import (
     attribute,
     checks,
@@ -191,7 +192,7 @@ class Learning:
         cids = self._candidates_of(ids)
         if cids:
             self.store.set_candidates(cids, "rejected")
-            self._write_routing()
+            self._routing_changed()
         return list(ids)
 
     async def forget(self, rid: int) -> Record:
@@ -202,7 +203,7 @@ class Learning:
         if record.worker in self.rt.stores:
             await self.rt.stores[record.worker].remove_memory([record.source])
         self.store.delete([rid])
-        self._write_routing()
+        self._routing_changed()
         return record
 
     async def clear(self, worker: str) -> int:
@@ -213,7 +214,7 @@ class Learning:
         store = self.rt.stores[worker]
         ids = self.store.delete_worker(worker)
         await store.remove_memory(await store.memory_ids())
-        self._write_routing()
+        self._routing_changed()
         return len(ids)
 
     async def ensure_synced(self, workers: Sequence[str]) -> None:
@@ -259,11 +260,23 @@ class Learning:
         """Approve candidate routing examples; the router trains on them (re-fit in process)."""
         n = self.store.set_candidates(list(ids), "approved")
         if n:
-            self._write_routing()
-            self.rt.refit_router()
+            self._routing_changed()
         return n
 
-    def _write_routing(self) -> None:
+    async def reject_routing(self, ids: Sequence[int]) -> int:
+        """Reject routing examples (an approved one leaves the router's training)."""
+        n = self.store.set_candidates(list(ids), "rejected")
+        if n:
+            self._routing_changed()
+        return n
+
+    def _routing_changed(self) -> None:
+        """Rewrite the approved examples and let the router train on them (lazily: it fits
+        on its next decision, or loads the model cached for exactly this data)."""
+        self.write_routing()
+        self.rt.refit_router()
+
+    def write_routing(self) -> None:
         """Rewrite ``routing.jsonl`` from the approved examples (atomic)."""
         examples = self.store.routing_examples()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -273,19 +286,23 @@ class Learning:
                 f.write(json.dumps(ex.model_dump(), ensure_ascii=False) + "\n")
         os.replace(tmp, self.routing_path)
 
-    def routing_examples(self) -> dict[str, list[str]]:
-        """Approved single-specialist examples per worker (what the centroid router adds)."""
-        out: dict[str, list[str]] = {}
+    def routes(self) -> list[LabelledRoute]:
+        """The approved routing examples as labelled routes (what the router trains on).
+
+        Lines that are not a labelled route are skipped: this file is the loop's own, and a
+        damaged line must not stop the runtime from starting.
+        """
+        out: list[LabelledRoute] = []
         if not self.routing_path.exists():
             return out
         for line in self.routing_path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
-            except ValueError:
+                question, workers = row["question"], row["expected_workers"]
+            except (ValueError, KeyError, TypeError):
                 continue
-            workers = row.get("expected_workers") or []
-            if len(workers) == 1 and row.get("question"):
-                out.setdefault(str(workers[0]), []).append(str(row["question"]))
+            if isinstance(question, str) and question.strip() and isinstance(workers, list):
+                out.append(LabelledRoute(question, tuple(str(w) for w in workers)))
         return out
 
 

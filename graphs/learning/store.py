@@ -403,6 +403,16 @@ class LearningStore:
                 seen[key] = Candidate(question=question, expected_workers=json.loads(workers))
         return list(seen.values())
 
+    def candidates(self, limit: int = 50) -> list[tuple[int, str, list[str], str]]:
+        """The newest routing examples: ``(id, status, expected_workers, question)``."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, status, expected_workers, question FROM routing ORDER BY id DESC "
+                "LIMIT ?",
+                [limit],
+            ).fetchall()
+        return [(int(i), str(st), list(json.loads(w)), str(q)) for i, st, w, q in rows]
+
     def routing_counts(self) -> dict[str, int]:
         """Routing examples by status."""
         with self._db() as db:

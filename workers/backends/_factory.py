@@ -13,7 +13,7 @@ from tandem.workers.backends._base import Backend
 from tandem.workers.backends._bundled import BUNDLED_MODELS
 from tandem.workers.backends._hosts import OllamaPool
 from tandem.workers.backends.ollama import OllamaBackend, OllamaSettings
-from tandem.workers.spec import parse_model_ref
+from tandem.workers.modelref import parse_model_ref
 
 if TYPE_CHECKING:
     from tandem.workers.backends.embedded import EmbeddedSettings

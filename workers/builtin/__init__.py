@@ -13,10 +13,20 @@ from pathlib import Path
 
 from tandem.workers.spec import WorkerSpec
 
-__all__ = ["DEMO_MODEL", "specs"]
+__all__ = ["DEMO_MODEL", "routing_path", "specs"]
 
 DEMO_MODEL = "embedded:qwen2.5-coder-0.5b"
 """The bundled small model the demo specialists use."""
+
+
+def routing_path() -> Path:
+    """Labelled routes for the demo specialists (the ``tandem eval`` JSONL format).
+
+    The router learns from them when the built-in workers are in use. It is the same set
+    as ``benchmarks/data/routing_eval.jsonl``: routing figures on it come from k-fold
+    cross-validation (``tandem router eval … --cv K``), never from a router trained on it.
+    """
+    return Path(str(resources.files(__name__))) / "routing.jsonl"
 
 
 def specs() -> list[WorkerSpec]:

@@ -1,4 +1,4 @@
-"""Local routing: which worker(s) should answer, without any large-model call.
+"""The centroid router (``[router] kind = "centroid"``): the router before the learned one.
 
 Each worker's profile (its description and example questions) is embedded once
 and cached (in memory and, given a path, on disk). Small embedding models put
@@ -20,50 +20,14 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.telemetry import call_finished
 
-__all__ = ["RouteDecision", "Router", "RouterSettings", "split_parts"]
-
-
-class RouterSettings(BaseModel):
-    """Routing model and thresholds (``[router]`` in tandem.toml)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    embed_model: str = "embedded:minilm"
-    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``):
-    the bundled all-MiniLM-L6-v2 by default; ``ollama:nomic-embed-text`` style models with
-    Ollama; ``embedded:qwen2.5-coder-0.5b`` mean-pools the chat model (slow, weaker)."""
-    min_score: float = Field(default=0.125, ge=-1, le=1)
-    """A worker fits a query when its (centred) score reaches this; below it for all →
-    the supervisor answers alone."""
-    plan_margin: float = Field(default=0.0, ge=0, le=2)
-    """Plan across workers whose scores are within this margin of the best one."""
-    part_min_score: float | None = 0.1
-    """Score a part of a multi-part query needs to count (``None`` = ``min_score``)."""
-    max_workers: int = Field(default=3, ge=1, le=16)
-    """At most this many workers in a routed plan."""
-
-
-class RouteDecision(BaseModel):
-    """The router's decision, explainable."""
-
-    kind: Literal["direct", "plan", "supervisor"]
-    """``direct``: one worker answers; ``plan``: the supervisor splits the work; ``supervisor``:
-    no worker fits."""
-    workers: list[str] = Field(default_factory=list)
-    """Workers chosen (best first)."""
-    scores: dict[str, float] = Field(default_factory=dict)
-    """Similarity of the query to each worker."""
-    reason: str = ""
-    """Why, in one sentence."""
+__all__ = ["CentroidRouter", "split_parts"]
 
 
 _PART_SPLIT = re.compile(r"(?<=[?])\s+|;\s+|\.\s+(?:And|Also|Plus)\b|\s+(?:and also|as well as)\s+")
@@ -84,7 +48,7 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=False))
 
 
-class Router:
+class CentroidRouter:
     """Scores queries against worker profiles with local embeddings.
 
     Args:
@@ -199,10 +163,13 @@ class Router:
             calls.append(self._call(res.tokens_in, time.perf_counter() - started, "route"))
         scores = self._scores(res.vectors[0], centroids)
         part_scores = [self._scores(v, centroids) for v in res.vectors[1:]]
-        return self._decide(scores, part_scores), res.vectors[0]
+        return self._decide(scores, part_scores, texts[1:]), res.vectors[0]
 
     def _decide(
-        self, scores: dict[str, float], part_scores: list[dict[str, float]]
+        self,
+        scores: dict[str, float],
+        part_scores: list[dict[str, float]],
+        part_texts: Sequence[str] = (),
     ) -> RouteDecision:
         s = self.settings
         ranked = sorted(scores, key=lambda n: scores[n], reverse=True)
@@ -222,10 +189,18 @@ class Router:
                 part_best.append(name)
         if len(part_best) >= 2:
             chosen = part_best[: s.max_workers]
+            parts = []
+            for text, ps in zip(part_texts, part_scores, strict=False):
+                name = max(ps, key=lambda n: ps[n])
+                ok = ps[name] >= part_min
+                score = min(1.0, max(0.0, ps[name]))
+                parts.append(RoutePart(text=text, worker=name if ok else None, probability=score))
             return RouteDecision(
                 kind="plan",
                 workers=chosen,
                 scores=scores,
+                parts=parts,
+                split=all(any(p.worker == w for p in parts) for w in chosen),
                 reason=f"multi-part question: parts match {', '.join(chosen)}",
             )
         close = [

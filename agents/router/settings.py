@@ -1,0 +1,111 @@
+"""The router's settings (``[router]`` in tandem.toml) and its decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RouteDecision", "RoutePart", "RouterSettings"]
+
+
+class RouterSettings(BaseModel):
+    """Routing model and thresholds (``[router]`` in tandem.toml).
+
+    The threshold defaults are what threshold tuning (4-fold cross-validation, see
+    ``tune``) chooses on the built-in workers' labelled set
+    (``benchmarks/data/routing_eval.jsonl``); its cross-validated figures, where every fold
+    tunes on its own training folds, are in ``benchmarks/RESULTS.md``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["learned", "centroid"] = "learned"
+    """``learned``: a small multi-label model fitted on the workers' examples (and ``train``)
+    at start-up, cached on disk; ``centroid``: the earlier router (cosine to each worker's
+    centred profile centroid, no training)."""
+    embed_model: str = "embedded:minilm"
+    """Embedding model for routing and for every worker store (``ollama:…``/``embedded:…``):
+    the bundled all-MiniLM-L6-v2 by default; ``ollama:nomic-embed-text`` style models with
+    Ollama; ``embedded:qwen2.5-coder-0.5b`` mean-pools the chat model (slow, weaker)."""
+    train: Path | None = None
+    """Labelled routes to learn from besides the workers' examples: a JSONL file in the
+    ``tandem eval`` format (``question``, ``expected_workers``: one worker, several, or
+    ``[]`` for a question no specialist should take). Relative to tandem.toml. Rows naming
+    an unknown worker are skipped. With only the built-in workers, their bundled labelled
+    set is used too."""
+    offtopic: bool = True
+    """Learn "no specialist" from the bundled list of general questions; turn off when a
+    worker covers general knowledge."""
+    tune: bool = True
+    """When ``train`` has at least 30 rows, choose the thresholds below by 4-fold
+    cross-validation on the labelled rows when fitting (cached with the model); otherwise
+    they are used as given. ``tandem router eval --cv`` tunes inside every fold."""
+    multi_label: float = Field(default=0.8, ge=0, le=1)
+    """A worker is chosen when its probability reaches this — several can be (a
+    cross-domain question)."""
+    clause: float = Field(default=0.5, ge=0, le=1)
+    """A clause that asks something counts for its best worker when that worker holds at
+    least this share of the clause's not-none probability. Two or more clauses counting
+    for different workers make a plan of those workers."""
+    clause_statement: float = Field(default=1.0, ge=0, le=1)
+    """A clause that only tells ("I rent a room from my dad") counts when its best worker's
+    probability reaches this (1.0: never)."""
+    clause_max_none: float = Field(default=0.5, ge=0, le=1)
+    """An asking clause whose none-probability is above this counts for no worker ("is
+    that right?")."""
+    min_probability: float = Field(default=0.05, ge=0, le=1)
+    """With no worker chosen, the best one still answers alone when its probability
+    reaches this …"""
+    max_none: float = Field(default=0.7, ge=0, le=1)
+    """… and the question's none-probability is below this; otherwise no specialist fits
+    and the supervisor answers alone (1.0: never decide "none" this way)."""
+    max_workers: int = Field(default=3, ge=1, le=16)
+    """At most this many workers in a routed plan."""
+    min_score: float = Field(default=0.125, ge=-1, le=1)
+    """``centroid`` only: a worker fits a query when its centred score reaches this; below
+    it for all → the supervisor answers alone."""
+    plan_margin: float = Field(default=0.0, ge=0, le=2)
+    """``centroid`` only: plan across workers whose scores are within this margin of the
+    best one."""
+    part_min_score: float | None = 0.1
+    """``centroid`` only: score a part of a multi-part query needs to count (``None`` =
+    ``min_score``)."""
+
+
+class RoutePart(BaseModel):
+    """A part of the question and the specialist it is about."""
+
+    text: str
+    """The part's own words (clauses of the question, in order)."""
+    worker: str | None = None
+    """The specialist this part is about (``None``: no confident match)."""
+    probability: float = 0.0
+    """How sure the router is of ``worker`` for this part (0–1)."""
+
+
+class RouteDecision(BaseModel):
+    """The router's decision, explainable."""
+
+    kind: Literal["direct", "plan", "supervisor"]
+    """``direct``: one worker answers; ``plan``: the supervisor splits the work; ``supervisor``:
+    no worker fits."""
+    workers: list[str] = Field(default_factory=list)
+    """Workers chosen (in the order the question raises them)."""
+    scores: dict[str, float] = Field(default_factory=dict)
+    """Per worker: the probability (learned router) or centred cosine (centroid router);
+    kept for compatibility — prefer ``probabilities``."""
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    """Per worker: the probability that the question needs it (multi-label: they need not
+    sum to 1). Empty for the centroid router."""
+    none_probability: float | None = None
+    """The probability that no specialist fits (learned router)."""
+    parts: list[RoutePart] = Field(default_factory=list)
+    """The question cut into parts with their worker: one part for ``direct``; for
+    ``plan``, the clauses grouped by worker; empty for ``supervisor``."""
+    split: bool = False
+    """``plan`` only: the parts decided the plan — every chosen worker has a part of its
+    own, with its own text (a plan can be built from ``parts`` directly)."""
+    reason: str = ""
+    """Why, in one sentence."""
