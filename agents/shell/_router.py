@@ -218,8 +218,7 @@ def router_feedback(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Routing examples suggested by escalations and plans: list, approve or reject them.
-    Approved ones are what the router trains on besides the workers' own examples."""
+    """Routing examples suggested by escalations and plans: list, approve or reject them (approved ones are what the router trains on besides the workers' own examples)."""  # noqa: E501
 
     async def go() -> None:
         rt = runtime(config)
