@@ -1,8 +1,9 @@
 """Cost: prices, the ``[cost]`` settings, per-run budgets and the savings computation.
 
 * **Prices** — custom ``[cost.prices]`` first, then litellm's price list
-  (:func:`model_price`, :func:`price_tokens`; :func:`call_cost` prices one finished
-  litellm call with the exact token counts).
+  (:func:`model_price`, :func:`price_tokens`: a cached table read without importing
+  litellm, which takes seconds; :func:`call_cost` prices one finished litellm call with
+  the exact token counts, litellm being loaded by then).
 * **Budgets** — :class:`RunBudget` stops a large-model call *before* it is made when a
   per-run limit (remote dollars, supervisor calls) would be passed; it raises
   :class:`~tandem.workers.errors.BudgetExceeded` and nothing is sent.
@@ -13,11 +14,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.workers.errors import BudgetExceeded
@@ -32,6 +38,7 @@ __all__ = [
     "call_cost",
     "counterfactual_usd",
     "model_price",
+    "price_table",
     "price_tokens",
     "savings",
     "savings_pct",
@@ -87,15 +94,81 @@ def _litellm_cost(model: str, tokens_in: int, tokens_out: int) -> tuple[float, f
     return float(cost_in), float(cost_out)
 
 
+_PRICE_FILE = "model_prices_and_context_window_backup.json"
+_TABLE: dict[str, tuple[float, float, str]] | None = None
+
+
+def _price_source() -> Path | None:
+    """litellm's bundled price list, found without importing litellm (seconds)."""
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / _PRICE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def price_table() -> dict[str, tuple[float, float, str]]:
+    """``model → (dollars per prompt token, per completion token, provider)`` from litellm's
+    price list, read once per process from a compact copy in the user cache dir (rebuilt
+    when litellm's list changes); litellm itself is never imported for it."""
+    global _TABLE
+    if _TABLE is not None:
+        return _TABLE
+    source = _price_source()
+    if source is None:
+        _TABLE = {}
+        return _TABLE
+    stat = source.stat()
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    cache = Path(platformdirs.user_cache_dir("tandem")) / "prices.json"
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(cache.read_text())
+        if data.get("source") == stamp:
+            _TABLE = {k: (v[0], v[1], v[2]) for k, v in data["models"].items()}
+            return _TABLE
+    listed = json.loads(source.read_text())
+    _TABLE = {
+        name: (
+            float(info.get("input_cost_per_token") or 0.0),
+            float(info.get("output_cost_per_token") or 0.0),
+            str(info.get("litellm_provider") or ""),
+        )
+        for name, info in listed.items()
+        if isinstance(info, dict)
+        and ("input_cost_per_token" in info or "output_cost_per_token" in info)
+    }
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"prices.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"source": stamp, "models": _TABLE}))
+        tmp.replace(cache)
+    return _TABLE
+
+
+def _listed_price(model: str) -> tuple[float, float] | None:
+    """The list price of ``model`` (``gpt-4o-mini``, ``openai/gpt-4o-mini`` …)."""
+    table = price_table()
+    hit = table.get(model)
+    if hit is None and "/" in model:
+        provider, name = model.split("/", 1)
+        hit = table.get(name)
+        if hit is not None and not hit[2].startswith(provider):
+            hit = None  # a model of the same name at another provider
+    if hit is None or (not hit[0] and not hit[1]):
+        return None
+    return hit[0], hit[1]
+
+
 def model_price(model: str, prices: Mapping[str, ModelPrice]) -> tuple[float, float] | None:
-    """Dollars per prompt token and per completion token for ``model``; ``None`` if unknown."""
+    """Dollars per prompt token and per completion token for ``model``; ``None`` if unknown.
+
+    Custom ``[cost.prices]`` first, then litellm's price list (:func:`price_table`: the
+    base price per token, without importing litellm)."""
     custom = prices.get(model)
     if custom is not None:
         return custom.input / 1e6, custom.output / 1e6
-    listed = _litellm_cost(model, 1_000_000, 1_000_000)
-    if listed is None or (not listed[0] and not listed[1]):
-        return None
-    return listed[0] / 1e6, listed[1] / 1e6
+    return _listed_price(model)
 
 
 def price_tokens(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -44,6 +44,8 @@ class Plan(BaseModel):
 
     subtasks: list[PlanStep] = Field(default_factory=list)
     rationale: str = ""
+    source: Literal["supervisor", "router"] = "supervisor"
+    """Who made the plan: the supervisor's planning call, or the router's parts (no call)."""
 
 
 _PLACEHOLDER = re.compile(r"&lt;([A-Z]+(?:_[A-Z]+)*_\d+)&gt;")
@@ -69,6 +71,22 @@ def _results_block(results: Sequence[WorkerResult]) -> str:
         lines.append(
             f'<result worker="{r.worker}" status="{r.status}" confidence="{r.confidence:.2f}" '
             f'sources="{_esc(sources)}">{_esc(body)}</result>'
+        )
+    return "\n".join(lines)
+
+
+def _parts_block(results: Sequence[WorkerResult], query: str = "") -> str:
+    """Each subtask's answer, numbered: one block per part of the query (with the part's
+    question unless it is the query's own words, as a router-built part is)."""
+    lines = []
+    for i, r in enumerate(results, 1):
+        # A failure is named, its error text is not passed on (it would come back as an answer).
+        body = r.answer if r.status == "ok" else "(no answer: this specialist failed)"
+        status = "" if r.status == "ok" else f' status="{r.status}"'
+        asked = "" if r.instruction.strip() in query else f"Question: {_esc(r.instruction)}\n"
+        lines.append(
+            f'<result part="{i}" worker="{r.worker}"{status} confidence="{r.confidence:.2f}">\n'
+            f"{asked}Answer: {_esc(body)}\n</result>"
         )
     return "\n".join(lines)
 
@@ -250,27 +268,80 @@ class Supervisor:
         *,
         history: str = "",
         on_token: TokenCallback | None = None,
+        missing: Sequence[WorkerResult] = (),
+        draft: str = "",
     ) -> tuple[str, list[CallRecord]]:
-        """Merge worker results into one answer that keeps their citations."""
+        """Merge worker results into one answer that covers every part and keeps their
+        attributions.
+
+        Args:
+            query: The user's question.
+            results: One result per subtask (part of the question), in plan order.
+            history: Earlier turns of the conversation.
+            on_token: Receives the answer as it is written.
+            missing: Asking again: the parts ``draft`` left out.
+            draft: Asking again: the previous synthesis.
+        """
         calls: list[CallRecord] = []
         system = (
-            "You are the supervisor of a team of specialists. Write one answer to the user's "
-            "query from the specialists' results. Keep each fact attributed with its "
-            "specialist in square brackets, e.g. [tenancy]. Say plainly which parts are "
-            "uncertain, low-confidence or missing (failed specialists). Do not invent facts "
-            "the results do not contain. Be concise. " + DATA_RULE
+            "Answer the user's query from your specialists' results, one per part: every "
+            "part in order, its facts and numbers as given, each followed by its specialist "
+            "in brackets, e.g. [tenancy]; then one joining sentence. Say which parts are "
+            "uncertain or missing; add no facts; be concise. " + DATA_RULE
         )
         user = ""
         if history:
             user += f"<history>{_esc(history)}</history>\n\n"
-        user += f"<query>{_esc(query)}</query>\n\nResults:\n{_results_block(results) or '(none)'}"
+        user += (
+            f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results, query) or '(none)'}"
+        )
+        if missing:
+            left_out = ", ".join(
+                f"part {results.index(r) + 1} ({r.worker})" if r in results else r.worker
+                for r in missing
+            )
+            user += (
+                f"\n\nYour previous answer left out {left_out}:\n<draft>{_esc(draft)}</draft>\n"
+                "Write the answer again so that it covers every part."
+            )
         messages: list[ChatMessage] = [
             {"role": "system", "content": system},
             {"role": "user", "content": user},
         ]
-        text = await self._call(messages, "synthesize", calls, on_token=on_token)
+        purpose = "resynthesize" if missing else "synthesize"
+        text = await self._call(messages, purpose, calls, on_token=on_token)
         if not text.strip():
             raise BadModelOutput("the supervisor returned an empty synthesis", model=self.model)
+        return text.strip(), calls
+
+    async def conclude(
+        self,
+        query: str,
+        results: Sequence[WorkerResult],
+        *,
+        history: str = "",
+        on_token: TokenCallback | None = None,
+    ) -> tuple[str, list[CallRecord]]:
+        """The joint conclusion of a structured synthesis: one or two sentences on what the
+        parts' answers (shown to the user as they are) mean together for the query."""
+        calls: list[CallRecord] = []
+        system = (
+            "Specialists have answered the parts of the user's query; the user already sees "
+            "their answers. Write one or two short sentences that say what the answers mean "
+            "together for the user's query. Use only facts from the answers and add no new "
+            "numbers; do not repeat every detail. " + DATA_RULE
+        )
+        user = ""
+        if history:
+            user += f"<history>{_esc(history)}</history>\n\n"
+        user += (
+            f"<query>{_esc(query)}</query>\n\nResults:\n{_parts_block(results, query) or '(none)'}"
+        )
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
+        text = await self._call(messages, "conclude", calls, on_token=on_token)
         return text.strip(), calls
 
     async def answer(

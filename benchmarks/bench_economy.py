@@ -28,7 +28,7 @@ from _common import (
 from tandem.graphs import TandemConfig, build_graph
 from tandem.workers.testing import FakeOpenAI, rule_supervisor
 
-EMBEDDER = "embedded:qwen2.5-coder-0.5b"
+EMBEDDER = "embedded:minilm"
 
 
 def embedded_data_dir() -> Path:
@@ -64,6 +64,8 @@ def run() -> BenchResult:
     gold = {q["query"]: q["expected"] for q in queries}
     per: dict[str, dict[str, float]] = {}
     covered: dict[str, float] = {}
+    planned: dict[str, dict[str, float]] = {}
+    data_dir = embedded_data_dir()
     with fakes() as (ollama, openai):
         rules = scripted_responder(gold)
 
@@ -72,32 +74,48 @@ def run() -> BenchResult:
             return rules(body) if body.get("tools") else rule_supervisor(body)
 
         openai.responder = respond
-        # Routing and retrieval use the real embedded embeddings (the fake's hashed bag of
-        # words cannot route paraphrased questions); only the chat models are fakes.
-        config = fake_config(
-            ollama,
-            openai,
-            embedded_data_dir(),
-            router={"embed_model": EMBEDDER, "min_score": 0.125, "part_min_score": 0.1},
-        )
-        graph = build_graph(config)
-        asyncio.run(graph.runtime.ensure_ingested())  # a one-off, not counted
+        graph = None
+        # Routing and retrieval use the real bundled embeddings (the fake's hashed bag of
+        # words cannot route paraphrased questions); only the chat models are fakes. The
+        # same workload runs with the supervisor planning every cross-domain question (the
+        # path before router-built plans) and with [planner] mode = "auto".
+        for mode in ("supervisor", "auto"):
+            config = fake_config(
+                ollama,
+                openai,
+                data_dir,
+                router={"embed_model": EMBEDDER, "min_score": 0.125, "part_min_score": 0.1},
+                planner={"mode": mode},
+            )
+            graph = build_graph(config)
+            asyncio.run(graph.runtime.ensure_ingested())  # a one-off, not counted
+            name = f"tandem ({'supervisor plans' if mode == 'supervisor' else 'router plans'})"
 
-        async def tandem_all() -> float:
-            hit = 0.0
-            for i, q in enumerate(queries, 1):
-                print(f"  tandem {i}/{len(queries)}", end="\r", flush=True)
-                state = await graph.ainvoke({"query": q["query"]})
-                ok = {r.worker for r in state["answer"].worker_results if r.status == "ok"}
-                hit += len(ok & set(q["expected"])) / len(q["expected"])
-            return hit
+            async def tandem_all(graph: Any = graph, name: str = name) -> float:
+                hit = 0.0
+                stats = planned.setdefault(name, {"n": 0, "calls": 0, "tokens": 0, "router": 0})
+                for i, q in enumerate(queries, 1):
+                    print(f"  {name} {i}/{len(queries)}", end="\r", flush=True)
+                    before = len(openai.usages)
+                    state = await graph.ainvoke({"query": q["query"]})
+                    answer = state["answer"]
+                    ok = {r.worker for r in answer.worker_results if r.status == "ok"}
+                    hit += len(ok & set(q["expected"])) / len(q["expected"])
+                    if answer.ledger.planned_by is not None:
+                        usages = openai.usages[before:]
+                        stats["n"] += 1
+                        stats["calls"] += len(usages)
+                        stats["tokens"] += sum(u["total_tokens"] for u in usages)
+                        stats["router"] += answer.ledger.planned_by == "router"
+                return hit
 
-        openai.reset()
-        start = len(openai.usages)
-        covered["tandem"] = asyncio.run(tandem_all()) / len(queries)
-        calls, tokens, sent = _tally(openai, start)
-        per["tandem"] = {"calls": calls, "tokens": tokens, "bytes": sent}
+            openai.reset()
+            start = len(openai.usages)
+            covered[name] = asyncio.run(tandem_all()) / len(queries)
+            calls, tokens, sent = _tally(openai, start)
+            per[name] = {"calls": calls, "tokens": tokens, "bytes": sent}
 
+        assert graph is not None
         baseline = build_baseline(graph.runtime, openai.api_base)
         openai.reset()
         start = len(openai.usages)
@@ -112,7 +130,8 @@ def run() -> BenchResult:
         per["baseline"] = {"calls": calls, "tokens": tokens, "bytes": sent}
 
     n = len(queries)
-    ratio = per["tandem"]["tokens"] / per["baseline"]["tokens"]
+    new, old = "tandem (router plans)", "tandem (supervisor plans)"
+    ratio = per[new]["tokens"] / per["baseline"]["tokens"]
     rows = [
         [
             name,
@@ -124,15 +143,35 @@ def run() -> BenchResult:
         for name, v in per.items()
     ]
     cross = sum(len(q["expected"]) > 1 for q in queries)
+
+    def per_plan(name: str, key: str) -> float:
+        stats = planned[name]
+        return stats[key] / stats["n"] if stats["n"] else 0.0
+
+    plan_rows = [
+        [
+            name,
+            str(int(planned[name]["n"])),
+            str(int(planned[name]["router"])),
+            f"{per_plan(name, 'calls'):.2f}",
+            f"{per_plan(name, 'tokens'):.0f}",
+        ]
+        for name in (old, new)
+    ]
+    token_share = (
+        per_plan(new, "tokens") / per_plan(old, "tokens") if per_plan(old, "tokens") else 0
+    )
     return BenchResult(
         key="economy",
         title="1. Large-model economy vs the standard supervisor pattern",
         method=f"{n} queries ({n - cross} single-domain, {cross} cross-domain; tenancy/finance/"
-        "health) through tandem and through `langgraph_supervisor.create_supervisor` with "
-        "`create_react_agent` workers, both against the same fake OpenAI server (tool calls "
-        "and handoffs go over the wire). Tokens are the `usage.total_tokens` the server "
-        "returned (one token = one whitespace-separated word of the prompt, tool schemas "
-        "and tool calls included); bytes are the request bodies it received.",
+        "health) through tandem (twice: the supervisor planning every planned question, and "
+        '`[planner] mode = "auto"` where a confident split of the router is the plan) and '
+        "through `langgraph_supervisor.create_supervisor` with `create_react_agent` workers, "
+        "all against the same fake OpenAI server (tool calls and handoffs go over the wire). "
+        "Tokens are the `usage.total_tokens` the server returned (one token = one "
+        "whitespace-separated word of the prompt, tool schemas and tool calls included); "
+        "bytes are the request bodies it received.",
         headers=["system", "large calls/query", "large tokens/query", "sent/query", "coverage"],
         rows=rows,
         figures=[
@@ -141,10 +180,31 @@ def run() -> BenchResult:
             ),
             Figure(
                 "tandem / baseline large-model calls",
-                per["tandem"]["calls"] / per["baseline"]["calls"],
+                per[new]["calls"] / per["baseline"]["calls"],
                 "(reported)",
                 None,
             ),
+            Figure(
+                "supervisor tokens per planned question, router plans / supervisor plans",
+                token_share,
+                "≤ 0.50",
+                token_share <= 0.50,
+                "{:.2f}",
+            ),
+            Figure(
+                "supervisor calls per planned question (router plans)",
+                per_plan(new, "calls"),
+                "≤ 1.2",
+                per_plan(new, "calls") <= 1.2,
+                "{:.2f}",
+            ),
+        ],
+        extra_tables=[
+            (
+                "Planned questions: who planned, and what the supervisor was asked",
+                ["system", "planned", "by the router", "sup calls/planned", "sup tokens/planned"],
+                plan_rows,
+            )
         ],
         notes=[
             "coverage = share of the expected specialists that produced an answer for the "
@@ -153,7 +213,8 @@ def run() -> BenchResult:
             "(an oracle), so its coverage is 100 % by construction.",
             "tandem's supervisor (plan + synthesis) is the fake's rule-based model; its "
             "specialists are the fake Ollama's grounded small model (not large-model calls). "
-            "Routing and retrieval use the bundled 0.5B embeddings (real router decisions).",
+            f"Routing and retrieval use the bundled embeddings ({EMBEDDER}; real router "
+            "decisions).",
             "The fake counts `response_format` schemas as zero tokens (tandem sends one "
             "with each plan); the bytes column includes them.",
         ],

@@ -1,4 +1,4 @@
-"""(7) Real-model evaluation: ``tandem.graphs.evaluate`` on the embedded models.
+"""(11) Real-model evaluation: ``tandem.graphs.evaluate`` on the embedded models.
 
 Zero-config tandem (bundled 1.5B supervisor and 0.5B specialists, in-process,
 no network) on ``benchmarks/data/demo_eval.jsonl`` — the same library the
@@ -44,7 +44,7 @@ def _data_dir() -> Path:
 def run() -> BenchResult:
     cases = load_dataset(DATA / "demo_eval.jsonl")
     limit = _limit(len(cases))
-    title = "7. Real-model evaluation (embedded models)"
+    title = "11. Real-model evaluation (embedded models)"
     if limit == 0:
         return BenchResult("eval", title, "skipped (BENCH_EVAL_LIMIT=0)", ["-"], [])
     config = TandemConfig(

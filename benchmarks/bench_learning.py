@@ -1,4 +1,4 @@
-"""(7) Repeat workload: do escalations teach the specialists? Memory on vs off.
+"""(13) Repeat workload: do escalations teach the specialists? Memory on vs off.
 
 The 40 questions of ``data/repeat_workload.jsonl`` are in-domain but no corpus file answers
 them, so a specialist should escalate and the supervisor answers. Each is asked twice: first
@@ -421,7 +421,7 @@ def run(embed: str | None = None) -> BenchResult:
     )
     return BenchResult(
         key="learning",
-        title="8. Repeat workload: answer memory on vs off (fakes)",
+        title="13. Repeat workload: answer memory on vs off (fakes)",
         method=f"40 questions × 2 passes; embeddings {embed}; fake specialist τ = {TAU}",
         headers=[
             "setup",
@@ -478,7 +478,7 @@ def run_bundled_bench(n: int | None = None) -> BenchResult:
     ]
     return BenchResult(
         key="learning-bundled",
-        title="8b. Repeat workload on the bundled models: answer memory on vs off",
+        title="13b. Repeat workload on the bundled models: answer memory on vs off",
         method=(
             f"{n} questions (round-robin over the specialists) × 2 passes, zero-config bundled "
             "models: specialists, MiniLM router/stores, 1.5B supervisor; no fakes"

@@ -43,7 +43,11 @@ ALL = (
     "embedding",
     "concurrency",
     "serve",
+    "startup",
+    "crossdomain",
+    "firstrun",
     "eval",
+    "calibration",
     "learning",
     "learning-bundled",
 )
@@ -74,10 +78,26 @@ def _run_one(key: str) -> BenchResult:
         import bench_concurrency
 
         return bench_concurrency.run()
+    if key == "startup":
+        import bench_startup
+
+        return bench_startup.run()
+    if key == "crossdomain":
+        import bench_cross_domain
+
+        return bench_cross_domain.run()
+    if key == "firstrun":
+        import bench_first_run
+
+        return bench_first_run.run()
     if key == "serve":
         import bench_serve
 
         return bench_serve.run()
+    if key == "calibration":
+        import bench_calibration
+
+        return bench_calibration.run()
     if key == "learning":
         import bench_learning
 

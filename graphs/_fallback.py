@@ -109,6 +109,7 @@ def _fallback_worker(rt: Runtime, name: str) -> Worker | None:
             primary.embedder,
             retry=primary.retry,
             max_tokens=primary.max_tokens,
+            calibration=rt.cascade_for(primary.spec, model).calibration,
         )
     return cache[name]
 

@@ -15,7 +15,9 @@ next one starts (resume after a crash or restart).
 
 from __future__ import annotations
 
+import copy
 import sqlite3
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
@@ -28,6 +30,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel
 
 from tandem.graphs._postgres import SCHEMES as POSTGRES_SCHEMES
 from tandem.graphs._postgres import open_postgres, open_postgres_sync
@@ -40,6 +43,8 @@ __all__ = [
     "open_checkpointer",
     "open_checkpointer_sync",
     "sqlite_path",
+    "state_types",
+    "strict_checkpointer",
 ]
 
 DURABILITY: Literal["sync"] = "sync"
@@ -54,6 +59,55 @@ ASYNC_OPENERS: dict[str, AsyncOpener] = dict.fromkeys(POSTGRES_SCHEMES, open_pos
 """Extra schemes (``"postgresql"`` …) → async opener; extensions register here."""
 SYNC_OPENERS: dict[str, SyncOpener] = dict.fromkeys(POSTGRES_SCHEMES, open_postgres_sync)
 """Extra schemes → sync opener."""
+
+
+def state_types(*schemas: Any) -> set[tuple[str, str]]:
+    """``(module, name)`` of every pydantic model the ``schemas`` (TypedDicts, models) hold,
+    however nested (lists, unions, ``Annotated``, model fields)."""
+    found: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+
+    def visit(tp: Any) -> None:
+        if id(tp) in seen:
+            return
+        seen.add(id(tp))
+        for arg in typing.get_args(tp):
+            visit(arg)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            found.add((tp.__module__, tp.__name__))
+            for field in tp.model_fields.values():
+                visit(field.annotation)
+        elif typing.is_typeddict(tp):
+            for hint in typing.get_type_hints(tp, include_extras=True).values():
+                visit(hint)
+
+    for schema in schemas:
+        visit(schema)
+    return found
+
+
+def strict_checkpointer(
+    saver: BaseCheckpointSaver[Any], allowed: set[tuple[str, str]]
+) -> BaseCheckpointSaver[Any]:
+    """``saver`` deserializing only ``allowed`` types (and LangGraph's safe ones).
+
+    A checkpointer created before ``tandem.graphs`` was imported (``from
+    langgraph.checkpoint.memory import InMemorySaver`` first, a common order) gets
+    LangGraph's permissive serializer: it ignores a graph's types and logs "Deserializing
+    unregistered type …" for every tandem record on each turn. Such a serializer is
+    replaced — on a shallow copy: the caller's object is unchanged and the storage shared —
+    by a strict one that knows the graph's types. Any other serializer is left as it is.
+    """
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = getattr(saver, "serde", None)
+    if type(serde) is not JsonPlusSerializer or serde._allowed_msgpack_modules is not True:
+        return saver
+    clone = copy.copy(saver)
+    clone.serde = JsonPlusSerializer(
+        pickle_fallback=serde.pickle_fallback, allowed_msgpack_modules=sorted(allowed)
+    )
+    return clone
 
 
 def _scheme(url: str) -> str:

@@ -13,10 +13,17 @@ Dataset format: JSON Lines, one object per question::
 * ``facts`` — reference facts; each must appear in the answer (case-insensitive,
   whitespace-normalised substring) for the question to count as answered.
 
+* ``answerable`` (optional) — ``false`` for an in-domain question the specialist's
+  corpus does not answer: its local answer counts as wrong (it should escalate).
+
 Per question the report keeps the route, whether it matched, which facts were
 found, the local share of model calls, the cost and the latency; the summary has
 route accuracy, fact recall, fully-answered share, mean local share, total cost
-and latency p50/p95.
+and latency p50/p95. For direct routes it also judges the specialist's own answer
+(before any escalation): right when it holds every fact, wrong when it misses one
+or the question is not answerable; the summary then compares ``p_correct`` with the
+model's self-reported confidence as predictors of that — ``auroc``, ``ece`` and a
+risk–coverage table for each, side by side.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from tandem.graphs.hybrid import TandemGraph
 from tandem.graphs.state import Answer
+from tandem.workers.calibration_fit import RiskPoint, auroc, ece, risk_coverage
 from tandem.workers.errors import ConfigError, RunError
 
 __all__ = ["EvalCase", "EvalReport", "EvalRow", "evaluate", "load_dataset", "summarize"]
@@ -49,6 +57,8 @@ class EvalCase(BaseModel):
     """Specialists the router should choose (``[]``: none fits)."""
     facts: list[str] = Field(default_factory=list)
     """Reference facts the answer must contain."""
+    answerable: bool | None = None
+    """``False``: the specialist's corpus does not answer it (a local answer is wrong)."""
 
 
 class EvalRow(BaseModel):
@@ -80,6 +90,15 @@ class EvalRow(BaseModel):
     """Wall time of the run."""
     answer: str = ""
     """The answer text."""
+    local_answer: str = ""
+    """On a direct route, the specialist's own answer (before any escalation)."""
+    local_right: bool | None = None
+    """Whether that answer holds every fact (``False`` for an unanswerable question;
+    ``None``: not a direct route, or nothing to judge it by)."""
+    p_correct: float | None = None
+    """The specialist answer's calibrated probability of being right."""
+    self_confidence: float | None = None
+    """The confidence the specialist model reported."""
     error: str = ""
     """Set when the run itself failed."""
 
@@ -107,6 +126,22 @@ class EvalReport(BaseModel):
     """Median latency per question."""
     p95_seconds: float = 0.0
     """95th-percentile latency per question."""
+    judged: int = 0
+    """Direct-route answers judged right or wrong (the base of the figures below)."""
+    local_accuracy: float | None = None
+    """Share of them that were right."""
+    auroc: float | None = None
+    """AUROC of ``p_correct`` for telling right local answers from wrong ones."""
+    ece: float | None = None
+    """Expected calibration error of ``p_correct``."""
+    self_auroc: float | None = None
+    """AUROC of the model's self-reported confidence, on the same answers."""
+    self_ece: float | None = None
+    """Expected calibration error of the self-reported confidence."""
+    risk_coverage: list[RiskPoint] = Field(default_factory=list)
+    """Error among the answers kept local, keeping the top share by ``p_correct``."""
+    self_risk_coverage: list[RiskPoint] = Field(default_factory=list)
+    """The same, ranking by self-reported confidence."""
 
 
 def load_dataset(path: Path | str) -> list[EvalCase]:
@@ -146,6 +181,25 @@ def _percentile(values: Sequence[float], p: float) -> float:
     return xs[max(0, min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1))]
 
 
+def _judge(case: EvalCase, answer: Answer) -> dict[str, object]:
+    """The specialist's own answer on a direct route, and whether it was right."""
+    first = answer.worker_results[0] if answer.worker_results else None
+    if answer.route.kind != "direct" or first is None or first.status != "ok":
+        return {}
+    text = _norm(first.answer)
+    right: bool | None = None
+    if case.answerable is False:
+        right = False
+    elif case.facts:
+        right = all(_norm(f) in text for f in case.facts)
+    return {
+        "local_answer": first.answer,
+        "local_right": right,
+        "p_correct": first.p_correct,
+        "self_confidence": first.confidence,
+    }
+
+
 def _row(case: EvalCase, answer: Answer, seconds: float) -> EvalRow:
     text = _norm(answer.text)
     found = [f for f in case.facts if _norm(f) in text]
@@ -166,7 +220,31 @@ def _row(case: EvalCase, answer: Answer, seconds: float) -> EvalRow:
         cost_usd=t.cost_usd,
         seconds=round(seconds, 3),
         answer=answer.text,
+        **_judge(case, answer),
     )
+
+
+def _calibration(rows: Sequence[EvalRow]) -> dict[str, object]:
+    judged = [r for r in rows if r.local_right is not None and r.p_correct is not None]
+    if not judged:
+        return {}
+    y = [int(bool(r.local_right)) for r in judged]
+    p = [float(r.p_correct or 0.0) for r in judged]
+    c = [float(r.self_confidence or 0.0) for r in judged]
+
+    def rounded(v: float | None) -> float | None:
+        return None if v is None else round(v, 4)
+
+    return {
+        "judged": len(judged),
+        "local_accuracy": round(sum(y) / len(y), 4),
+        "auroc": rounded(auroc(p, y)),
+        "ece": rounded(ece(p, y)),
+        "self_auroc": rounded(auroc(c, y)),
+        "self_ece": rounded(ece(c, y)),
+        "risk_coverage": risk_coverage(p, y),
+        "self_risk_coverage": risk_coverage(c, y),
+    }
 
 
 def summarize(rows: Sequence[EvalRow], cases: Sequence[EvalCase]) -> EvalReport:
@@ -185,6 +263,7 @@ def summarize(rows: Sequence[EvalRow], cases: Sequence[EvalCase]) -> EvalReport:
         cost_usd=round(sum(r.cost_usd for r in rows), 8),
         p50_seconds=round(_percentile(secs, 50), 3),
         p95_seconds=round(_percentile(secs, 95), 3),
+        **_calibration(rows),
     )
 
 

@@ -27,7 +27,7 @@ from langgraph.types import Command, Durability
 
 from tandem.agents.llm import SupervisorLLM
 from tandem.graphs._guard import StepGuard
-from tandem.graphs.checkpoint import DURABILITY
+from tandem.graphs.checkpoint import DURABILITY, state_types, strict_checkpointer
 from tandem.graphs.config import TandemConfig
 from tandem.graphs.nodes import Nodes
 from tandem.graphs.runtime import Runtime
@@ -163,6 +163,8 @@ def build_graph(
     g.add_edge("synthesize", "finish")
     g.add_edge("supervisor", "finish")
     g.add_edge("finish", END)
+    if checkpointer is not None:
+        checkpointer = strict_checkpointer(checkpointer, state_types(TandemState, WorkerInput))
     compiled = g.compile(checkpointer=checkpointer, name="tandem").with_config(
         recursion_limit=rt.config.recursion_limit
     )

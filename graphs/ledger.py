@@ -10,6 +10,7 @@ savings computation. :class:`SessionLedger` adds runs up per thread and per sess
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -60,6 +61,10 @@ class LedgerTotals(BaseModel):
     savings_pct: float | None = None
     """``100 × (counterfactual − cost) / counterfactual``; ``None`` when the supervisor model
     has no known price (nothing to compare against)."""
+    router_plans: int = 0
+    """Plans the router built from the question's parts (no planning call)."""
+    supervisor_plans: int = 0
+    """Plans the supervisor made (a planning call)."""
 
     def __add__(self, other: LedgerTotals) -> LedgerTotals:
         t = LedgerTotals()
@@ -74,6 +79,8 @@ class LedgerTotals(BaseModel):
             "tokens_in",
             "tokens_out",
             "bytes_sent_remote",
+            "router_plans",
+            "supervisor_plans",
         ):
             setattr(t, name, getattr(self, name) + getattr(other, name))
         t.seconds = round(self.seconds + other.seconds, 4)
@@ -94,6 +101,9 @@ class Ledger(BaseModel):
     """Remote requests of the run as the egress log recorded them."""
     supervisor_model: str = ""
     """The model the counterfactual is priced on."""
+    planned_by: Literal["router", "supervisor"] | None = None
+    """Who planned the run: the router (from the question's parts, no planning call) or the
+    supervisor; ``None`` when nothing was planned."""
 
 
 def build_ledger(
@@ -102,6 +112,7 @@ def build_ledger(
     egress: Iterable[EgressRecord] = (),
     supervisor_model: str | None = None,
     prices: Mapping[str, ModelPrice] | None = None,
+    planned_by: Literal["router", "supervisor"] | None = None,
 ) -> Ledger:
     """Compute totals for ``calls``.
 
@@ -111,9 +122,13 @@ def build_ledger(
         supervisor_model: Prices the counterfactual: every worker and supervisor chat
             call's tokens (embeddings excluded) at this model's price.
         prices: Custom prices (``[cost.prices]``), winning over litellm's.
+        planned_by: Who planned the run, if it was planned.
     """
     rows = list(calls)
-    t = LedgerTotals()
+    t = LedgerTotals(
+        router_plans=int(planned_by == "router"),
+        supervisor_plans=int(planned_by == "supervisor"),
+    )
     for c in rows:
         if BUDGET_STOP in c.error:
             t.budget_stops += 1
@@ -145,6 +160,7 @@ def build_ledger(
         totals=t,
         egress=summarize_egress(egress),
         supervisor_model=supervisor_model or "",
+        planned_by=planned_by,
     )
 
 

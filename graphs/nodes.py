@@ -16,6 +16,8 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.types import Send
 
+from tandem.agents.coverage import parts_in_order
+from tandem.agents.planner import router_plan, synthesis_style
 from tandem.agents.privacy import GuardReport, restore
 from tandem.agents.privacy.policy import LOCAL_ONLY_KEY, merge_local
 from tandem.agents.router import RouteDecision
@@ -40,11 +42,13 @@ from tandem.graphs._guard import (
     timed_detect,
 )
 from tandem.graphs._stream import answer_sink, emit, token_stream
+from tandem.graphs._synthesis import Synthesis, cited, kept_citations
+from tandem.graphs.cascade import decide
 from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, SeenPassages, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
-from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
+from tandem.workers.records import CallRecord, Subtask, WorkerResult
 
 __all__ = ["Nodes"]
 
@@ -240,9 +244,10 @@ class Nodes:
             sink.flush()
         notes.extend(more)
         step.note_passages(subtask.worker, run.passages)
-        if run.result.status == "failed":
-            notes.append(f"worker '{subtask.worker}' failed: {run.result.reason}")
-        update: dict[str, Any] = {"results": [run.result], "calls": run.calls, "notes": notes}
+        result = cited(run.result, run.passages)
+        if result.status == "failed":
+            notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
+        update: dict[str, Any] = {"results": [result], "calls": run.calls, "notes": notes}
         if self.rt.config.learning.record:  # a learning record keeps what the worker saw
             update["seen"] = [_seen(subtask.worker, subtask.instruction, run.passages)]
         return update
@@ -253,16 +258,12 @@ class Nodes:
     async def check(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         result = state["results"][-1]
         spec = self.rt.specs.get(result.worker)
-        threshold = spec.min_confidence if spec else 0.5
-        if result.status == "ok" and not result.needs_escalation and result.confidence >= threshold:
+        cascade = self.rt.cascade.get(result.worker)
+        if spec is not None and result.model and result.model != spec.model:
+            cascade = self.rt.cascade_for(spec, result.model)  # a fallback model answered
+        why = decide(result, cascade, spec.min_confidence if spec else 0.5)
+        if not why:
             return {"draft": result.answer, "escalated": False}
-        why = (
-            result.reason
-            if result.status == "failed"
-            else "asked to escalate"
-            if result.needs_escalation
-            else f"confidence {result.confidence:.2f} < {threshold:.2f}"
-        )
         if state.get("force_worker"):
             # The caller chose this specialist: its answer stands (or its failure is said).
             draft = result.answer or f"The '{result.worker}' specialist could not answer ({why})."
@@ -281,6 +282,18 @@ class Nodes:
         return "plan" if state.get("escalated") else "finish"
 
     async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        route = state["route"]
+        if not state.get("escalated"):
+            built = router_plan(
+                route, route.workers, self.rt.config.planner, self.rt.config.max_subtasks
+            )
+            if built is not None:  # the router's parts are the plan: no planning call
+                reason = f"{route.reason}; plan built from the router's parts (no planning call)"
+                return {
+                    "plan": built,
+                    "route": route.model_copy(update={"reason": reason}),
+                    "phase": "planned",
+                }
         sup = step.supervisor()
         remote = sup.llm.where == "remote"
         redactor, query, history, prior = step.outbound(
@@ -312,7 +325,6 @@ class Nodes:
             plan.subtasks = [PlanStep(worker=w, instruction=state["query"]) for w in fallback]
             calls = [sup.failed_record(exc, "plan")]
             notes = [f"the supervisor could not plan ({exc}); used the router's workers"]
-        route = state["route"]
         covered = {step.worker for step in plan.subtasks}
         missing = [w for w in route.workers if w not in covered] if route.kind == "plan" else []
         if plan.subtasks and missing:
@@ -337,7 +349,12 @@ class Nodes:
         return {"plan": plan, "calls": calls, "notes": notes, "phase": "planned"}
 
     def after_plan(self, state: TandemState) -> Any:
-        subtasks = subtasks_from_plan(state["plan"], context_query(state))
+        context = context_query(state)
+        if state["plan"].source == "router" and context == state["query"]:
+            # A router part is the user's own words: the whole question beside it only
+            # leads a small model to answer the other parts (a follow-up keeps its context).
+            context = ""
+        subtasks = subtasks_from_plan(state["plan"], context)
         if not subtasks:
             return "synthesize"
         deadline = state.get("deadline")
@@ -357,15 +374,18 @@ class Nodes:
         # Failed subtasks go to the supervisor first (graphs/_fallback.py), as the privacy
         # guard prepares text for it; a local_only worker's part never leaves the machine.
         private = set() if not remote else private_workers(self.rt)
+        # The plan's parts: an escalated direct attempt is not one (it is not re-asked).
+        steps = state["plan"].subtasks
+        planned = parts_in_order(steps, state.get("results") or [])
         added, calls, notes, down = await escalate_failed(
             self.rt,
             sup,
-            [r for r in state.get("results") or [] if r.worker not in private],
+            [r for r in planned if r.worker not in private],
             redact=lambda text: step.outbound(sup, text, "", ())[1],
             history=step.outbound(sup, "", history, ())[2],
             deadline=deadline,
         )
-        local = [*(state.get("results") or []), *added]
+        local = parts_in_order(steps, [*planned, *added])
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         # A remote supervisor synthesizes the other parts; local_only parts join here.
         kept = [r for r in local if r.worker in private]
@@ -379,16 +399,15 @@ class Nodes:
                 stream(text)
                 stream.flush()
             return {**update, "draft": text}
+        synthesis = Synthesis(self.rt, sup, deadline, stream)
+        style = synthesis_style(self.rt.config.planner, sup.llm.model)
+        write = synthesis.structured if style == "structured" else synthesis.prose
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
-            _, query, history, results = step.outbound(sup, state["query"], history, local)
-            text, more = await within(
-                deadline,
-                sup.synthesize(query, results, history=history, on_token=stream),
-                "the synthesis",
-                self.rt,
-            )
+            parts = [r for r in local if r.worker not in private]
+            _, query, history, shown = step.outbound(sup, state["query"], history, parts)
+            text, more, extra = await write(query, history, parts, shown)
             if kept:
                 merged = merge_local(text, kept)
                 if stream is not None and merged != text:
@@ -407,7 +426,7 @@ class Nodes:
                     f"the supervisor could not synthesize ({exc}); joined answers locally",
                 ],
             }
-        return {**update, "draft": text, "calls": [*calls, *more]}
+        return {**update, "draft": text, "calls": [*calls, *more], "notes": [*notes, *extra]}
 
     async def supervisor(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         sup = step.supervisor()
@@ -444,16 +463,16 @@ class Nodes:
         guard = state["guard"]
         results = list(state.get("results") or [])
         text = final_text(self.rt, state)
-        citations: list[Citation] = []
-        for r in results:
-            if r.status == "ok":
-                citations.extend(c for c in r.citations if c not in citations)
-        missing = missing_parts(results)
+        citations = kept_citations(state, text)
+        # A planned answer is judged by the plan's parts (not an escalated direct attempt).
+        plan = state.get("plan") if state.get("phase") == "planned" else None
+        parts = parts_in_order(plan.subtasks, results) if plan is not None else results
+        missing = missing_parts(parts)
         # No model answered: a failure text, or a synthesis of nothing but failed parts.
         no_answer = (
             bool(state.get("no_answer"))
             or not text.strip()
-            or (bool(results) and not any(r.status == "ok" for r in results))
+            or (bool(parts) and not any(r.status == "ok" for r in parts))
         )
         answer = Answer(
             text=text,

@@ -18,6 +18,7 @@ from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.learning import Learning
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
@@ -184,6 +185,10 @@ class Runtime:
         self.stores = {
             n: WorkerStore(n, client, self.embedder, timeout=timeout) for n in self.specs
         }
+        self.cascade: dict[str, WorkerCascade] = {
+            n: self.cascade_for(s, s.model) for n, s in self.specs.items()
+        }
+        """Each worker's calibration and the threshold its direct answers must reach."""
         self.workers = {
             n: Worker(
                 s,
@@ -194,6 +199,7 @@ class Runtime:
                 max_tokens=cfg.worker_max_tokens,
                 memory_k=cfg.learning.memory_k if cfg.learning.memory != "off" else 0,
                 memory_min_score=cfg.learning.memory_min_score,
+                calibration=self.cascade[n].calibration,
             )
             for n, s in self.specs.items()
         }
@@ -319,6 +325,11 @@ class Runtime:
         """Train the router again on the current examples and approved feedback (it fits on
         its next decision; only texts not embedded before are embedded)."""
         self.router.refit(*self.router_training())
+
+    def cascade_for(self, spec: WorkerSpec, model: str) -> WorkerCascade:
+        """The calibration and threshold for ``spec`` answering with ``model``."""
+        cfg = self.config
+        return resolve(spec, model, cfg.router.embed_model, cfg.cascade, cfg.data_dir)
 
     def local_supervisor(self) -> Supervisor:
         """The supervisor used when nothing may leave the machine."""

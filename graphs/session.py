@@ -38,7 +38,7 @@ from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import Answer, TandemState
 from tandem.workers.backends import make_backend
 from tandem.workers.errors import ConfigError, RunError, UsageError
-from tandem.workers.records import CallRecord
+from tandem.workers.records import CallRecord, WorkerResult
 from tandem.workers.spec import parse_model_ref
 from tandem.workers.store import IngestReport
 
@@ -57,7 +57,8 @@ __all__ = [
 
 EventSink = Callable[[dict[str, Any]], None]
 """Receives the run's events: the ``custom`` ones the nodes send (``{"event": "token",
-"text": …}``, ``{"event": "reset", …}``) and, as soon as the router has decided,
+"text": …}``, ``{"event": "reset", …}``), ``{"event": "status", "text": "asking tenancy…"}``
+whenever the run moves on to a new step and, as soon as the router has decided,
 ``{"event": "route", "route": RouteDecision}``."""
 
 Approver = Callable[[EgressRequest], Awaitable[bool]]
@@ -110,6 +111,8 @@ class NodeTiming:
     start: float
     seconds: float = 0.0
     error: str = ""
+    detail: str = ""
+    """What the node worked on (a worker task: the worker's name)."""
 
 
 @dataclass
@@ -123,6 +126,10 @@ class RunTrace:
     cancelled: bool = False
     route: RouteDecision | None = None
     """The router's decision (probabilities, parts, reason), once the run routed."""
+    results: list[WorkerResult] = field(default_factory=list)
+    """The specialists' answers, with ``p_correct`` and its signals."""
+    notes: list[str] = field(default_factory=list)
+    """The answer's notes (why it escalated, what degraded)."""
 
 
 @dataclass
@@ -309,6 +316,9 @@ class Session:
                         _task_event(chunk, now, open_nodes, trace)
                         if on_event is not None:
                             _route_event(chunk, on_event)
+                            status = _status(open_nodes)
+                            if status:
+                                on_event({"event": "status", "text": status})
                     elif mode == "values":
                         final = chunk
                         if isinstance(chunk, dict) and isinstance(
@@ -332,6 +342,8 @@ class Session:
             why = f"it paused: {interrupts}" if interrupts else "the run ended without an answer"
             raise RunError(why, hint="see /trace for the nodes that ran")
         trace.calls = list(answer.ledger.calls)
+        trace.results = list(answer.worker_results)
+        trace.notes = list(answer.notes)
         self.calls.extend(answer.ledger.calls)
         self.answers.append(answer)
         return answer
@@ -516,6 +528,24 @@ def new_thread_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_STATUS = {
+    "guard": "checking the question…",
+    "route": "routing…",
+    "plan": "planning…",
+    "synthesize": "writing the answer…",
+    "supervisor": "asking the supervisor…",
+}
+
+
+def _status(open_nodes: Mapping[str, NodeTiming]) -> str:
+    """What the run is doing now, in a few words (``asking tenancy, finance…``)."""
+    workers = [n.detail for n in open_nodes.values() if n.name == "worker" and n.detail]
+    if workers:
+        return f"asking {', '.join(dict.fromkeys(workers))}…"
+    running = [n.name for n in open_nodes.values() if n.name in _STATUS]
+    return _STATUS[running[-1]] if running else ""
+
+
 def _route_event(chunk: Any, on_event: EventSink) -> None:
     """``{"event": "route", …}`` when the ``route`` node has finished."""
     if not isinstance(chunk, dict) or chunk.get("name") != "route":
@@ -531,7 +561,9 @@ def _task_event(chunk: Any, now: float, open_nodes: dict[str, NodeTiming], trace
         return
     key = str(chunk.get("id", chunk["name"]))
     if "input" in chunk and "result" not in chunk:
-        timing = NodeTiming(name=str(chunk["name"]), start=now)
+        subtask = chunk["input"].get("subtask") if isinstance(chunk["input"], dict) else None
+        detail = str(getattr(subtask, "worker", "") or "")
+        timing = NodeTiming(name=str(chunk["name"]), start=now, detail=detail)
         open_nodes[key] = timing
         trace.nodes.append(timing)
         return

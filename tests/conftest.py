@@ -20,6 +20,7 @@ _CONFIG_FIELDS = (
     "OLLAMA",
     "EMBEDDED",
     "ROUTER",
+    "PLANNER",
     "PRIVACY",
     "COST",
     "RETRY",
@@ -158,6 +159,9 @@ def make_config(
                 "part_min_score": 0.1,
                 "plan_margin": 0.0,
             },
+            # The suite's graph tests exercise the supervisor's own planning and synthesis;
+            # router-built plans and coverage repair have tests of their own (test_planner).
+            "planner": {"mode": "supervisor", "repair": "append"},
             "workers": demo_specs(),
             "data_dir": data_dir,
             # The fake OpenAI server stands in for a model on this machine: an "openai/" model

@@ -76,3 +76,29 @@ async def test_follow_up_is_routed_with_the_previous_question(
     assert prompts and all(
         f"Context, the user's full question: {DIRECT_Q}\n{follow_up}" in p for p in prompts
     )
+
+
+async def test_a_users_own_permissive_checkpointer_gives_no_unregistered_type_warnings(
+    make_graph: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    # As when langgraph is imported before tandem: LangGraph's permissive default.
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=True))
+    graph = make_graph(checkpointer=saver)
+    thread = {"configurable": {"thread_id": "mine"}}
+    with caplog.at_level("WARNING"):
+        await graph.ainvoke(
+            {"query": "How quickly does Brightwater Lettings return deposits?"}, thread
+        )
+        out = await graph.ainvoke({"query": "And how much can they keep back?"}, thread)
+    assert len(out["messages"]) == 4  # the earlier turn was read back
+    assert out["answer"].route is not None
+    noisy = [
+        r.getMessage()
+        for r in caplog.records
+        if "msgpack" in r.getMessage() or "eserializ" in r.getMessage()
+    ]
+    assert noisy == []
+    assert saver.serde._allowed_msgpack_modules is True  # the caller's object is unchanged

@@ -54,7 +54,7 @@ def _ask(servers: Any, tmp_path: Path, question: str, *, parallel: int = 1) -> d
     assert set(out) >= JSON_KEYS
     assert set(out["route"]) >= {"kind", "workers", "reason"}
     assert all(set(c) == {"worker", "source"} for c in out["citations"])
-    assert set(out["ledger"]) == {"calls", "totals"}
+    assert set(out["ledger"]) == {"calls", "totals", "planned_by"}
     return out
 
 
@@ -85,8 +85,12 @@ def test_ask_json_cross_domain_plans_runs_workers_concurrently_and_synthesizes(
         parallel=2,  # the default queues calls to one model on one host one at a time
     )
     assert out["route"]["kind"] == "plan"
+    # The router split the question with confidence: its parts are the plan, so the one
+    # large-model call is the synthesis.
+    assert out["ledger"]["planned_by"] == "router"
+    assert "no planning call" in out["route"]["reason"]
     purposes = [c["messages"][0]["content"][:40] for c in openai.completions()]
-    assert len(purposes) == 2  # one plan, one synthesis
+    assert len(purposes) == 1
     chats = ollama.requests_to("/api/chat")
     assert len(chats) >= 2
     overlapping = any(
@@ -96,7 +100,7 @@ def test_ask_json_cross_domain_plans_runs_workers_concurrently_and_synthesizes(
     )
     assert overlapping, "the planned worker calls did not run concurrently"
     rows = out["ledger"]["calls"]
-    assert [r["purpose"] for r in rows if r["role"] == "supervisor"] == ["plan", "synthesize"]
+    assert [r["purpose"] for r in rows if r["role"] == "supervisor"] == ["synthesize"]
     assert sum(r["role"] == "worker" for r in rows) == len(chats)
     chunks = {
         chunk

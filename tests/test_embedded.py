@@ -178,3 +178,34 @@ async def test_corrupted_model_file_is_refused_before_loading(
     with pytest.raises(ModelAssetError, match="checksum"):
         await backend.embed(["x"])
     assert not any(key[0] == str(path) for key in _INSTANCES)
+
+
+async def test_a_system_prompts_prefix_is_evaluated_once_and_replies_do_not_change(
+    model_cache: Path,
+) -> None:
+    rules = "Rules: reply in one short sentence. " * 12  # a long shared system prompt
+    system: ChatMessage = {"role": "system", "content": f"You are a Python expert. {rules}"}
+    asks = [
+        [system, {"role": "user", "content": "Which built-in returns the length of a list?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}],
+        [system, {"role": "user", "content": "Which keyword defines a function?"}],
+    ]
+    cold = EmbeddedSettings(cache_dir=model_cache, max_tokens=24, n_ctx=2048)
+    # A separate instance (another n_ctx) answers each question on a fresh context.
+    fresh = [
+        EmbeddedSettings(cache_dir=model_cache, max_tokens=24, n_ctx=2048 + 64 * i)
+        for i in range(3)
+    ]
+    backend = EmbeddedBackend(MODEL, cold)
+    warm = [(await backend.chat(m)).content for m in asks]
+    again = (await backend.chat(asks[0])).content  # the prefix is restored from its saved state
+    alone = [
+        (await EmbeddedBackend(MODEL, s).chat(m)).content for s, m in zip(fresh, asks, strict=True)
+    ]
+
+    assert warm == alone and again == alone[0]
+    loaded = next(v for k, v in _INSTANCES.items() if k[1] == "chat" and k[2] == 2048)
+    assert loaded.prefixes is not None
+    # The long system prompt's prefix: evaluated once, then restored twice. "Be brief." is
+    # too short a prefix to be worth a saved state (the context is reset as before).
+    assert loaded.prefixes.misses == 1 and loaded.prefixes.hits == 2

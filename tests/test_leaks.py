@@ -31,7 +31,7 @@ from tandem.agents.privacy import (
     read_egress_log,
 )
 from tandem.workers import WorkerSpec
-from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply
+from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply, rule_supervisor
 
 from .conftest import CHAT_MODEL, demo_specs
 
@@ -189,9 +189,13 @@ async def test_redact_leaks_nothing_to_the_remote_supervisor(
     assert EVIL not in sent and "evil.example/collect" not in sent
     # Whatever the supervisor echoed is restored locally; no placeholder is left over.
     assert not [p for p in PLACEHOLDER.findall(answer.text)], answer.text[:300]
-    for value in values:
-        if value in query and answer.route.kind != "supervisor":
-            assert value in answer.text  # the worker dump, restored on this machine
+    # The fake supervisor is deterministic: re-derive what it replied to each request. A
+    # placeholder it echoed (e.g. in a worker's dump) comes back as the user's own value.
+    echoed = " ".join(rule_supervisor(body) for body in bodies)
+    if PLACEHOLDER.findall(echoed):
+        for value in values:
+            if value in query:
+                assert value in answer.text  # restored on this machine
     assert f"]({EVIL}" not in answer.text  # the planted image was neutralised
     # One audit record per request the server saw, matching its exact payload.
     records, bad = read_egress_log(egress_log_path(graph.runtime.config.data_dir))
@@ -259,7 +263,12 @@ async def test_ask_shows_exactly_what_would_be_sent_and_sends_it_when_approved(
     fake_ollama.respond_with(CHAT_MODEL, leaky_worker)
     graph = _graph(make_graph, vault_specs, "ask", checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "t-ask"}}
-    state = await graph.ainvoke({"query": QUERIES[0][0]}, cfg)
+    # Two parts, one of them on the local_only vault: a plan and a synthesis go remote.
+    query = (
+        "Where do vault deposit questions go, and how long does a landlord have to return "
+        "a deposit? Email me at jane.doe@example.com"
+    )
+    state = await graph.ainvoke({"query": query}, cfg)
     prompts = []
     while "__interrupt__" in state:
         request = state["__interrupt__"][0].value

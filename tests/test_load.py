@@ -31,8 +31,14 @@ def _echo(request: dict[str, Any]) -> str:
     )
     token = TOKEN.search(task)
     answer = f"Deposits come back within 14 days (ref {token.group(1) if token else 'none'})."
+    # Cites the passages that say "14 days", so the answer stays local (a direct answer).
     return json.dumps(
-        {"answer": answer, "confidence": 0.9, "citations": [], "needs_escalation": False}
+        {
+            "answer": answer,
+            "confidence": 0.9,
+            "citations": ["S1", "S2", "S3"],
+            "needs_escalation": False,
+        }
     )
 
 

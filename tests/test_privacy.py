@@ -54,10 +54,12 @@ async def test_redact_sends_placeholders_to_a_remote_supervisor_and_restores_loc
     # The worker runs locally: it sees the originals, placeholders restored in its instruction.
     planned = fake_ollama.chat_requests()[-1]["messages"][-1]["content"]
     assert f"When must Brightwater reply to {EMAIL}?" in planned
-    # The final answer is restored on this machine.
-    assert (
-        answer.text == f"Brightwater returns deposits within 14 days; they will write to {EMAIL}."
+    # The final answer is restored on this machine (the part the scripted synthesis left
+    # out is added after it, from the worker's own answer).
+    assert answer.text.startswith(
+        f"Brightwater returns deposits within 14 days; they will write to {EMAIL}."
     )
+    assert "<EMAIL_1>" not in answer.text
     assert answer.privacy.policy == "redact"
     assert answer.privacy.findings == {"EMAIL": 1, "PHONE": 1}
     assert answer.privacy.redacted_query.endswith("deposits to <EMAIL_1> (phone <PHONE_1>)?")

@@ -59,9 +59,11 @@ async def test_not_json_twice_gives_a_failed_result_and_the_run_still_answers(
     assert len(fake_openai.completions()) == 2
     assert answer.text.strip()
     assert [r.status for r in answer.worker_results] == ["failed", "ok"]
-    # The synthesis prompt tells the supervisor which specialist failed.
+    # The synthesis prompt lists the plan's part, answered on the retry (the failed direct
+    # attempt it replaced is not a part of its own).
     synthesis = _last_user(fake_openai.completions()[-1])
-    assert 'status="failed"' in synthesis
+    assert 'part="1" worker="tenancy" confidence=' in synthesis
+    assert 'status="failed"' not in synthesis
 
 
 async def test_plan_naming_an_unknown_worker_is_repaired_then_the_step_is_dropped(

@@ -195,7 +195,8 @@ def test_a_hundred_concurrent_streams_each_get_their_own_answer(project: Any) ->
         task = next(m["content"] for m in reversed(request["messages"]) if "Task:" in m["content"])
         token = ref.search(task)
         answer = f"Within 14 days (ref {token.group(1) if token else 'none'})."
-        return json.dumps({"answer": answer, "confidence": 0.9, "citations": []})
+        reply = {"answer": answer, "confidence": 0.9, "citations": [], "needs_escalation": False}
+        return json.dumps(reply)
 
     ollama.respond_with("qwen2.5:1.5b", echo)
     toml = (cwd / "tandem.toml").read_text()

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AnswerSignals",
     "CallRecord",
     "Citation",
     "Subtask",
@@ -86,6 +87,55 @@ class WorkerReply(BaseModel):
     )
 
 
+class AnswerSignals(BaseModel):
+    """What a worker's answer can be judged by, beside the model's own word.
+
+    Computed by :func:`tandem.workers.signals.compute_signals`; turned into the probability
+    that the answer is right by :mod:`tandem.workers.calibration`.
+    """
+
+    answer_tokens: int = 0
+    """Tokens of the ``answer`` field that carry a log-probability (0: the engine gave none)."""
+    logprob_mean: float | None = None
+    """Mean log-probability of the answer's tokens."""
+    logprob_min: float | None = None
+    """The least likely answer token's log-probability."""
+    logprob_p10: float | None = None
+    """10th percentile of the answer tokens' log-probabilities."""
+    passages: int = 0
+    """Passages retrieved."""
+    retrieval_best: float | None = None
+    """Similarity score of the best passage (cosine, -1..1)."""
+    retrieval_margin: float | None = None
+    """Best passage's score minus the second's."""
+    spans: list[str] = Field(default_factory=list)
+    """The answer's checkable spans (``amount VC 1,661``, ``duration 21 days`` …)."""
+    unsupported: list[str] = Field(default_factory=list)
+    """Spans not found in the passages the answer cites."""
+    unsupported_anywhere: list[str] = Field(default_factory=list)
+    """Spans found in no retrieved passage at all."""
+    citations: int = 0
+    """Valid citations (ids of retrieved passages)."""
+    citations_valid: bool = False
+    """The answer cites at least one passage and every id it cites exists."""
+    not_covered: bool = False
+    """The answer says the passages do not cover the question."""
+    question_overlap: float = 0.0
+    """Share of the answer's content words that only restate the question."""
+    answer_words: int = 0
+    """Length of the answer in words."""
+    self_confidence: float = 0.0
+    """The confidence the model reported."""
+    needs_escalation: bool = False
+    """The model asked to escalate."""
+    truncated: bool = False
+    """The reply was cut off by the token cap (and closed locally)."""
+    repaired: bool = False
+    """The first reply was invalid and a second call was needed."""
+    seconds: float = 0.0
+    """Time spent computing these signals."""
+
+
 class WorkerResult(BaseModel):
     """What a worker produced for one subtask; never an exception."""
 
@@ -109,3 +159,7 @@ class WorkerResult(BaseModel):
     """False when the worker answered without retrieval (store unavailable or empty)."""
     model: str = ""
     """The model that answered."""
+    signals: AnswerSignals | None = None
+    """What the answer can be judged by (``None`` when the worker failed)."""
+    p_correct: float | None = None
+    """Calibrated probability that the answer is right (``None`` when the worker failed)."""

@@ -3,29 +3,25 @@ coroutine with one-line errors, building a runtime, and model/ingestion progress
 
 from __future__ import annotations
 
-import asyncio
 import os
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
-from tandem.graphs import Runtime, load_config
-from tandem.graphs.runtime import embedded_models
-from tandem.workers.backends import ensure_model
 from tandem.workers.errors import TandemError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.progress import Progress, TaskID
+
+    from tandem.graphs import Runtime
+    from tandem.workers.store import IngestReport
 
 __all__ = [
     "ConfigOpt",
@@ -64,6 +60,8 @@ def run(
     ``loop_factory``: the event loop to run it on (default: asyncio's).
     """
     try:
+        import asyncio
+
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(coro_fn())
     except TandemError as exc:
@@ -84,6 +82,8 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
     """Build a :class:`~tandem.graphs.Runtime`; with ``warn``, skipped plugins are warnings
     on stderr at once (else call :func:`warn_plugins` when it suits the output)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from tandem.graphs import Runtime, load_config
+
     rt = Runtime(load_config(config))
     if warn:
         warn_plugins(rt)
@@ -91,61 +91,78 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
 
 
 def prepare_models(
-    rt: Runtime, quiet: bool = False, only: Sequence[str] | None = None
+    rt: Runtime,
+    quiet: bool = False,
+    only: Sequence[str] | None = None,
+    *,
+    names: list[str] | None = None,
 ) -> list[Path]:
-    """Assemble/verify the bundled models the runtime needs (or those of ``only``, model
-    references), with a progress bar."""
-    names = embedded_models(rt)
+    """Assemble/verify the bundled models the runtime needs (or ``names``; or those of
+    ``only``, model references), with a progress bar."""
+    from rich.progress import Progress
+
+    from tandem.graphs.runtime import embedded_models
+
+    wanted = embedded_models(rt) if names is None else names
     if only is not None:
-        wanted = {ref.removeprefix("embedded:") for ref in only}
-        names = [n for n in names if n in wanted]
-    if not names:
+        refs = {ref.removeprefix("embedded:") for ref in only}
+        wanted = [n for n in wanted if n in refs]
+    if not wanted:
         return []
-    cache = rt.config.embedded.cache_dir
-    paths = []
-    with Progress(
+    with Progress(*_columns(), console=err, disable=quiet, transient=False) as progress:
+        return [_prepare(rt, name, progress) for name in wanted]
+
+
+def _columns() -> list[Any]:
+    """One set of progress columns for model files (bytes) and ingestion (files)."""
+    from rich.progress import BarColumn, TextColumn
+
+    return [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        for name in names:
-            task = progress.add_task(f"model {name}", total=None)
-
-            def cb(done: int, total: int, task: TaskID = task) -> None:
-                progress.update(task, completed=done, total=total)
-
-            path = ensure_model(name, cache, cb)
-            size = path.stat().st_size
-            progress.update(task, description=f"model {name} ✓", total=size, completed=size)
-            paths.append(path)
-    return paths
+        TextColumn("{task.fields[detail]}", style="dim"),
+    ]
 
 
-async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
-    """Ingest each worker's declared knowledge into empty stores, with progress bars."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[current]}", style="dim"),
-        console=err,
-        disable=quiet,
-    ) as progress:
-        tasks: dict[str, TaskID] = {}
+def _prepare(rt: Runtime, name: str, progress: Progress) -> Path:
+    """One model through :func:`~tandem.workers.backends.ensure_model`, as a progress task."""
+    from tandem.workers.backends import ensure_model
 
-        def cb(worker: str, done: int, total: int, current: str) -> None:
-            if worker not in tasks:
-                tasks[worker] = progress.add_task(f"ingest {worker}", total=total, current="")
-            progress.update(tasks[worker], completed=done, total=total, current=current)
+    task = progress.add_task(f"model {name}", total=None, detail="")
 
-        def notice(line: str) -> None:
-            progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    def cb(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, detail=_mb(done, total))
 
-        reports = await rt.ensure_ingested(progress=cb, notice=notice)
+    path = ensure_model(name, rt.config.embedded.cache_dir, cb)
+    size = path.stat().st_size
+    progress.update(
+        task, description=f"model {name} ✓", total=size, completed=size, detail=_mb(size, size)
+    )
+    return path
+
+
+def _mb(done: int, total: int) -> str:
+    return f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
+
+
+async def _ingest(rt: Runtime, progress: Progress) -> dict[str, IngestReport]:
+    """Every worker's declared knowledge into its empty store, as progress tasks."""
+    tasks: dict[str, TaskID] = {}
+
+    def cb(worker: str, done: int, total: int, current: str) -> None:
+        if worker not in tasks:
+            tasks[worker] = progress.add_task(f"ingest {worker}", total=total, detail="")
+        progress.update(
+            tasks[worker], completed=done, total=total, detail=f"{done}/{total} {current}"
+        )
+
+    def notice(line: str) -> None:
+        progress.console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+    return await rt.ensure_ingested(progress=cb, notice=notice)
+
+
+def _report(rt: Runtime, reports: dict[str, IngestReport], quiet: bool) -> None:
     for name, problem in rt.knowledge_problems.items():  # once per run, never retried
         err.print(f"  [yellow]{name}: {escape(problem)}; skipped[/]", highlight=False)
     for name, report in reports.items():
@@ -158,9 +175,55 @@ async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
             err.print(f"  [yellow]{name}: {escape(problem)}[/]", highlight=False)
 
 
+async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
+    """Ingest each worker's declared knowledge into empty stores, with progress bars."""
+    from rich.progress import Progress
+
+    with Progress(*_columns(), console=err, disable=quiet) as progress:
+        reports = await _ingest(rt, progress)
+    _report(rt, reports, quiet)
+
+
 async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
     """``rt`` with its bundled models prepared and its empty stores ingested (progress bars
-    on stderr unless ``quiet``): what every command that answers questions needs first."""
-    prepare_models(rt, quiet=quiet)
-    await ingest_missing(rt, quiet=quiet)
+    on stderr unless ``quiet``): what every command that answers questions needs first.
+
+    Ingestion needs only the embedding model: it is prepared first, and the chat models
+    (1.6 GB of GGUF to assemble and hash on a first run) are assembled in a thread while
+    the stores fill.
+    """
+    import asyncio
+
+    from rich.progress import Progress
+
+    from tandem.graphs.runtime import embedded_models
+
+    names = embedded_models(rt)
+    embedder = rt.config.router.embed_model.removeprefix("embedded:")
+    first = [n for n in names if n == embedder]
+    started = time.perf_counter()
+    took: dict[str, float] = {}
+    with Progress(*_columns(), console=err, disable=quiet) as progress:
+        for name in first:
+            _prepare(rt, name, progress)
+
+        def others() -> None:
+            for name in names:
+                if name not in first:
+                    _prepare(rt, name, progress)
+            took["models"] = time.perf_counter() - started
+
+        async def ingest() -> dict[str, IngestReport]:
+            reports = await _ingest(rt, progress)
+            took["ingestion"] = time.perf_counter() - started
+            return reports
+
+        _, reports = await asyncio.gather(asyncio.to_thread(others), ingest())
+    _report(rt, reports, quiet)
+    if not quiet and max(took.values()) >= 1.0:
+        err.print(
+            f"[dim]ready in {time.perf_counter() - started:.1f} s: models "
+            f"{took['models']:.1f} s while the stores filled in {took['ingestion']:.1f} s[/]",
+            highlight=False,
+        )
     return rt

@@ -10,7 +10,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import typer
@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from tandem.agents.shell._common import ConfigOpt, console, run, runtime
 from tandem.agents.shell._models import is_pulled, ollama_models, used_models
-from tandem.graphs import Runtime
-from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
 from tandem.workers.errors import RunError, TandemError
+
+if TYPE_CHECKING:
+    from tandem.graphs import Runtime
 
 __all__ = ["Check", "diagnose", "doctor"]
 
@@ -34,6 +35,8 @@ class Check:
     ok: bool
     what: str
     fix: str = ""
+    warn: bool = False
+    """Works, but not as well as it could (shown with ``!``; not counted as a failure)."""
 
 
 async def _reachable(url: str, wait: float = 3.0) -> str:
@@ -172,6 +175,8 @@ def _knowledge(rt: Runtime) -> list[Check]:
 
 async def diagnose(rt: Runtime) -> list[Check]:
     """Run every check for the runtime's configuration."""
+    from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
+
     checks: list[Check] = [*_endpoints(rt), _detection(rt), *_knowledge(rt)]
     uses = used_models(rt)
     host = rt.config.ollama.host
@@ -259,6 +264,7 @@ async def diagnose(rt: Runtime) -> list[Check]:
             "pip install llama-cpp-python (see requirements.lock)",
         )
     )
+    checks.extend(_calibrations(rt))
     if "onnx" in kinds:
         onnx = importlib.util.find_spec("onnxruntime") is not None
         checks.append(
@@ -271,18 +277,30 @@ async def diagnose(rt: Runtime) -> list[Check]:
     return checks
 
 
+def _calibrations(rt: Runtime) -> list[Check]:
+    """Which calibration each worker's ``p_correct`` uses, and whether one is missing."""
+    checks = []
+    for name, cascade in rt.cascade.items():
+        what = f"calibration {name}: {cascade.describe()}"
+        if cascade.warning:
+            checks.append(Check(True, f"{what} — {cascade.warning}", warn=True))
+        else:
+            checks.append(Check(True, what))
+    return checks
+
+
 def doctor(config: ConfigOpt = None) -> None:
     """Check that everything this configuration needs is in place (exit 1 if not).
 
     Ollama reachable, each worker's model present, the supervisor's endpoint and
-    credentials, stores non-empty, the embedded engine installed: one ✓/✗ line each,
-    with the fix.
+    credentials, stores non-empty, the embedded engine installed, each worker's
+    calibration (``!`` when none was fitted for its model): one ✓/✗ line each, with the fix.
     """
 
     async def go() -> int:
         checks = await diagnose(runtime(config))
         for c in checks:
-            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            mark = "[yellow]![/]" if c.ok and c.warn else "[green]✓[/]" if c.ok else "[red]✗[/]"
             fix = f"  [dim]→ fix: {escape(c.fix)}[/]" if not c.ok and c.fix else ""
             console.print(f"{mark} {escape(c.what)}{fix}", highlight=False, soft_wrap=True)
         bad = sum(not c.ok for c in checks)

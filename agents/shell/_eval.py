@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +20,9 @@ from tandem.agents.shell._common import (
     run,
     runtime,
 )
-from tandem.graphs import EvalReport, EvalRow, build_graph, evaluate, load_dataset
+
+if TYPE_CHECKING:
+    from tandem.graphs import EvalReport, EvalRow
 
 __all__ = ["eval_command", "render_report"]
 
@@ -57,7 +59,31 @@ def render_report(console: Console, report: EvalReport) -> None:
         ("latency p50 / p95", f"{report.p50_seconds:.2f} s / {report.p95_seconds:.2f} s"),
     ):
         summary.add_row(name, value)
+    if report.judged:
+
+        def fig(v: float | None) -> str:
+            return "—" if v is None else f"{v:.3f}"
+
+        for name, value in (
+            ("local answers judged", f"{report.judged} ({report.local_accuracy or 0:.1%} right)"),
+            ("AUROC p_correct / self", f"{fig(report.auroc)} / {fig(report.self_auroc)}"),
+            ("ECE p_correct / self", f"{fig(report.ece)} / {fig(report.self_ece)}"),
+        ):
+            summary.add_row(name, value)
     console.print(summary)
+    if report.risk_coverage:
+        risk = Table(title="risk–coverage (error among answers kept local)", title_justify="left")
+        for col in ("kept", "p_correct ≥", "error", "self-conf ≥", "error"):
+            risk.add_column(col, justify="right")
+        for ours, theirs in zip(report.risk_coverage, report.self_risk_coverage, strict=True):
+            risk.add_row(
+                f"{ours.coverage:.0%}",
+                f"{ours.threshold:.2f}",
+                f"{ours.error:.1%}",
+                f"{theirs.threshold:.2f}",
+                f"{theirs.error:.1%}",
+            )
+        console.print(risk)
     for r in report.rows:
         if r.error:
             console.print(f"[yellow]{escape(r.question[:60])}: {escape(r.error)}[/]")
@@ -76,6 +102,8 @@ def eval_command(
     """Evaluate routing and answers on a labelled dataset: route, facts, local share, latency."""
 
     async def go() -> None:
+        from tandem.graphs import build_graph, evaluate, load_dataset
+
         cases = load_dataset(dataset)
         rt = runtime(config)
         # Measuring must not teach: an eval writes no learning records (so nothing of it

@@ -7,20 +7,18 @@ files, assembled into the model cache by ``prepare``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
-import ollama
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tandem.agents.shell._common import ConfigOpt, console, err, prepare_models, run, runtime
-from tandem.graphs import Runtime
-from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
-from tandem.workers.backends.ollama import translate_ollama_error
 from tandem.workers.errors import ModelNotFound, RunError
+
+if TYPE_CHECKING:
+    from tandem.graphs import Runtime
 
 __all__ = ["is_pulled", "models_app", "ollama_models", "used_models"]
 
@@ -49,6 +47,11 @@ async def ollama_models(host: str, *, wait: float = 5.0) -> list[dict[str, Any]]
     Raises:
         RunError: The server cannot be reached (translated, with the host and a hint).
     """
+    import httpx
+    import ollama
+
+    from tandem.workers.backends.ollama import translate_ollama_error
+
     client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(wait))
     try:
         listing = await client.list()
@@ -69,6 +72,8 @@ def models_list(config: ConfigOpt = None) -> None:
     """List the models this configuration uses, and whether each one is ready."""
 
     async def go() -> None:
+        from tandem.workers.backends import BUNDLED_MODELS, default_cache_dir
+
         rt = runtime(config)
         uses = used_models(rt)
         host = rt.config.ollama.host
@@ -147,6 +152,10 @@ def models_pull(
 
 
 async def _pull(host: str, name: str) -> None:
+    import ollama
+
+    from tandem.workers.backends.ollama import translate_ollama_error
+
     client = ollama.AsyncClient(host=host)
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -8,20 +8,16 @@ shows it as a table with totals, or as JSON lines with ``--json``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.agents.privacy import (
-    EgressRecord,
-    egress_log_path,
-    read_egress_log,
-    summarize_egress,
-)
 from tandem.agents.shell._common import ConfigOpt, console, err, run
-from tandem.graphs import load_config
+
+if TYPE_CHECKING:
+    from tandem.agents.privacy import EgressRecord
 
 __all__ = ["privacy_app"]
 
@@ -44,6 +40,9 @@ def privacy_log(
     """Show the egress audit log: one record per remote model call."""
 
     async def go() -> None:
+        from tandem.agents.privacy import egress_log_path, read_egress_log
+        from tandem.graphs import load_config
+
         cfg = load_config(config)
         path = egress_log_path(cfg.data_dir)
         records, bad = read_egress_log(path)
@@ -68,6 +67,8 @@ def privacy_log(
 
 
 def _table(records: list[EgressRecord], path: Path) -> Table:
+    from tandem.agents.privacy import summarize_egress
+
     total = summarize_egress(records)
     redacted = ", ".join(f"{k} {v}" for k, v in sorted(total.redacted.items())) or "none"
     table = Table(

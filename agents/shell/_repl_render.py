@@ -9,9 +9,15 @@ from rich.text import Text
 from tandem.agents.router import RouteDecision
 from tandem.agents.shell.render import render_ledger
 from tandem.graphs import Answer, Session
-from tandem.graphs.session import SessionPrivacy
+from tandem.graphs.session import RunTrace, SessionPrivacy
 
-__all__ = ["render_cost", "render_footer", "render_privacy", "render_route_decision"]
+__all__ = [
+    "render_cost",
+    "render_footer",
+    "render_privacy",
+    "render_route_decision",
+    "render_worker_results",
+]
 
 
 def render_footer(answer: Answer) -> Text:
@@ -124,4 +130,46 @@ def render_privacy(info: SessionPrivacy) -> list[RenderableType]:
         out.append(Text(f"placeholders sent instead of values: {kinds}", style="yellow"))
     if info.egress_log:
         out.append(Text(f"audit log: {info.egress_log} (tandem privacy log)", style="dim"))
+    return out
+
+
+def _fig(value: float | None, fmt: str = ".2f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def render_worker_results(trace: RunTrace) -> list[RenderableType]:
+    """Each specialist answer of the last run: ``p_correct`` and the signals behind it."""
+    if not trace.results:
+        return []
+    table = Table(show_edge=False, title="specialist answers", title_justify="left")
+    for col in ("worker", "p_correct", "self", "logprob", "retrieval", "grounding"):
+        table.add_column(col, justify="left" if col in ("worker", "grounding") else "right")
+    for r in trace.results:
+        s = r.signals
+        if r.status != "ok" or s is None:
+            table.add_row(r.worker, "—", "—", "—", "—", f"failed: {r.reason}"[:60])
+            continue
+        ground = []
+        if s.not_covered:
+            ground.append("says not covered")
+        if s.unsupported:
+            ground.append("not in cited passage: " + ", ".join(s.unsupported[:3]))
+        elif s.spans:
+            ground.append(f"{len(s.spans)} span(s) found in the cited passages")
+        if not s.citations:
+            ground.append("no citation")
+        if s.truncated or s.repaired:
+            ground.append("cut off" if s.truncated else "repaired")
+        table.add_row(
+            r.worker,
+            _fig(r.p_correct),
+            _fig(s.self_confidence),
+            f"{_fig(s.logprob_mean)} / {_fig(s.logprob_min)}",
+            f"{_fig(s.retrieval_best)} (+{_fig(s.retrieval_margin)})",
+            "; ".join(ground) or "—",
+        )
+    out: list[RenderableType] = [table]
+    for note in trace.notes:
+        if "escalated" in note:
+            out.append(Text(f"note: {note}", style="yellow"))
     return out

@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tandem.agents.shell._common import ConfigOpt, JsonOpt, console, err, run, runtime, warn_plugins
-from tandem.graphs import Runtime
 from tandem.workers.errors import TandemError
-from tandem.workers.store import SUPPORTED_SUFFIXES
+
+if TYPE_CHECKING:
+    from tandem.graphs import Runtime
 
 __all__ = ["workers_app"]
 
@@ -26,6 +27,8 @@ workers_app = typer.Typer(help="Inspect the specialist workers.", no_args_is_hel
 
 
 def _files(paths: tuple[Path, ...]) -> int:
+    from tandem.workers.store import SUPPORTED_SUFFIXES
+
     total = 0
     for path in paths:
         if path.is_dir():

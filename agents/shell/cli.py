@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from langgraph.checkpoint.memory import InMemorySaver
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-)
-from rich.table import Table
 
-from tandem.agents.privacy import EgressRequest
 from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell._calibrate import calibrate_command
 from tandem.agents.shell._common import (
     ConfigOpt,
     console,
@@ -41,11 +34,19 @@ from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
 from tandem.agents.shell._router import router_app
 from tandem.agents.shell._workers import workers_app
-from tandem.agents.shell.render import StreamPrinter, answer_json, render_answer, render_ledger
-from tandem.agents.shell.repl import arun_repl, redact_config
-from tandem.graphs import Answer, Session, build_graph, load_config
+from tandem.agents.shell.render import (
+    DemoRow,
+    StreamPrinter,
+    answer_json,
+    demo_summary,
+    render_answer,
+    render_ledger,
+)
 from tandem.workers.errors import TandemError
-from tandem.workers.store import SUPPORTED_SUFFIXES, IngestReport
+
+if TYPE_CHECKING:
+    from tandem.agents.privacy import EgressRequest
+    from tandem.graphs import Answer, Session
 
 __all__ = ["DEMO_QUESTIONS", "app", "main"]
 
@@ -57,8 +58,35 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("tandem")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            number = "unknown"
+        console.print(f"tandem {number}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before any command (``--version``); the help text is the app's."""
+
+
 app.add_typer(workers_app, name="workers")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
@@ -67,6 +95,7 @@ app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
 app.add_typer(memory_app, name="memory")
 app.add_typer(distill_app, name="distill")
+app.command("calibrate")(calibrate_command)
 
 DEMO_QUESTIONS = (
     "How quickly does Brightwater Lettings return a tenant's deposit?",
@@ -105,6 +134,10 @@ def ask(
     """
 
     async def go() -> int:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        from tandem.graphs import Session, build_graph
+
         rt = await ready(runtime(config), quiet=as_json)
         ask_policy = rt.config.privacy.policy == "ask"
         # An approval pauses the graph: it needs a checkpointer to resume.
@@ -146,6 +179,8 @@ def chat(
     """
 
     async def go() -> None:
+        from tandem.agents.shell.repl import arun_repl
+
         await arun_repl(await ready(runtime(config)), thread_id=thread, console=console)
 
     run(go)
@@ -165,6 +200,9 @@ def demo(
     """
 
     async def go() -> None:
+        from tandem.graphs import Session, build_graph
+
+        started = time.perf_counter()
         console.rule("[bold]tandem demo")
         rt = runtime(config)
         console.print(
@@ -173,30 +211,37 @@ def demo(
             f"embeddings: {rt.config.router.embed_model}"
         )
         session = Session(build_graph(runtime=await ready(rt)))
-        summary = Table(title="demo summary", title_justify="left")
-        for col in ("question", "route", "workers", "calls", "local", "seconds", "cost $"):
-            summary.add_column(col)
+        setup = time.perf_counter() - started
+        rows: list[DemoRow] = []
         for n, q in enumerate(question or DEMO_QUESTIONS, 1):
             console.rule(f"[bold]question {n}")
             console.print(f"[bold]Q:[/] {escape(strip_controls(q))}")
             printer = StreamPrinter(console)
+            asked = time.perf_counter()
             answer = await _ask(session, q, printer)
+            seconds = time.perf_counter() - asked
             render_answer(console, answer, show_text=not printer.shows(answer.text))
-            t = answer.ledger.totals
-            summary.add_row(
-                q[:48] + ("…" if len(q) > 48 else ""),
-                answer.route.kind + (" ↑" if answer.escalated else ""),
-                ", ".join(answer.route.workers) or "—",
-                str(t.calls),
-                f"{t.local_share:.0%}",
-                f"{t.seconds:.1f}",
-                f"{t.cost_usd:.4f}",
-            )
+            console.print(f"[bold]question {n} took {_duration(seconds)}[/]", highlight=False)
+            rows.append(DemoRow(q, answer, seconds))
         console.rule()
-        console.print(summary)
+        console.print(demo_summary(rows))
         console.print(render_ledger(session.ledger(), title="session ledger"))
+        asked = sum(r.seconds for r in rows)
+        console.print(
+            f"[bold]{len(rows)} questions in {_duration(asked)}[/] · setup (models, stores) "
+            f"{_duration(setup)} · total {_duration(time.perf_counter() - started)}",
+            highlight=False,
+        )
 
     run(go)
+
+
+def _duration(seconds: float) -> str:
+    """``4.2 s`` / ``3 min 05 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 @app.command()
@@ -254,6 +299,10 @@ def ingest(
         raise typer.BadParameter("give files or folders (or --rebuild)", param_hint="PATHS")
 
     async def go() -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from tandem.workers.store import IngestReport
+
         rt = runtime(config)
         if worker not in rt.stores:
             raise TandemError(f"no worker named '{worker}'; known: {', '.join(rt.stores)}")
@@ -303,6 +352,8 @@ def ingest(
 
 def _unsupported_in(paths: list[Path]) -> int:
     """Files in the given folders that ingestion ignores (not .md/.txt)."""
+    from tandem.workers.store import SUPPORTED_SUFFIXES
+
     return sum(
         1
         for root in paths
@@ -318,6 +369,9 @@ def config_show(config: ConfigOpt = None) -> None:
     of keys that look like credentials are masked."""
 
     async def go() -> None:
+        from tandem.agents.shell.repl import redact_config
+        from tandem.graphs import load_config
+
         cfg = load_config(config)
         console.print_json(json.dumps(redact_config(json.loads(cfg.model_dump_json()))))
         err.print(f"source: {cfg.source or 'defaults (no tandem.toml)'}")
@@ -368,7 +422,11 @@ def _approver(approve_all: bool) -> Callable[[EgressRequest], Awaitable[bool]]:
 
 async def _ask(session: Session, query: str, printer: StreamPrinter | None) -> Answer:
     """One question through the session, streaming its tokens to the terminal if asked."""
-    answer = await session.ask(query, printer)
+    try:
+        answer = await session.ask(query, printer)
+    finally:
+        if printer is not None:
+            printer.close()
     if printer is not None and printer.streamed:
         console.print()
     return answer

@@ -3,24 +3,37 @@ streams an answer as it is written."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
 from tandem.agents.privacy.terminal import strip_controls
-from tandem.graphs import Answer, Ledger
 
-__all__ = ["StreamPrinter", "answer_json", "render_answer", "render_ledger", "render_route"]
+if TYPE_CHECKING:
+    from tandem.graphs import Answer, Ledger
+
+__all__ = [
+    "DemoRow",
+    "StreamPrinter",
+    "answer_json",
+    "demo_summary",
+    "render_answer",
+    "render_ledger",
+    "render_route",
+]
 
 
 class StreamPrinter:
-    """Prints a run's ``custom`` events as they arrive: answer tokens, and ``↻ reason`` when
-    a streamed draft is dropped (an escalation, a repaired reply). Pass it as the event sink
-    of :meth:`tandem.graphs.Session.ask`.
+    """Prints a run's ``custom`` events as they arrive: a status line (``routing…``,
+    ``asking tenancy…``) until the first token, answer tokens, and ``↻ reason`` when a
+    streamed draft is dropped (an escalation, a repaired reply). Pass it as the event sink
+    of :meth:`tandem.graphs.Session.ask`; :meth:`close` it when the run is over.
 
     Args:
         console: Where the text goes.
@@ -30,10 +43,15 @@ class StreamPrinter:
         self.console = console
         self.streamed = ""
         """The text printed since the last reset."""
+        self._status: Status | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "token":
+        if kind == "status":
+            if not self.streamed:  # a status line only until the answer starts
+                self.status(strip_controls(str(event.get("text", ""))))
+        elif kind == "token":
+            self.close()
             # The graph already strips control sequences from what it streams; a terminal
             # gets the same guarantee whatever produced the event.
             text = strip_controls(str(event.get("text", "")))
@@ -41,11 +59,28 @@ class StreamPrinter:
             self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
             self.console.file.flush()
         elif kind == "reset":
+            self.close()
             if self.streamed:
                 self.console.print()
             reason = escape(strip_controls(str(event.get("reason", ""))))
             self.console.print(f"[dim]↻ {reason}[/]", highlight=False)
             self.streamed = ""
+
+    def status(self, text: str) -> None:
+        """Show ``text`` on a transient status line (a spinner; terminals only)."""
+        if not text or not self.console.is_terminal:
+            return
+        if self._status is None:
+            self._status = self.console.status(escape(text), spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(escape(text))
+
+    def close(self) -> None:
+        """Remove the status line (the answer starts, or the run is over)."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def shows(self, text: str) -> bool:
         """Whether what was streamed is ``text`` (so it need not be printed again)."""
@@ -69,7 +104,18 @@ def _short(model: str) -> str:
 def render_ledger(ledger: Ledger, title: str = "ledger") -> Table:
     """A table of model calls with totals (a cost column only when something cost money)."""
     paid = ledger.totals.cost_usd > 0
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    planned = {
+        "router": "plan: built by the router from the question's parts (no planning call)",
+        "supervisor": "plan: made by the supervisor",
+    }
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        caption=planned.get(ledger.planned_by or ""),
+        caption_justify="left",
+    )
     table.add_column("call", no_wrap=True, overflow="ellipsis", max_width=24)
     table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=18)
     table.add_column("where", no_wrap=True, min_width=6)
@@ -100,6 +146,53 @@ def render_ledger(ledger: Ledger, title: str = "ledger") -> Table:
         *((f"{t.cost_usd:.4f}",) if paid else ()),
         style="bold",
     )
+    return table
+
+
+@dataclass
+class DemoRow:
+    """One question of ``tandem demo``: its text, answer and wall time."""
+
+    question: str
+    answer: Answer
+    seconds: float
+
+
+def demo_summary(rows: list[DemoRow]) -> Table:
+    """The demo's summary: one line per question (long questions end in "…", never wrap)."""
+    paid = any(r.answer.ledger.totals.cost_usd > 0 for r in rows)
+    table = Table(title="demo summary", title_justify="left", pad_edge=False, expand=True)
+    table.add_column("question", no_wrap=True, overflow="ellipsis", ratio=1, min_width=16)
+    table.add_column("route", no_wrap=True)
+    table.add_column("workers", no_wrap=True, overflow="ellipsis", max_width=18)
+    table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("local", justify="right", no_wrap=True)
+    table.add_column("sec", justify="right", no_wrap=True)
+    if paid:
+        table.add_column("$", justify="right", no_wrap=True)
+    for r in rows:
+        t = r.answer.ledger.totals
+        table.add_row(
+            " ".join(strip_controls(r.question).split()),
+            r.answer.route.kind + (" ↑" if r.answer.escalated else ""),
+            ", ".join(r.answer.route.workers) or "—",
+            str(t.calls),
+            f"{t.local_share:.0%}",
+            f"{r.seconds:.1f}",
+            *((f"{t.cost_usd:.4f}",) if paid else ()),
+        )
+    if len(rows) > 1:
+        table.add_section()
+        table.add_row(
+            f"{len(rows)} questions",
+            "",
+            "",
+            str(sum(r.answer.ledger.totals.calls for r in rows)),
+            "",
+            f"{sum(r.seconds for r in rows):.1f}",
+            *((f"{sum(r.answer.ledger.totals.cost_usd for r in rows):.4f}",) if paid else ()),
+            style="bold",
+        )
     return table
 
 
@@ -157,11 +250,26 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             "split": answer.route.split,
         },
         "escalated": answer.escalated,
+        "worker_results": [
+            {
+                "worker": r.worker,
+                "status": r.status,
+                "model": r.model,
+                "answer": r.answer,
+                "confidence": r.confidence,
+                "needs_escalation": r.needs_escalation,
+                "p_correct": r.p_correct,
+                "signals": r.signals.model_dump() if r.signals is not None else None,
+                "reason": r.reason,
+            }
+            for r in answer.worker_results
+        ],
         "citations": [{"worker": c.worker, "source": c.source} for c in answer.citations],
         "notes": list(answer.notes),
         "learning": answer.learning.model_dump(),
         "ledger": {
             "calls": [c.model_dump() for c in answer.ledger.calls],
             "totals": answer.ledger.totals.model_dump(),
+            "planned_by": answer.ledger.planned_by,
         },
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import signal
 import sys
@@ -33,6 +34,7 @@ from tandem.agents.shell._repl_render import (
     render_footer,
     render_privacy,
     render_route_decision,
+    render_worker_results,
 )
 from tandem.agents.shell.render import StreamPrinter, render_ledger
 from tandem.graphs import Answer, Runtime, Session, TandemConfig, build_graph, open_checkpointer
@@ -50,7 +52,7 @@ Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit qu
 /workers                 the specialists, their models and store sizes
 /route QUESTION          how QUESTION would be routed (scores, kind, reason), without running
 /cost                    this session's ledger: calls, tokens, $, local share, savings
-/trace                   the last run: each node and model call with timings
+/trace                   the last run: nodes, model calls, p_correct and its signals
 /privacy                 the egress policy and what left this machine this session
 /thread [new|list|ID]    show, start, list or resume a conversation (threads persist)
 /ingest WORKER PATH…     add .md/.txt files or folders to a worker's store
@@ -60,18 +62,26 @@ Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit qu
 /config                  the effective configuration (secrets masked)
 /exit                    quit (also Ctrl-D)"""
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_WORDS = frozenset(
+    ("key", "apikey", "token", "secret", "password", "passwd", "authorization", "cookie")
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]+:)[^@/\s]+(?=@)", re.I)
+
+
+def _secret(key: str) -> bool:
+    """``api_key``, ``access-token``, ``Authorization`` — not ``max_tokens`` or ``keep_alive``."""
+    return any(word in _SECRET_WORDS for word in re.split(r"[_\-.\s]+", key.lower()))
 
 
 def redact_config(data: Any) -> Any:
-    """A configuration dump with credential-looking values masked."""
+    """A configuration dump with secrets masked: values of credential keys (``api_key``,
+    ``token``, ``password``, an ``Authorization`` header …) and passwords inside URLs."""
     if isinstance(data, dict):
-        return {
-            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v else redact_config(v)
-            for k, v in data.items()
-        }
+        return {k: "***" if _secret(str(k)) and v else redact_config(v) for k, v in data.items()}
     if isinstance(data, list):
         return [redact_config(v) for v in data]
+    if isinstance(data, str):
+        return _URL_PASSWORD.sub(r"\g<head>***", data)
     return data
 
 
@@ -157,6 +167,7 @@ class Repl:
     # -- answering ---------------------------------------------------------------------
     async def _approve(self, request: EgressRequest) -> bool:
         """Show exactly what would leave the machine, then ask yes/no (default no)."""
+        self.printer.close()
         if self.printer.streamed:
             self.console.print()
         redacted = ", ".join(f"{k}×{v}" for k, v in request.get("redacted", {}).items())
@@ -195,6 +206,7 @@ class Repl:
             self.console.print(f"\n[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return None
         finally:
+            self.printer.close()
             self.current = None
             if restore is not None:
                 restore()
@@ -264,6 +276,8 @@ class Repl:
         self.console.print(table)
         if trace.route is not None:
             self.console.print(render_route_decision(trace.route))
+        for item in render_worker_results(trace):
+            self.console.print(item)
         self.console.print(render_ledger(build_ledger(trace.calls), title="model calls"))
 
     async def _privacy(self, arg: str) -> None:

@@ -8,7 +8,11 @@ deterministic:
 * embedding models return a hashed bag-of-words vector (texts sharing words are close);
 * chat models follow a script when one is queued, else answer like a grounded
   specialist: they pick the quoted passage sharing most words with the question
-  and reply with the JSON a worker must produce.
+  and reply with the JSON a worker must produce;
+* a chat with ``"logprobs": true`` gets Ollama's top-level ``logprobs`` list (one
+  ``{"token", "logprob", "bytes", "top_logprobs"}`` entry per generated token; each
+  streamed chunk carries its own tokens' entries). The values are scriptable
+  (:meth:`FakeOllama.set_logprobs`): a default, and lower values for chosen phrases.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ _STOP = frozenset(_STOP_WORDS.split())
 EMBED_DIM = 256
 
 ChatResponder = Callable[[dict[str, Any]], str]
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+def fake_tokens(text: str) -> list[str]:
+    """How the fake models split a reply into tokens: words, runs of spaces, single symbols."""
+    return _TOKEN.findall(text)
 
 
 def words(text: str) -> list[str]:
@@ -139,6 +149,7 @@ class FakeOllama(FakeHTTPServer):
         self._responders: dict[str, ChatResponder] = {}
         self._script_lock = threading.Lock()
         self._stream_errors: collections.deque[tuple[str, str, int]] = collections.deque()
+        self._logprobs: dict[str, tuple[float, dict[str, float]]] = {}
         self.chunk_chars: int | None = None
         """Stream replies in pieces of this many characters (default: word by word)."""
         self.trickle_interval: float = 0.0
@@ -149,7 +160,7 @@ class FakeOllama(FakeHTTPServer):
                 ("POST", "/api/embed"): self._embed,
                 ("GET", "/api/tags"): self._tags,
                 ("POST", "/api/show"): self._show,
-                ("GET", "/api/version"): lambda p, b: Reply(body={"version": "0.12.6"}),
+                ("GET", "/api/version"): lambda p, b: Reply(body={"version": "0.12.11"}),
                 ("GET", "/api/ps"): lambda p, b: Reply(body={"models": []}),
                 ("POST", "/api/pull"): self._pull,
                 ("GET", "/"): lambda p, b: Reply(body={}),
@@ -166,6 +177,41 @@ class FakeOllama(FakeHTTPServer):
     def respond_with(self, model: str, responder: ChatResponder) -> None:
         """Answer chats to ``model`` with ``responder(request_json) -> content``."""
         self._responders[model] = responder
+
+    def set_logprobs(
+        self, model: str, default: float = -0.05, phrases: dict[str, float] | None = None
+    ) -> None:
+        """Log-probabilities ``model`` reports: ``default`` for every token, and the value in
+        ``phrases`` for each token inside an occurrence of that phrase in the reply (e.g.
+        ``{"21 days": -4.0}``: the model was unsure of that amount)."""
+        self._logprobs[model] = (default, dict(phrases or {}))
+
+    def _logprob_entries(self, model: str, content: str, top: int) -> list[dict[str, Any]]:
+        """Ollama's per-token ``logprobs`` entries for ``content``."""
+        default, phrases = self._logprobs.get(model, (-0.05, {}))
+        low = [0.0] * len(content)  # per character: the lowest scripted value covering it
+        for phrase, value in phrases.items():
+            for m in re.finditer(re.escape(phrase), content):
+                for i in range(m.start(), m.end()):
+                    low[i] = min(low[i], value)
+        entries, pos = [], 0
+        for token in fake_tokens(content):
+            covered = [v for v in low[pos : pos + len(token)] if v < 0]
+            logprob = min(covered) if covered else default
+            pos += len(token)
+            alternatives = [{"token": token, "logprob": logprob, "bytes": list(token.encode())}]
+            if top > 1:
+                rest = math.log(max(1e-9, 1 - math.exp(logprob)))
+                alternatives.append({"token": " ", "logprob": rest, "bytes": [32]})
+            entries.append(
+                {
+                    "token": token,
+                    "logprob": logprob,
+                    "bytes": list(token.encode()),
+                    "top_logprobs": alternatives[: max(top, 0)],
+                }
+            )
+        return entries
 
     def trickle(self, interval: float, *, chunk_chars: int | None = 1) -> None:
         """Stream every reply slowly: ``chunk_chars`` characters every ``interval`` seconds
@@ -233,12 +279,16 @@ class FakeOllama(FakeHTTPServer):
             "eval_count": max(1, len(content.split())),
             "eval_duration": 175_000_000,
         }
+        want = bool(body.get("logprobs"))
+        top = int(body.get("top_logprobs") or 0)
         if body.get("stream", True) is False:
+            extra = {"logprobs": self._logprob_entries(model, content, top)} if want else {}
             return Reply(
                 body={
                     "model": model,
                     "created_at": _now(),
                     "message": {"role": "assistant", "content": content},
+                    **extra,
                     "done": True,
                     "done_reason": "stop",
                     **counters,
@@ -247,6 +297,23 @@ class FakeOllama(FakeHTTPServer):
 
         broken = self._take_stream_error(model)
 
+        entries = iter(self._logprob_entries(model, content, top) if want else [])
+
+        started = [0, 0]  # characters streamed so far, characters of the tokens sent
+
+        def own(piece: str) -> list[dict[str, Any]]:
+            """The entries of the tokens that start inside ``piece`` (a piece of a few
+            characters may cut a token: its entry goes with the piece holding its start)."""
+            out = []
+            started[0] += len(piece)
+            while started[1] < started[0]:
+                entry = next(entries, None)
+                if entry is None:
+                    break
+                out.append(entry)
+                started[1] += len(entry["token"])
+            return out
+
         def chunks() -> Iterator[dict[str, Any]]:
             for n, piece in enumerate(stream_pieces(content, self.chunk_chars)):
                 if n and self.trickle_interval:
@@ -254,10 +321,12 @@ class FakeOllama(FakeHTTPServer):
                 if broken is not None and n == broken[1]:
                     yield {"error": broken[0]}
                     return
+                extra = {"logprobs": own(piece)} if want else {}
                 yield {
                     "model": model,
                     "created_at": _now(),
                     "message": {"role": "assistant", "content": piece},
+                    **extra,
                     "done": False,
                 }
             yield {

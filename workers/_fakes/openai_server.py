@@ -23,7 +23,10 @@ from tandem.workers._fakes.ollama_server import stream_pieces, words
 __all__ = ["FakeOpenAI", "rule_supervisor"]
 
 _WORKER = re.compile(r'<worker name="([a-z0-9_]+)">(.*?)</worker>', re.S)
-_RESULT = re.compile(r'<result worker="([a-z0-9_]+)"[^>]*>(.*?)</result>', re.S)
+_RESULT = re.compile(
+    r'<result(?: [a-z]+="[^"]*")*? worker="([a-z0-9_]+)"[^>]*>(.*?)</result>', re.S
+)
+_ANSWER = re.compile(r"^Answer: ", re.M)
 # The innermost <query>…</query>: system prompts mention the tag itself.
 _QUERY = re.compile(r"<query>((?:(?!<query>).)*?)</query>", re.S)
 
@@ -51,7 +54,9 @@ def rule_supervisor(request: dict[str, Any]) -> str:
         return json.dumps({"subtasks": subtasks, "rationale": "matched workers by topic words"})
     results = _RESULT.findall(text)
     if results:
-        body = " ".join(f"{answer.strip()} [{name}]" for name, answer in results)
+        body = " ".join(
+            f"{_ANSWER.split(answer, maxsplit=1)[-1].strip()} [{name}]" for name, answer in results
+        )
         return f"Combined answer: {body}"
     return f"Supervisor answer to: {query}"
 

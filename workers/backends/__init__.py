@@ -9,6 +9,7 @@ from tandem.workers.backends._base import (
     ChatResult,
     EmbedResult,
     TokenCallback,
+    TokenLogprob,
     TokenMeasure,
 )
 from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
@@ -25,6 +26,7 @@ __all__ = [
     "OllamaBackend",
     "OllamaSettings",
     "TokenCallback",
+    "TokenLogprob",
     "TokenMeasure",
     "default_cache_dir",
     "ensure_model",

@@ -7,7 +7,15 @@ from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Backend", "ChatMessage", "ChatResult", "EmbedResult", "TokenCallback", "TokenMeasure"]
+__all__ = [
+    "Backend",
+    "ChatMessage",
+    "ChatResult",
+    "EmbedResult",
+    "TokenCallback",
+    "TokenLogprob",
+    "TokenMeasure",
+]
 
 TokenCallback = Callable[[str], None]
 """Called with each piece of streamed text as the model produces it."""
@@ -18,6 +26,22 @@ class ChatMessage(TypedDict):
 
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+class TokenLogprob(BaseModel):
+    """One generated token and its log-probability (the shape Ollama's ``/api/chat`` returns)."""
+
+    token: str
+    """The token's text."""
+    logprob: float
+    """Natural log of the probability the model gave this token (before sampling constraints)."""
+    bytes: list[int] | None = None
+    """The token's raw bytes when the engine gives them (a token may hold part of a character)."""
+
+    @property
+    def size(self) -> int:
+        """Length of the token in bytes of UTF-8 text."""
+        return len(self.bytes) if self.bytes is not None else len(self.token.encode())
 
 
 class ChatResult(BaseModel):
@@ -37,6 +61,9 @@ class ChatResult(BaseModel):
     """Wall time of the call."""
     done_reason: str = ""
     """Why generation stopped (``stop``, ``length`` …) when the engine says."""
+    logprobs: list[TokenLogprob] | None = Field(default=None, repr=False)
+    """One entry per generated token, in order, when asked for (``logprobs=True``) and the
+    engine gives them; ``None`` otherwise."""
 
 
 class EmbedResult(BaseModel):
@@ -69,6 +96,7 @@ class Backend(Protocol):
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Generate a reply.
 
@@ -78,6 +106,8 @@ class Backend(Protocol):
             max_tokens: Cap on generated tokens.
             temperature: Sampling temperature (0 = greedy, reproducible).
             on_token: If given, the reply is streamed and each piece is passed to it.
+            logprobs: Also return each generated token's log-probability
+                (:attr:`ChatResult.logprobs`), when the engine can.
 
         Raises:
             RunError: A translated engine error (never a third-party exception).

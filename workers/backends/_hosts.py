@@ -223,6 +223,7 @@ class OllamaPool:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Chat on the least-loaded healthy host, failing over on connection errors."""
         streamed = [False]
@@ -241,6 +242,7 @@ class OllamaPool:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 on_token=relay,
+                logprobs=logprobs,
             )
 
         result: ChatResult = await self._run(call, streamed)

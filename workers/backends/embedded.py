@@ -28,6 +28,9 @@ from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.backends._bundled import EXTRA_INSTALL_COMMAND, ensure_model
+from tandem.workers.backends._logprobs import LogprobRecorder
+from tandem.workers.backends._prefix import PrefixCache
+from tandem.workers.backends._threads import budget
 from tandem.workers.errors import BackendRejected, BadModelOutput, ModelAssetError, RunError
 
 if TYPE_CHECKING:
@@ -50,12 +53,23 @@ class EmbeddedSettings(BaseModel):
     n_ctx: int = Field(default=4096, ge=128)
     """Context window in tokens (prompt + reply); also the longest text embedded whole."""
     n_threads: int | None = Field(default=None, ge=1)
-    """CPU threads for generation; ``None`` = llama.cpp's default (half the cores; on the
-    2-core reference machine 2 threads were no faster than 1)."""
+    """CPU threads for generation; ``None`` = the cores free right now, shared between the
+    models running at once (see :mod:`._threads`: on a busy 2-core machine 2 threads were
+    ~10× slower than 1, on an idle one ~2× faster)."""
+    n_threads_batch: int | None = Field(default=None, ge=1)
+    """CPU threads for prompt processing; ``None`` = as ``n_threads`` when that is set, else
+    the free cores like it."""
+    prefix_cache: bool = True
+    """Keep the KV state of each system prompt's prefix and reuse it on later calls with the
+    same system prompt (a worker's prompt starts with the same ~230 tokens every time)."""
     seed: int = 42
     """Sampling seed, set on every call so replies are reproducible."""
     max_tokens: int = Field(default=512, ge=1)
     """Default cap on generated tokens when a call does not give one."""
+    repeat_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+    """Penalty on tokens generated recently (llama.cpp's ``repeat_penalty``; Ollama's default
+    is the same 1.1): a small model that starts repeating a sentence is pushed off the loop
+    instead of running to the token cap. 1.0 turns it off."""
 
 
 @dataclass
@@ -63,11 +77,56 @@ class _Loaded:
     """One llama instance and the lock that serialises every call on it."""
 
     llama: llama_cpp.Llama
+    settings: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    prefixes: PrefixCache | None = None
+    """Saved prompt prefixes (chat instances with ``prefix_cache``), created on first use."""
 
     def call(self, fn: Callable[[llama_cpp.Llama], T]) -> T:
-        with self.lock:
+        """Run ``fn`` on the instance, alone, with the threads it may use now."""
+        with self.lock, budget.running():
+            threads = _Threads(self.llama, self.settings)
+            threads.apply()
             return fn(self.llama)
+
+    def prepare(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Start a completion: restore (or evaluate and save) the prompt's shared prefix, or
+        reset the context."""
+        if not self.settings.prefix_cache:
+            self.llama.reset()  # type: ignore[no-untyped-call]
+            return
+        if self.prefixes is None:
+            self.prefixes = PrefixCache(self.llama)
+        self.prefixes.prepare(messages)
+
+
+class _Threads:
+    """Sets an instance's threads: the configured counts, else its share of the free cores,
+    re-read every few tokens as a logits processor (it runs in the generating thread)."""
+
+    def __init__(self, llm: llama_cpp.Llama, settings: EmbeddedSettings) -> None:
+        self.llm = llm
+        self.settings = settings
+        self.current: tuple[int, int] = (0, 0)
+        self.tokens = 0
+
+    def apply(self) -> None:
+        import llama_cpp
+
+        s = self.settings
+        share = budget.share() if s.n_threads is None or s.n_threads_batch is None else 0
+        n = s.n_threads or share
+        wanted = (n, s.n_threads_batch or (s.n_threads or share))
+        ctx = getattr(self.llm, "_ctx", None)  # a test double has none
+        if wanted != self.current and ctx is not None:
+            llama_cpp.llama_set_n_threads(ctx.ctx, *wanted)
+            self.current = wanted
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.tokens += 1
+        if self.tokens % 8 == 0:
+            self.apply()
+        return scores
 
 
 _INSTANCES: dict[tuple[str, Mode, int], _Loaded] = {}
@@ -118,10 +177,12 @@ def _load(name: str, mode: Mode, settings: EmbeddedSettings) -> _Loaded:
         log = io.StringIO()  # llama.cpp logs some notices even with verbose=False
         try:
             with contextlib.redirect_stderr(log):
+                threads = settings.n_threads or budget.share()
                 llama = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=settings.n_ctx,
-                    n_threads=settings.n_threads,
+                    n_threads=threads,
+                    n_threads_batch=settings.n_threads_batch or threads,
                     seed=settings.seed,
                     verbose=False,
                     **extra,
@@ -131,7 +192,7 @@ def _load(name: str, mode: Mode, settings: EmbeddedSettings) -> _Loaded:
                 f"llama.cpp could not load '{path}' ({mode}): {exc}",
                 hint=log.getvalue().strip()[-500:] or None,
             ) from exc
-        _INSTANCES[key] = loaded = _Loaded(llama)
+        _INSTANCES[key] = loaded = _Loaded(llama, settings)
         return loaded
 
 
@@ -192,8 +253,12 @@ class EmbeddedBackend:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Generate a reply; see :meth:`tandem.workers.backends._base.Backend.chat`.
+
+        ``logprobs`` records each generated token's log-probability with a logits
+        processor (see :mod:`._logprobs`), not llama.cpp's ``logits_all`` mode.
 
         The reply is streamed to ``on_token`` (called on the event loop thread) when given;
         an exception raised by ``on_token`` stops generation and propagates unchanged.
@@ -211,14 +276,18 @@ class EmbeddedBackend:
             "temperature": temperature,
             "max_tokens": max_tokens or self.settings.max_tokens,
             "seed": self.settings.seed,
+            "repeat_penalty": self.settings.repeat_penalty,
         }
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        recorder = LogprobRecorder() if logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = [recorder]
         start = time.perf_counter()
         if on_token is None:
             try:
                 content, tokens_in, tokens_out, reason = await asyncio.to_thread(
-                    loaded.call, lambda llm: _complete(llm, kwargs)
+                    loaded.call, lambda llm: _complete(loaded, kwargs)
                 )
             except Exception as exc:
                 raise self._translate(exc) from exc
@@ -231,6 +300,7 @@ class EmbeddedBackend:
             tokens_out=tokens_out,
             seconds=time.perf_counter() - start,
             done_reason=reason,
+            logprobs=recorder.entries(loaded.llama) if recorder is not None else None,
         )
 
     async def _stream(
@@ -248,7 +318,7 @@ class EmbeddedBackend:
             try:
                 if stop.is_set():  # abandoned while queued for the lock
                     return "", 0, 0, "cancelled"
-                return _complete(llm, kwargs, put, stop)
+                return _complete(loaded, kwargs, put, stop)
             finally:
                 put(None)
 
@@ -301,16 +371,26 @@ class EmbeddedBackend:
 
 
 def _complete(
-    llm: llama_cpp.Llama,
+    loaded: _Loaded,
     kwargs: dict[str, Any],
     put: Callable[[str | None], None] | None = None,
     stop: threading.Event | None = None,
 ) -> tuple[str, int, int, str]:
-    """Run one chat completion on a fresh context; stream pieces to ``put`` if given."""
-    # No KV prefix reuse: a reply never depends on earlier calls (reproducible greedy output).
-    llm.reset()  # type: ignore[no-untyped-call]
+    """Run one chat completion (holding ``loaded``'s lock); stream pieces to ``put`` if given.
+
+    The reply never depends on earlier calls: the context starts from the prompt's shared
+    prefix, restored or evaluated on its own exactly as on a first call (``._prefix``).
+    """
+    import llama_cpp
+
+    llm = loaded.llama
+    loaded.prepare(kwargs["messages"])
+    threads = _Threads(llm, loaded.settings)
+    extra = list(kwargs.get("logits_processor", []))  # e.g. the logprob recorder
     if put is None:
-        response: Any = llm.create_chat_completion(**kwargs)
+        response: Any = llm.create_chat_completion(
+            **{**kwargs, "logits_processor": llama_cpp.LogitsProcessorList([threads, *extra])}
+        )
         choice, usage = response["choices"][0], response.get("usage") or {}
         return (
             choice["message"].get("content") or "",
@@ -318,11 +398,10 @@ def _complete(
             int(usage.get("completion_tokens", 0)),
             choice.get("finish_reason") or "",
         )
-    import llama_cpp
-
     counter = _TokenCounter()
+    processors = llama_cpp.LogitsProcessorList([counter, threads, *extra])
     chunks: Any = llm.create_chat_completion(
-        **kwargs, stream=True, logits_processor=llama_cpp.LogitsProcessorList([counter])
+        **{**kwargs, "logits_processor": processors}, stream=True
     )
     pieces: list[str] = []
     reason = ""

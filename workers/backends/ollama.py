@@ -23,7 +23,13 @@ import httpx
 import ollama
 from pydantic import BaseModel, Field
 
-from tandem.workers.backends._base import ChatMessage, ChatResult, EmbedResult, TokenCallback
+from tandem.workers.backends._base import (
+    ChatMessage,
+    ChatResult,
+    EmbedResult,
+    TokenCallback,
+    TokenLogprob,
+)
 from tandem.workers.backends._host_config import OllamaHost
 from tandem.workers.backends._limits import HostLimiter, limiter
 from tandem.workers.errors import (
@@ -229,8 +235,13 @@ class OllamaBackend:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
-        """Chat through ``/api/chat``; see :class:`~tandem.workers.backends.Backend`."""
+        """Chat through ``/api/chat``; see :class:`~tandem.workers.backends.Backend`.
+
+        With ``logprobs``, Ollama (0.12.11 or newer) returns each generated token's
+        log-probability; an older server ignores the request and ``logprobs`` stays ``None``.
+        """
         started = time.perf_counter()
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -240,16 +251,21 @@ class OllamaBackend:
         }
         if schema is not None:
             kwargs["format"] = schema
+        if logprobs:
+            kwargs["logprobs"] = True
+        tokens: list[Any] = []  # the client's Logprob entries, in order
         async with self.limiter.slot(), self._client() as client, self._deadline():
             if on_token is None:
                 response = await client.chat(**kwargs, stream=False)
                 content = response.message.content or ""
+                tokens.extend(response.logprobs or [])
                 final = response
             else:
                 pieces: list[str] = []
                 final = None
                 async for chunk in await client.chat(**kwargs, stream=True):
                     piece = chunk.message.content or ""
+                    tokens.extend(chunk.logprobs or [])  # each chunk: its own tokens
                     if piece:
                         pieces.append(piece)
                         on_token(piece)
@@ -264,6 +280,9 @@ class OllamaBackend:
             tokens_out=(final.eval_count or 0) if final else 0,
             seconds=time.perf_counter() - started,
             done_reason=(final.done_reason or "") if final else "",
+            logprobs=[TokenLogprob(token=t.token, logprob=t.logprob) for t in tokens]
+            if logprobs and tokens
+            else None,
         )
 
     async def embed(self, texts: Sequence[str]) -> EmbedResult:

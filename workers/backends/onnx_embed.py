@@ -266,6 +266,7 @@ class OnnxEmbedBackend:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_token: TokenCallback | None = None,
+        logprobs: bool = False,
     ) -> ChatResult:
         """Always refused: this model only embeds.
 

@@ -1,0 +1,108 @@
+"""Cached worker answers (``collect_calibration.py``) → labelled samples with the product's
+own signals, recomputed from the raw replies (so a change to the signal code needs no new
+model run)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.documents import Document
+
+from tandem.graphs.calibrate import label
+from tandem.graphs.evaluate import EvalCase
+from tandem.workers.backends import TokenLogprob
+from tandem.workers.calibration import feature_values
+from tandem.workers.records import AnswerSignals, WorkerReply
+from tandem.workers.reply import close_truncated, parse_reply
+from tandem.workers.signals import compute_signals
+
+__all__ = ["Answer", "load_answers"]
+
+
+@dataclass
+class Answer:
+    """One cached answer, relabelled and with recomputed signals."""
+
+    qid: int
+    worker: str
+    kind: str
+    answerable: bool
+    facts: list[str]
+    answer: str
+    right: bool
+    found: int
+    signals: AnswerSignals | None
+    features: dict[str, float | None]
+    call_seconds: float
+    signal_seconds: float
+    tokens_out: int
+    truncated: bool
+
+
+def _reply(call: dict[str, Any]) -> tuple[WorkerReply | None, bool]:
+    try:
+        return parse_reply(call["content"]), False
+    except ValueError:
+        if call.get("done_reason") == "length":
+            return close_truncated(call["content"]), True
+        return None, False
+
+
+def load_answers(path: Path) -> list[Answer]:
+    """Read a cache written by ``collect_calibration.py``."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        calls = row["calls"]
+        reply, truncated = _reply(calls[-1]) if calls else (None, False)
+        passages = [
+            Document(page_content=p["text"], metadata={k: v for k, v in p.items() if k != "text"})
+            for p in row["passages"]
+        ]
+        signals = None
+        if reply is not None:
+            tokens = [
+                TokenLogprob(token=t, logprob=lp, bytes=[0] * size)
+                for t, lp, size in calls[-1]["logprobs"]
+            ]
+            signals = compute_signals(
+                reply,
+                passages,
+                row["question"],
+                content=calls[-1]["content"],
+                logprobs=tokens or None,
+                truncated=truncated,
+                repaired=len(calls) > 1,
+            )
+        answer = reply.answer if reply else ""
+        case = EvalCase(
+            question=row["question"],
+            expected_workers=[row["worker"]],
+            facts=row["facts"],
+            answerable=row["answerable"],
+        )
+        norm = " ".join(answer.lower().split())
+        out.append(
+            Answer(
+                qid=row["qid"],
+                worker=row["worker"],
+                kind=row.get("kind") or "",
+                answerable=bool(row["answerable"]),
+                facts=row["facts"],
+                answer=answer,
+                right=bool(label(case, answer)) if reply else False,
+                found=sum(" ".join(f.lower().split()) in norm for f in row["facts"]),
+                signals=signals,
+                features=feature_values(signals) if signals else {},
+                call_seconds=sum(c["seconds"] for c in calls),
+                signal_seconds=float(row.get("signal_seconds") or 0.0),
+                tokens_out=sum(c["tokens_out"] for c in calls),
+                truncated=truncated,
+            )
+        )
+    return out

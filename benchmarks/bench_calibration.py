@@ -1,0 +1,219 @@
+"""(12) Calibration: is a local answer right? ``p_correct`` against the self-reported confidence.
+
+Reads the answers cached by ``collect_calibration.py`` (the bundled 0.5B specialists on
+``benchmarks/data/calibration.jsonl``: 148 answerable questions, 54 in-domain but not
+answerable from the corpora; the collector takes them in an evenly spread order, so a run
+cut short is a fair sample — the notes give the count) and never runs a model. Every
+figure is cross-validated, never scored on the answers a model was fitted on:
+
+* AUROC / ECE of ``p_correct`` (10-fold, stratified, 5 seeds — each answer scored by a model
+  fitted without it) and of the self-reported confidence on the same answers;
+* the risk–coverage table (keep the top share by score; error among the kept);
+* the policy of ``[cascade] max_local_error``: in each outer fold the threshold is chosen
+  on the other folds' own cross-validated predictions, then applied to the held-out fold —
+  the share of *answerable* questions kept local and the error among all kept answers;
+* the cost of the signals (their computation time against the worker call's);
+* with ``results/calibration_answers_before.jsonl`` present, fact recall before/after the
+  concise-specialist prompt on the same questions.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from _calibration_data import Answer, load_answers
+from _common import HERE, BenchResult, Figure
+
+from tandem.workers.calibration import shipped, threshold_for
+from tandem.workers.calibration_fit import (
+    DEFAULT_L2,
+    auroc,
+    cross_validated,
+    ece,
+    fit,
+    folds,
+    predict,
+    risk_coverage,
+)
+
+ANSWERS = HERE / "results" / "calibration_answers.jsonl"
+BEFORE = HERE / "results" / "calibration_answers_before.jsonl"
+SEEDS = (0, 1, 2, 3, 4)
+TARGET = 0.05
+
+
+def matrix(answers: Sequence[Answer], features: Sequence[str]) -> list[list[float]]:
+    return [
+        [
+            float("nan") if a.features.get(f) is None else float(a.features[f] or 0.0)
+            for f in features
+        ]
+        for a in answers
+    ]
+
+
+def policy(
+    answers: Sequence[Answer], features: Sequence[str], *, seed: int, l2: float = DEFAULT_L2
+) -> tuple[float, float, int]:
+    """Nested CV of the max-local-error policy: (answerable kept share, error among kept, kept)."""
+    scored = [a for a in answers if a.signals is not None]
+    x, y = matrix(scored, features), [int(a.right) for a in scored]
+    fold = folds(y, 10, seed)
+    keep = [False] * len(scored)
+    for f in range(10):
+        train = [i for i in range(len(y)) if fold[i] != f]
+        inner = cross_validated(
+            [x[i] for i in train], [y[i] for i in train], k=5, seed=seed + 1, l2=l2
+        )
+        found = threshold_for(list(zip(inner, [y[i] for i in train], strict=True)), TARGET)
+        if found is None:
+            continue
+        model = fit([x[i] for i in train], [y[i] for i in train], l2)
+        test = [i for i in range(len(y)) if fold[i] == f]
+        for i, p in zip(test, predict(model, [x[i] for i in test]), strict=True):
+            keep[i] = p >= found[0]
+    answerable = sum(a.answerable for a in answers)  # failed answers count, never kept
+    kept_answerable = sum(k and a.answerable for k, a in zip(keep, scored, strict=True))
+    kept = sum(keep)
+    wrong = sum(k and not a.right for k, a in zip(keep, scored, strict=True))
+    return kept_answerable / answerable, (wrong / kept if kept else 0.0), kept
+
+
+def evaluate(
+    answers: Sequence[Answer], features: Sequence[str], l2: float = DEFAULT_L2
+) -> dict[str, float]:
+    """Cross-validated figures of one feature set (means over :data:`SEEDS`)."""
+    scored = [a for a in answers if a.signals is not None]
+    x, y = matrix(scored, features), [int(a.right) for a in scored]
+    aucs, eces, covs, errs = [], [], [], []
+    for seed in SEEDS:
+        p = cross_validated(x, y, seed=seed, l2=l2)
+        aucs.append(auroc(p, y) or 0.0)
+        eces.append(ece(p, y) or 0.0)
+        cov, err, _ = policy(answers, features, seed=seed, l2=l2)
+        covs.append(cov)
+        errs.append(err)
+    return {
+        "auroc": statistics.mean(aucs),
+        "auroc_sd": statistics.pstdev(aucs),
+        "ece": statistics.mean(eces),
+        "coverage": statistics.mean(covs),
+        "kept_error": statistics.mean(errs),
+    }
+
+
+def _chart(answers: Sequence[Answer], p: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [a for a in answers if a.signals is not None]
+    y = [int(a.right) for a in scored]
+    conf = [a.signals.self_confidence for a in scored if a.signals is not None]
+    levels = [i / 50 for i in range(1, 51)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for scores, name in ((p, "p_correct (cross-validated)"), (conf, "self-reported confidence")):
+        rc = risk_coverage(scores, y, levels)
+        ax.plot([r.coverage for r in rc], [r.error for r in rc], label=name)
+    ax.axhline(TARGET, color="grey", linestyle=":", linewidth=1, label=f"max_local_error {TARGET}")
+    ax.set_xlabel("share of answers kept local (most confident first)")
+    ax.set_ylabel("error among kept answers")
+    ax.set_title(f"Risk–coverage: bundled 0.5B specialists, {len(answers)} labelled answers")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _recall(answers: Sequence[Answer]) -> tuple[float, float]:
+    facts = sum(len(a.facts) for a in answers)
+    right = [a.right for a in answers if a.answerable]
+    return sum(a.found for a in answers) / facts, sum(right) / len(right)
+
+
+def run() -> BenchResult:
+    answers = load_answers(ANSWERS)
+    cal = shipped()
+    scored = [a for a in answers if a.signals is not None]
+    y = [int(a.right) for a in scored]
+    full = evaluate(answers, cal.bundled.features)
+    generic = evaluate(answers, cal.generic.features)
+    conf = [a.signals.self_confidence for a in scored if a.signals is not None]
+    self_auc, self_ece = auroc(conf, y) or 0.0, ece(conf, y) or 0.0
+    p = cross_validated(matrix(scored, cal.bundled.features), y)
+    chart = HERE / "charts" / "calibration_risk_coverage.png"
+    _chart(answers, p, chart)
+    ours, theirs = risk_coverage(p, y), risk_coverage(conf, y)
+    rows = [
+        [
+            f"{a.coverage:.0%}",
+            f"{a.threshold:.2f}",
+            f"{a.error:.1%}",
+            f"{b.threshold:.2f}",
+            f"{b.error:.1%}",
+        ]
+        for a, b in zip(ours, theirs, strict=True)
+    ]
+    cost = [a.signal_seconds / a.call_seconds for a in answers if a.call_seconds > 0]
+    recall, acc = _recall(answers)
+    notes = [
+        f"{len(answers)} questions ({sum(a.answerable for a in answers)} answerable); "
+        f"{sum(y)} local answers right ({acc:.1%} of the answerable), fact recall {recall:.1%}; "
+        f"{len(answers) - len(scored)} worker failures (always escalated).",
+        f"p_correct (shipped features {', '.join(cal.bundled.features)}): AUROC "
+        f"{full['auroc']:.3f} ± {full['auroc_sd']:.3f}, ECE {full['ece']:.3f}; self-reported "
+        f"confidence: AUROC {self_auc:.3f}, ECE {self_ece:.3f}.",
+        f"Generic fit (no log-probabilities or retrieval scores, for other models): AUROC "
+        f"{generic['auroc']:.3f}, ECE {generic['ece']:.3f}.",
+        f"max_local_error {TARGET}: {full['coverage']:.1%} of answerable questions kept local, "
+        f"{full['kept_error']:.1%} of kept answers wrong (nested CV, mean of {len(SEEDS)} seeds).",
+        f"Signal cost: median {statistics.median(cost):.2%} of the worker call's time "
+        f"(max {max(cost):.2%}).",
+    ]
+    if BEFORE.exists():
+        before = load_answers(BEFORE)
+        ids = {a.qid for a in before}
+        same = [a for a in answers if a.qid in ids]
+        b_recall, b_acc = _recall(before)
+        a_recall, a_acc = _recall(same)
+        b_tokens = statistics.mean(a.tokens_out for a in before)
+        a_tokens = statistics.mean(a.tokens_out for a in same)
+        notes.append(
+            f"Concise specialists on the same {len(same)} questions: fact recall "
+            f"{b_recall:.1%} → {a_recall:.1%}, answerable right {b_acc:.1%} → {a_acc:.1%}, "
+            f"tokens out per answer {b_tokens:.0f} → {a_tokens:.0f}, capped replies "
+            f"{sum(a.truncated for a in before)} → {sum(a.truncated for a in same)}."
+        )
+    figures = [
+        Figure("AUROC p_correct", full["auroc"], "≥ 0.85", full["auroc"] >= 0.85),
+        Figure("AUROC self-reported", self_auc, "(compare)", None),
+        Figure("ECE p_correct", full["ece"], "(lower is better)", None),
+        Figure(
+            "answerable kept local", full["coverage"], "≥ 0.70", full["coverage"] >= 0.70, "{:.1%}"
+        ),
+        Figure(
+            "error among kept", full["kept_error"], "≤ 0.08", full["kept_error"] <= 0.08, "{:.1%}"
+        ),
+        Figure(
+            "signal cost / call",
+            statistics.median(cost),
+            "≤ 0.05",
+            statistics.median(cost) <= 0.05,
+            "{:.2%}",
+        ),
+    ]
+    return BenchResult(
+        key="calibration",
+        title="12. Calibration: is a local answer right?",
+        method=__doc__ or "",
+        headers=["kept", "p_correct ≥", "error", "self-conf ≥", "error"],
+        rows=rows,
+        figures=figures,
+        notes=notes,
+        charts=[str(chart.relative_to(HERE))],
+    )

@@ -1,0 +1,107 @@
+"""(8) Start-up cost: whole ``tandem`` processes, median of several runs.
+
+``tandem --help`` and ``tandem ask --json`` for a question the router sends straight to a
+worker, answered by an *instant* fake model (fake Ollama + fake OpenAI on 127.0.0.1): what
+remains is the cost of starting tandem itself (imports, config, runtime, detectors, the
+graph, pricing the ledger). Set ``BENCH_STARTUP_BASELINE`` to another checkout's
+``tandem`` executable to measure it side by side in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import BenchResult, Figure, fakes, scratch
+
+from tandem.workers.testing import fake_config_toml
+
+RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "7"))
+QUESTION = "How quickly does Brightwater Lettings return a tenant's deposit?"
+
+
+def _tandem() -> str:
+    here = Path(sys.executable).with_name("tandem")
+    return str(here if here.exists() else shutil.which("tandem") or "tandem")
+
+
+def _timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system of the child) of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env(), check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "TANDEM_PLUGINS": "", "COLUMNS": "80"})
+    return env
+
+
+def run() -> BenchResult:
+    systems = {"this tree": _tandem()}
+    baseline = os.environ.get("BENCH_STARTUP_BASELINE")
+    if baseline:
+        systems = {"baseline": baseline, **systems}
+    rows: list[list[str]] = []
+    medians: dict[tuple[str, str], float] = {}
+    with fakes() as (ollama, openai):
+        for name, exe in systems.items():
+            work = scratch("tandem-bench-startup-")
+            (work / "tandem.toml").write_text(fake_config_toml(ollama, openai, work / "data"))
+            _timed([exe, "ask", "--json", QUESTION], work)  # ingests the stores: not counted
+            for label, cmd in (
+                ("tandem --help", [exe, "--help"]),
+                ("tandem ask --json (instant fake)", [exe, "ask", "--json", QUESTION]),
+            ):
+                _timed(cmd, work)  # warm the page cache
+                runs = [_timed(cmd, work) for _ in range(RUNS)]
+                wall = statistics.median(w for w, _ in runs)
+                cpu = statistics.median(c for _, c in runs)
+                medians[(name, label)] = wall
+                rows.append([name, label, f"{wall:.2f} s", f"{cpu:.2f} s", str(RUNS)])
+    mine = "this tree"
+    figures = [
+        Figure(
+            "tandem ask on an instant fake (wall, median)",
+            medians[(mine, "tandem ask --json (instant fake)")],
+            "≤ 1.5 s",
+            medians[(mine, "tandem ask --json (instant fake)")] <= 1.5,
+            "{:.2f} s",
+        ),
+        Figure(
+            "tandem --help (wall, median)",
+            medians[(mine, "tandem --help")],
+            "≤ 0.5 s",
+            medians[(mine, "tandem --help")] <= 0.5,
+            "{:.2f} s",
+        ),
+    ]
+    return BenchResult(
+        key="startup",
+        title="8. Start-up cost: whole processes",
+        method=f"Each command run {RUNS} times as a separate process after one warm-up run "
+        "(median wall time; CPU = user + system of the child). `ask` answers a single-domain "
+        "question routed straight to a worker; every model is an instant fake on "
+        "127.0.0.1, so the time is tandem's own start-up. "
+        + (
+            "The baseline is another checkout's `tandem`, measured in the same run."
+            if baseline
+            else ""
+        ),
+        headers=["system", "command", "wall (median)", "CPU (median)", "runs"],
+        rows=rows,
+        figures=figures,
+    )

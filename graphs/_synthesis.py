@@ -1,0 +1,144 @@
+"""Putting a planned answer together so it covers every part, and citing only what it keeps.
+
+* :class:`Synthesis` — the supervisor's synthesis in the ``[planner] synthesis`` style:
+  ``structured`` (one paragraph per part, the specialists' own answers, then a short joint
+  conclusion) or ``prose`` (the supervisor writes it all; a part it leaves out is asked for
+  once more or added from the specialist's answer).
+* :func:`cited` — a worker result citing only the passages that state its answer.
+* :func:`kept_citations` — the citations of the answers the final text kept.
+
+The coverage checks themselves are local text checks: :mod:`tandem.agents.coverage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.documents import Document
+
+from tandem.agents.coverage import (
+    answer_part,
+    checked_conclusion,
+    is_answer,
+    missing_parts,
+    parts_in_order,
+    structured_answer,
+    supporting,
+)
+from tandem.agents.supervisor import Supervisor
+from tandem.graphs._fallback import within
+from tandem.graphs._stream import TokenStream
+from tandem.graphs.runtime import Runtime
+from tandem.graphs.state import TandemState
+from tandem.workers.records import CallRecord, Citation, WorkerResult
+
+__all__ = ["Synthesis", "cited", "kept_citations"]
+
+
+def cited(result: WorkerResult, passages: Sequence[Document]) -> WorkerResult:
+    """``result`` citing only the passages that state its answer (small models cite every
+    passage they were shown)."""
+    if result.status != "ok" or len(result.citations) < 2:
+        return result
+    by_key = {
+        (str(d.metadata.get("source", "?")), int(d.metadata.get("chunk", 0))): d for d in passages
+    }
+    found = [c for c in result.citations if (c.source, c.chunk) in by_key]
+    texts = [by_key[(c.source, c.chunk)].page_content for c in found]
+    keep = supporting(result.answer, texts, result.instruction)
+    if not keep:
+        return result
+    return result.model_copy(update={"citations": [found[i] for i in keep]})
+
+
+def kept_citations(state: TandemState, text: str) -> list[Citation]:
+    """Citations of the answers the final text kept (a dropped or failed part cites nothing)."""
+    results = [r for r in state.get("results") or [] if is_answer(r)]
+    if state.get("phase") == "planned" and state.get("plan") is not None:
+        parts = parts_in_order(state["plan"].subtasks, results)
+        results = [r for r in parts if r not in missing_parts(text, [r])]
+    citations: list[Citation] = []
+    for r in results:
+        citations.extend(c for c in r.citations if c not in citations)
+    return citations
+
+
+@dataclass
+class Synthesis:
+    """One planned answer's synthesis by ``sup``, streamed to ``stream`` (if any).
+
+    Both styles return ``(text, calls, notes)``; ``parts`` are the results in plan order
+    and ``shown`` the same results as the supervisor may see them (redacted if remote).
+    """
+
+    rt: Runtime
+    sup: Supervisor
+    deadline: float | None
+    stream: TokenStream | None
+
+    def _send(self, text: str) -> None:
+        if self.stream is not None and text:
+            self.stream(text)
+
+    async def structured(
+        self, query: str, history: str, parts: list[WorkerResult], shown: list[WorkerResult]
+    ) -> tuple[str, list[CallRecord], list[str]]:
+        """One paragraph per part (the specialists' answers, shown at once), then the
+        supervisor's short joint conclusion."""
+        self._send(structured_answer(parts))
+        conclusion, calls = await within(
+            self.deadline,
+            self.sup.conclude(query, shown, history=history),
+            "the conclusion",
+            self.rt,
+        )
+        notes = []
+        kept = checked_conclusion(conclusion, shown, query)
+        if conclusion and not kept:
+            notes.append("dropped the supervisor's conclusion: it stated numbers no answer gave")
+        if kept:
+            self._send(f"\n\n{kept}")
+        return structured_answer(parts, kept), calls, notes
+
+    async def prose(
+        self, query: str, history: str, parts: list[WorkerResult], shown: list[WorkerResult]
+    ) -> tuple[str, list[CallRecord], list[str]]:
+        """The supervisor writes the answer; a part it leaves out is asked for once more
+        (``reask``) or added from the specialist's answer (``append``)."""
+        text, calls = await within(
+            self.deadline,
+            self.sup.synthesize(query, shown, history=history, on_token=self.stream),
+            "the synthesis",
+            self.rt,
+        )
+        notes: list[str] = []
+        missing = missing_parts(text, shown)
+        repair = self.rt.config.planner.repair
+        if missing and (repair == "reask" or (repair == "auto" and self.sup.llm.where == "remote")):
+            names = ", ".join(r.worker for r in missing)
+            if self.stream is not None:
+                self.stream.reset(f"the answer left out {names}; asking again")
+            again, more = await within(
+                self.deadline,
+                self.sup.synthesize(
+                    query, shown, history=history, on_token=self.stream, missing=missing, draft=text
+                ),
+                "the synthesis",
+                self.rt,
+            )
+            calls = [*calls, *more]
+            text = again
+            notes.append(f"the synthesis left out {names}; asked the supervisor again")
+            missing = missing_parts(text, shown)
+        if missing:
+            for r in missing:
+                added = f"\n\n{answer_part(parts[shown.index(r)])}"
+                text += added
+                self._send(added)
+            notes.append(
+                "the synthesis left out "
+                + ", ".join(f"{r.worker}'s part" for r in missing)
+                + "; added the specialist's answer"
+            )
+        return text, calls, notes

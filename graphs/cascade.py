@@ -1,0 +1,122 @@
+"""When a direct answer stays local: escalation by risk, from a calibrated ``p_correct``.
+
+A direct answer is kept when its ``p_correct`` (see :mod:`tandem.workers.calibration`)
+reaches the worker's threshold, the higher of
+
+* the spec's ``min_confidence`` (it applies to ``p_correct``, no longer to the model's
+  self-reported confidence), and
+* with ``[cascade] max_local_error`` set (default 0.05), the lowest threshold at which the
+  calibration's cross-validated answers kept local were at most that share wrong.
+
+Without a calibration fitted for the worker's model (``tandem calibrate``), the risk target
+cannot be read off anything, so the conservative default applies: ``p_correct`` from the
+generic fit must reach ``min_confidence`` *and* the answer must pass every check a
+calibration would only weigh — the model did not ask to escalate and reports at least
+``min_confidence``, it cites a passage, every figure and name it states is in the passages
+it cites, it does not say "not covered", and it was not cut off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.graphs.config import CascadeSettings
+from tandem.workers.calibration import (
+    Calibration,
+    Origin,
+    find_calibration,
+    prompt_fingerprint,
+)
+from tandem.workers.records import WorkerResult
+from tandem.workers.spec import WorkerSpec
+from tandem.workers.worker import RULES
+
+__all__ = ["WorkerCascade", "decide", "resolve"]
+
+
+@dataclass(frozen=True)
+class WorkerCascade:
+    """A worker's calibration and the threshold its direct answers must reach."""
+
+    calibration: Calibration
+    origin: Origin
+    """``user`` (``tandem calibrate``), ``shipped`` (bundled model) or ``generic``."""
+    threshold: float
+    coverage: float | None
+    """Share of the calibration's answers kept at ``threshold`` (``None``: no risk target)."""
+    warning: str = ""
+    """Why this calibration may not fit (another embedder or prompt; none for the model)."""
+
+    def describe(self) -> str:
+        """One line for ``tandem doctor``."""
+        cal = self.calibration
+        where = {"user": "fitted by `tandem calibrate`", "shipped": "shipped default"}.get(
+            self.origin, "none for this model: generic fit + grounding checks,"
+        )
+        auc = f", AUROC {cal.auroc:.2f}" if cal.auroc is not None else ""
+        keeps = f", keeps {self.coverage:.0%} local" if self.coverage is not None else ""
+        return f"{where} on {cal.questions} questions{auc}; p_correct ≥ {self.threshold:.2f}{keeps}"
+
+
+def resolve(
+    spec: WorkerSpec,
+    model: str,
+    embed_model: str,
+    settings: CascadeSettings,
+    data_dir: Path | None,
+) -> WorkerCascade:
+    """The calibration and threshold for ``spec`` answering with ``model``."""
+    cal, origin, warning = find_calibration(
+        data_dir, spec.name, model, embed_model, prompt_fingerprint(RULES)
+    )
+    threshold, coverage = spec.min_confidence, None
+    if settings.max_local_error is not None and origin != "generic":
+        found = cal.threshold_for(settings.max_local_error)
+        if found is None:  # no threshold meets the target: nothing stays local
+            threshold, coverage = 1.0, 0.0
+        else:
+            threshold, coverage = max(threshold, found[0]), found[1]
+    return WorkerCascade(cal, origin, round(threshold, 4), coverage, warning)
+
+
+def decide(result: WorkerResult, cascade: WorkerCascade | None, min_confidence: float) -> str:
+    """Why a direct answer must escalate, or ``""`` when it may stay local."""
+    if result.status != "ok":
+        return result.reason or "the worker failed"
+    if result.p_correct is None or result.signals is None or cascade is None:
+        # No signals (a result from elsewhere): the model's own word, as before calibration.
+        if result.needs_escalation:
+            return "asked to escalate"
+        if result.confidence < min_confidence:
+            return f"confidence {result.confidence:.2f} < {min_confidence:.2f}"
+        return ""
+    if cascade.origin == "generic":
+        failed = _grounding_rules(result, min_confidence)
+        if failed:
+            return f"no calibration for {result.model}: {failed}"
+    if result.p_correct >= cascade.threshold:
+        return ""
+    why = cascade.calibration.explain(result.signals)
+    detail = f": {'; '.join(why)}" if why else ""
+    return f"p_correct {result.p_correct:.2f} < {cascade.threshold:.2f}{detail}"
+
+
+def _grounding_rules(result: WorkerResult, min_confidence: float) -> str:
+    """The first grounding check a result fails (the conservative default), or ``""``."""
+    s = result.signals
+    if s is None:
+        return "no signals"
+    if s.needs_escalation:
+        return "the model asked to escalate"
+    if s.self_confidence < min_confidence:
+        return f"the model's confidence {s.self_confidence:.2f} < {min_confidence:.2f}"
+    if s.not_covered:
+        return "the answer says the passages do not cover it"
+    if not s.citations:
+        return "the answer cites no passage"
+    if s.unsupported:
+        return f"answer's {s.unsupported[0]} not found in the cited passage"
+    if s.truncated:
+        return "the reply was cut off"
+    return ""

@@ -1,0 +1,339 @@
+"""Plans the router already knows, synthesis that covers every part, citations the kept
+answers rest on (issue 19, items 1 and 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting
+from tandem.agents.planner import PlannerSettings, router_plan, synthesis_style
+from tandem.agents.router import RouteDecision, RoutePart, Router, RouterSettings
+from tandem.graphs.testing import ScriptedSupervisor
+from tandem.workers.backends import BackendSettings, make_backend
+from tandem.workers.builtin import specs as builtin_specs
+from tandem.workers.records import WorkerResult
+from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply
+
+CROSS_Q = (
+    "My landlord says my rent is going up by 8% — is that allowed? "
+    "And how much of my rent can I claim back through the Renters' Tax Credit?"
+)
+PARTS = [
+    "My landlord says my rent is going up by 8% — is that allowed?",
+    "And how much of my rent can I claim back through the Renters' Tax Credit?",
+]
+AUTO = {"planner": {"mode": "auto"}}
+
+
+def _plan_route(
+    *parts: RoutePart, workers: list[str] | None = None, split: bool = True
+) -> RouteDecision:
+    chosen = workers or list(dict.fromkeys(p.worker for p in parts if p.worker))
+    return RouteDecision(
+        kind="plan", workers=chosen, reason="multi-part", parts=list(parts), split=split
+    )
+
+
+def _result(worker: str, instruction: str, answer: str, **kw: Any) -> WorkerResult:
+    return WorkerResult(worker=worker, instruction=instruction, status="ok", answer=answer, **kw)
+
+
+# -- the router's parts ----------------------------------------------------------------
+
+
+def test_router_plan_is_one_subtask_per_part_in_the_parts_own_words() -> None:
+    route = _plan_route(
+        RoutePart(text=PARTS[0], worker="tenancy", probability=0.97),
+        RoutePart(text=PARTS[1], worker="finance", probability=0.99),
+    )
+    plan = router_plan(route, {"tenancy", "finance", "health"}, PlannerSettings(), 4)
+    assert plan is not None and plan.source == "router"
+    assert [(s.worker, s.instruction) for s in plan.subtasks] == [
+        ("tenancy", PARTS[0]),
+        ("finance", PARTS[1]),
+    ]
+
+
+async def test_the_learned_routers_split_of_the_demo_question_is_the_plan(
+    tmp_path: Path,
+) -> None:
+    router = Router(
+        builtin_specs(),
+        make_backend("embedded:minilm", BackendSettings()),
+        RouterSettings(),
+        cache_dir=tmp_path,
+    )
+    decision, _ = await router.decide(CROSS_Q)
+    assert decision.kind == "plan" and decision.split
+    plan = router_plan(decision, decision.workers, PlannerSettings(), 4)
+    assert plan is not None and plan.source == "router"
+    # One subtask per specialist, each with its own part of the question: nothing dropped.
+    assert [s.worker for s in plan.subtasks] == ["tenancy", "finance"]
+    assert "8%" in plan.subtasks[0].instruction
+    assert "Tax Credit" in plan.subtasks[1].instruction
+
+
+@pytest.mark.parametrize(
+    ("route", "settings", "why"),
+    [
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker=None, probability=0.0),
+                workers=["tenancy", "finance"],
+            ),
+            PlannerSettings(),
+            "a part without a specialist",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="finance", probability=0.3),
+            ),
+            PlannerSettings(min_part_probability=0.5),
+            "an unsure part (below [planner] min_part_probability)",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="finance", probability=0.9),
+                split=False,
+            ),
+            PlannerSettings(),
+            "the router did not decide the plan by its parts",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="tenancy", probability=0.9),
+                workers=["tenancy", "finance"],
+            ),
+            PlannerSettings(),
+            "a chosen specialist without a part",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="astrology", probability=0.9),
+            ),
+            PlannerSettings(),
+            "an unknown worker",
+        ),
+        (
+            _plan_route(
+                RoutePart(text=PARTS[0], worker="tenancy", probability=0.9),
+                RoutePart(text=PARTS[1], worker="finance", probability=0.9),
+            ),
+            PlannerSettings(mode="supervisor"),
+            "mode = supervisor",
+        ),
+        (
+            RouteDecision(kind="plan", workers=["tenancy", "finance"], reason="close scores"),
+            PlannerSettings(),
+            "no parts",
+        ),
+    ],
+)
+def test_the_supervisor_plans_when_the_split_is_unclear(
+    route: RouteDecision, settings: PlannerSettings, why: str
+) -> None:
+    assert router_plan(route, {"tenancy", "finance"}, settings, 4) is None, why
+
+
+async def test_a_confident_split_skips_the_planning_call(
+    make_graph: Any, fake_openai: FakeOpenAI
+) -> None:
+    answer = (await make_graph(**AUTO).ainvoke({"query": CROSS_Q}))["answer"]
+
+    assert answer.route.kind == "plan" and [p.worker for p in answer.route.parts] == [
+        "tenancy",
+        "finance",
+    ]
+    assert "plan built from the router's parts (no planning call)" in answer.route.reason
+    # One large-model call: the synthesis. No planning call, no JSON schema sent.
+    bodies = fake_openai.completions()
+    assert len(bodies) == 1 and "response_format" not in bodies[0]
+    assert [c.purpose for c in answer.ledger.calls if c.role == "supervisor"] == ["synthesize"]
+    assert answer.ledger.planned_by == "router" and answer.ledger.totals.router_plans == 1
+    assert sorted(r.instruction for r in answer.worker_results) == sorted(PARTS)
+
+
+async def test_a_router_part_is_asked_without_the_rest_of_the_question(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    await make_graph(**AUTO).ainvoke({"query": CROSS_Q})
+    prompts = [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()]
+    tasks = sorted(p for p in prompts if p.startswith("Task: "))
+    # Each specialist sees its own part only: the other part beside it led the 0.5B
+    # finance model to answer "8%" (the tenancy part's number).
+    assert [t.splitlines()[0] for t in tasks] == sorted(f"Task: {p}" for p in PARTS)
+    assert not any("the user's full question" in t for t in tasks)
+
+
+async def test_mode_supervisor_keeps_the_planning_call(
+    make_graph: Any, fake_openai: FakeOpenAI
+) -> None:
+    answer = (await make_graph().ainvoke({"query": CROSS_Q}))["answer"]  # the suite's default
+
+    purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
+    assert purposes == ["plan", "synthesize"]
+    assert answer.ledger.planned_by == "supervisor" and answer.ledger.totals.supervisor_plans == 1
+    assert "no planning call" not in answer.route.reason
+
+
+# -- coverage ----------------------------------------------------------------------------
+
+TENANCY = "No. Rent may rise at most once every 12 months and by no more than 5.5%."
+FINANCE = "The credit is 15% of the rent paid, capped at VC 1,000 a year."
+
+
+def test_key_facts_are_the_numbers_of_the_short_answer() -> None:
+    assert key_facts(TENANCY, PARTS[0]) == ["5.5", "12"]  # "8%" is the question's own number
+    assert key_facts(FINANCE) == ["1000", "15"]
+    assert numbers("VC 1,000 and 5.50% on 3.4.2026") >= {"1000", "5.5"}
+    assert key_facts("Yes, a cat is allowed with written consent.", "Can I keep a cat?") == [
+        "allowed",
+        "consent",
+        "written",
+    ]
+
+
+def test_missing_parts_names_the_part_the_text_dropped() -> None:
+    parts = [_result("tenancy", PARTS[0], TENANCY), _result("finance", PARTS[1], FINANCE)]
+    only_tax = "You can claim 15% of your rent back, up to VC 1,000 a year [finance]."
+    assert [r.worker for r in missing_parts(only_tax, parts)] == ["tenancy"]
+    both = only_tax + " A rise is allowed once a year, at most 5.5% (12 months apart) [tenancy]."
+    assert missing_parts(both, parts) == []
+    # A part the worker could not answer is not expected in the text.
+    unsure = _result("health", "x?", "not covered", needs_escalation=True)
+    assert missing_parts(only_tax, [unsure]) == []
+
+
+async def test_a_dropped_part_is_added_locally(make_graph: Any) -> None:
+    sup = ScriptedSupervisor("Only one part is answered here.", where="local")
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "repair": "append"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    assert len(sup.calls) == 1  # the synthesis; no re-ask
+    assert answer.text.startswith("Only one part is answered here.\n\n")
+    for r in answer.worker_results:
+        assert r.answer in answer.text and f"[{r.worker}]" in answer.text
+    assert any("the synthesis left out" in n for n in answer.notes)
+
+
+async def test_a_remote_supervisor_is_asked_once_more_for_the_part_it_dropped(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script("qwen2.5:1.5b", json.dumps(_reply(TENANCY)), json.dumps(_reply(FINANCE)))
+    sup = ScriptedSupervisor(
+        "You can claim 15% back, up to VC 1,000 [finance].",
+        "A rise is capped at 5.5% once every 12 months [tenancy]; you can claim 15% back, "
+        "up to VC 1,000 [finance].",
+    )
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "repair": "auto"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
+    assert purposes == ["synthesize", "resynthesize"]
+    again = sup.calls[1][-1]["content"]
+    assert "left out part 1 (tenancy)" in again or "left out part 2 (tenancy)" in again
+    assert answer.text.startswith("A rise is capped at 5.5%")
+    assert "\n\n" not in answer.text  # nothing had to be appended
+
+
+async def test_structured_synthesis_shows_every_part_and_a_checked_conclusion(
+    make_graph: Any,
+) -> None:
+    sup = ScriptedSupervisor("So the rise is too high, and the credit still helps.", where="local")
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "synthesis": "structured"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    paragraphs = answer.text.split("\n\n")
+    assert len(paragraphs) == 3 and paragraphs[-1].startswith("So the rise is too high")
+    assert {p.rsplit("[", 1)[-1].rstrip("]") for p in paragraphs[:2]} == {"tenancy", "finance"}
+    assert [c.purpose for c in answer.ledger.calls if c.role == "supervisor"] == ["conclude"]
+    conclude = sup.calls[0][-1]["content"]
+    assert 'part="1"' in conclude and 'part="2"' in conclude
+
+
+async def test_a_conclusion_with_an_invented_number_is_dropped(make_graph: Any) -> None:
+    sup = ScriptedSupervisor("In total you save VC 4,321 a year.", where="local")
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "synthesis": "structured"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    assert "4,321" not in answer.text and len(answer.text.split("\n\n")) == 2
+    assert any("dropped the supervisor's conclusion" in n for n in answer.notes)
+
+
+def test_synthesis_style_auto_is_structured_for_the_embedded_engine() -> None:
+    auto = PlannerSettings()
+    assert synthesis_style(auto, "embedded:qwen2.5-coder-1.5b") == "structured"
+    assert synthesis_style(auto, "openai/gpt-4o-mini") == "prose"
+    assert synthesis_style(PlannerSettings(synthesis="prose"), "embedded:x") == "prose"
+
+
+# -- citations ---------------------------------------------------------------------------
+
+
+def _reply(answer: str, citations: tuple[str, ...] = ("S1",)) -> dict[str, Any]:
+    return {
+        "answer": answer,
+        "confidence": 0.9,
+        "citations": list(citations),
+        "needs_escalation": False,
+    }
+
+
+def test_supporting_keeps_the_passages_that_state_the_facts() -> None:
+    passages = [
+        "Deposits: at most five weeks' rent.",
+        "The Renters' Tax Credit is 15% of the rent paid, up to VC 1,000 a year.",
+        "Rent-a-Room Relief: VC 7,500 a year tax-free.",
+    ]
+    assert supporting(FINANCE, passages) == [1]
+    # No fact in any passage (a paraphrase): the one sharing most words is kept.
+    assert supporting("Deposits are limited to five weeks of rent.", passages) == [0]
+    assert supporting("Nothing relevant.", []) == []
+
+
+async def test_a_worker_citing_every_passage_keeps_only_those_with_its_facts(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    def cite_all(body: dict[str, Any]) -> str:
+        reply = json.loads(grounded_reply(body))
+        reply["citations"] = ["S1", "S2", "S3"]
+        return json.dumps(reply)
+
+    fake_ollama.respond_with("qwen2.5:1.5b", cite_all)
+    answer = (
+        await make_graph().ainvoke(
+            {"query": "How quickly does Brightwater Lettings return deposits?"}
+        )
+    )["answer"]
+
+    result = answer.worker_results[0]
+    assert "14 days" in result.answer and len(result.citations) == 1
+    assert answer.citations == result.citations
+
+
+async def test_a_planned_answer_cites_only_the_answers_it_kept(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    def reply(body: dict[str, Any]) -> str:
+        if "Tax Credit" in body["messages"][-1]["content"].split("\n", 1)[0]:
+            unsure = _reply("not covered", ("S1", "S2"))
+            return json.dumps({**unsure, "confidence": 0.1, "needs_escalation": True})
+        return grounded_reply(body)
+
+    fake_ollama.respond_with("qwen2.5:1.5b", reply)
+    sup = ScriptedSupervisor("Only the rent part is answered here.", where="local")
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "repair": "append"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    by_worker = {r.worker: r for r in answer.worker_results}
+    assert by_worker["finance"].citations  # the unsure part cited passages …
+    assert answer.citations and {c.worker for c in answer.citations} == {"tenancy"}  # … not kept

@@ -1,0 +1,126 @@
+"""The signals recorded on every worker answer (:class:`~tandem.workers.records.AnswerSignals`).
+
+* **Token log-probabilities** of the ``answer`` field only: the raw JSON reply is
+  re-scanned to find the answer string's character span, and the engine's tokens are laid
+  over it by their byte lengths — so the keys, the confidence number and the citations,
+  which the grammar forces and the model copies, do not dilute the summary.
+* **Retrieval**: the best passage's score and its margin over the second.
+* **Grounding** (:mod:`tandem.workers.grounding`): checkable spans found in the cited
+  passages, in any passage; valid citations; "not covered"; overlap with the question.
+* **Self-report**: the model's own ``confidence`` and ``needs_escalation``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from langchain_core.documents import Document
+
+from tandem.workers.backends import TokenLogprob
+from tandem.workers.grounding import (
+    find_spans,
+    is_not_covered,
+    question_overlap,
+    unsupported_spans,
+)
+from tandem.workers.records import AnswerSignals, WorkerReply
+
+__all__ = ["answer_logprobs", "answer_value_span", "compute_signals"]
+
+_ANSWER_KEY = re.compile(r'"answer"\s*:\s*"')
+
+
+def answer_value_span(content: str) -> tuple[int, int] | None:
+    """Character offsets of the ``answer`` string's text inside a raw JSON reply (up to the
+    end of the reply when it was cut off inside the string); ``None`` if there is none."""
+    m = _ANSWER_KEY.search(content)
+    if m is None:
+        return None
+    i = m.end()
+    while i < len(content):
+        if content[i] == "\\":
+            i += 2
+            continue
+        if content[i] == '"':
+            return m.end(), i
+        i += 1
+    return m.end(), len(content)
+
+
+def answer_logprobs(content: str, tokens: Sequence[TokenLogprob]) -> list[float]:
+    """Log-probabilities of the tokens that overlap the answer string's text."""
+    span = answer_value_span(content)
+    if span is None:
+        return []
+    start, end = len(content[: span[0]].encode()), len(content[: span[1]].encode())
+    out, pos = [], 0
+    for token in tokens:
+        size = token.size
+        if size and pos < end and pos + size > start:
+            out.append(token.logprob)
+        pos += size
+    return out
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    xs = sorted(values)
+    at = q * (len(xs) - 1)
+    lo = int(at)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (at - lo)
+
+
+def compute_signals(
+    reply: WorkerReply,
+    passages: Sequence[Document],
+    question: str,
+    *,
+    content: str = "",
+    logprobs: Sequence[TokenLogprob] | None = None,
+    truncated: bool = False,
+    repaired: bool = False,
+) -> AnswerSignals:
+    """The signals of one validated reply.
+
+    Args:
+        reply: The parsed reply.
+        passages: The passages the worker was shown, in prompt order (``S1`` first).
+        question: The instruction it answered.
+        content: The raw reply text the log-probabilities belong to.
+        logprobs: The engine's per-token log-probabilities of ``content``, if any.
+        truncated: The reply was cut off by the token cap and closed locally.
+        repaired: A second call was needed to get a valid reply.
+    """
+    started = time.perf_counter()
+    values = answer_logprobs(content, logprobs) if logprobs else []
+    scores = [float(d.metadata["score"]) for d in passages if "score" in d.metadata]
+    by_id = {f"S{i}": d.page_content for i, d in enumerate(passages, 1)}
+    cited_ids = [c.strip().strip("[]") for c in reply.citations]
+    valid = [c for c in dict.fromkeys(cited_ids) if c in by_id]
+    cited = "\n".join(by_id[c] for c in valid)
+    spans = find_spans(reply.answer)
+    signals = AnswerSignals(
+        answer_tokens=len(values),
+        logprob_mean=sum(values) / len(values) if values else None,
+        logprob_min=min(values) if values else None,
+        logprob_p10=_quantile(values, 0.1) if values else None,
+        passages=len(passages),
+        retrieval_best=scores[0] if scores else None,
+        retrieval_margin=scores[0] - scores[1] if len(scores) > 1 else None,
+        spans=[str(s) for s in spans],
+        unsupported=[str(s) for s in unsupported_spans(spans, cited)],
+        unsupported_anywhere=[str(s) for s in unsupported_spans(spans, "\n".join(by_id.values()))],
+        citations=len(valid),
+        citations_valid=bool(cited_ids) and len(valid) == len(set(cited_ids)),
+        not_covered=is_not_covered(reply.answer),
+        question_overlap=question_overlap(reply.answer, question),
+        answer_words=len(reply.answer.split()),
+        self_confidence=reply.confidence,
+        needs_escalation=reply.needs_escalation,
+        truncated=truncated,
+        repaired=repaired,
+    )
+    signals.seconds = time.perf_counter() - started
+    return signals
