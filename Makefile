@@ -42,10 +42,12 @@ contracts: $(STAMP)
 check: lint typecheck contracts
 
 # Every benchmark side by side; writes benchmarks/RESULTS.md and benchmarks/charts/*.png.
-# BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval.
-BENCH ?= economy,overhead,router,retrieval,embedding,concurrency,serve,eval,calibration
+# BENCH=economy,router runs some only; BENCH_EVAL_LIMIT=N|all|0 sizes the real-model eval,
+# BENCH_LEARNING_SAMPLE=N (default 4) the repeat workload on the bundled models.
+BENCH ?= economy,overhead,router,retrieval,embedding,concurrency,serve,eval,calibration,learning,learning-bundled
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(if $(BENCH_EVAL_LIMIT),BENCH_EVAL_LIMIT=$(BENCH_EVAL_LIMIT)) \
+		$(if $(BENCH_LEARNING_SAMPLE),BENCH_LEARNING_SAMPLE=$(BENCH_LEARNING_SAMPLE)) \
 		$(BIN)/python benchmarks/run.py --only $(BENCH)
 
 lock: $(STAMP)

@@ -48,6 +48,8 @@ ALL = (
     "firstrun",
     "eval",
     "calibration",
+    "learning",
+    "learning-bundled",
 )
 
 
@@ -96,6 +98,14 @@ def _run_one(key: str) -> BenchResult:
         import bench_calibration
 
         return bench_calibration.run()
+    if key == "learning":
+        import bench_learning
+
+        return bench_learning.run()
+    if key == "learning-bundled":
+        import bench_learning
+
+        return bench_learning.run_bundled_bench()
     import bench_eval
 
     return bench_eval.run()
@@ -144,6 +154,9 @@ def main() -> None:
     command = "make bench" if args.only == ",".join(ALL) else f"make bench BENCH={args.only}"
     if limit is not None and "eval" in keys:
         command += f" BENCH_EVAL_LIMIT={limit}"
+    sample = os.environ.get("BENCH_LEARNING_SAMPLE")
+    if sample is not None and "learning-bundled" in keys:
+        command += f" BENCH_LEARNING_SAMPLE={sample}"
     for key in keys:
         print(f"\n▶ {key} …", flush=True)
         t0 = time.perf_counter()

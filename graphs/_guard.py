@@ -48,6 +48,7 @@ __all__ = [
     "final_text",
     "private_workers",
     "run_ledger",
+    "thread_id",
     "timed_detect",
 ]
 
@@ -71,7 +72,8 @@ def _local_llm(rt: Runtime) -> SupervisorLLM:
     return NoEgressLLM(llm.model) if llm.where == "remote" else llm
 
 
-def _thread_id() -> str | None:
+def thread_id() -> str | None:
+    """The thread of the run being executed (``None`` outside a run or without one)."""
     try:
         thread: str | None = get_config().get("configurable", {}).get("thread_id")
     except Exception:  # outside a run
@@ -115,7 +117,7 @@ class StepGuard:
                 audit=EgressAudit(
                     egress_log_path(rt.config.data_dir),
                     policy=guard.policy,
-                    thread_id=_thread_id(),
+                    thread_id=thread_id(),
                     keep_payloads=privacy.audit_payloads,
                 ),
                 approve=interrupt,

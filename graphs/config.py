@@ -30,6 +30,7 @@ from tandem.agents.privacy import PrivacySettings
 from tandem.agents.privacy.endpoints import parse_trusted_host
 from tandem.agents.router import RouterSettings
 from tandem.graphs._reliability import ReliabilitySettings
+from tandem.graphs.learning.records import LearningSettings
 from tandem.workers.backends import OllamaSettings
 from tandem.workers.errors import ConfigError
 from tandem.workers.plugins import PluginSettings
@@ -237,6 +238,8 @@ class TandemConfig(BaseSettings):
     answer is synthesized and checked for coverage."""
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     """Egress policy, detection settings and the egress audit."""
+    learning: LearningSettings = Field(default_factory=LearningSettings)
+    """Learning records, answer memory and router feedback from escalations (``[learning]``)."""
     cost: CostSettings = Field(default_factory=CostSettings)
     """Custom model prices and per-run budgets (remote dollars, supervisor calls)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

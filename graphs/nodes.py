@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.types import Send
 
@@ -37,13 +38,15 @@ from tandem.graphs._guard import (
     final_text,
     private_workers,
     run_ledger,
+    thread_id,
     timed_detect,
 )
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, kept_citations
 from tandem.graphs.cascade import decide
+from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.runtime import Runtime, empty_workers
-from tandem.graphs.state import Answer, TandemState, WorkerInput
+from tandem.graphs.state import Answer, SeenPassages, TandemState, WorkerInput
 from tandem.workers.errors import RunError, StoreError, UsageError
 from tandem.workers.records import CallRecord, Subtask, WorkerResult
 
@@ -81,6 +84,22 @@ def _history(
         text = " ".join(str(m.content).split())
         lines.append(f"{who}: {text[:width]}{'…' if len(text) > width else ''}")
     return "\n".join(lines)
+
+
+def _seen(worker: str, instruction: str, passages: Sequence[Document]) -> SeenPassages:
+    return SeenPassages(
+        worker=worker,
+        instruction=instruction,
+        passages=[
+            LearnedPassage(
+                source=str(d.metadata.get("source", "?")),
+                chunk=int(d.metadata.get("chunk", 0)),
+                text=d.page_content,
+                score=d.metadata.get("score"),
+            )
+            for d in passages
+        ],
+    )
 
 
 def _without_empty(
@@ -144,6 +163,7 @@ class Nodes:
             "draft": "",
             "plan": Plan(),
             "query_vector": None,
+            "seen": None,
             "deadline": deadline_at(self.rt),
             **NEW_TURN,
         }
@@ -227,7 +247,10 @@ class Nodes:
         result = cited(run.result, run.passages)
         if result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
-        return {"results": [result], "calls": run.calls, "notes": notes}
+        update: dict[str, Any] = {"results": [result], "calls": run.calls, "notes": notes}
+        if self.rt.config.learning.record:  # a learning record keeps what the worker saw
+            update["seen"] = [_seen(subtask.worker, subtask.instruction, run.passages)]
+        return update
 
     def after_worker(self, state: TandemState) -> str:
         return "check" if state.get("phase") == "direct" else "synthesize"
@@ -463,6 +486,12 @@ class Nodes:
             notes=list(dict.fromkeys(state.get("notes") or [])),  # a store error only once
             privacy=guard,
         )
+        try:  # what the supervisor supplied that a specialist could not: graphs/learning/
+            answer.learning = await self.rt.learning.record_run(
+                dict(state), text, thread_id=thread_id()
+            )
+        except Exception as exc:  # learning never costs the user the answer
+            answer.notes.append(f"learning: this run was not recorded ({exc})")
         limit = self.rt.config.reliability.max_thread_messages
         drop, trimmed = trim_thread(state.get("messages") or [], limit)
         if trimmed:

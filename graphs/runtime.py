@@ -20,6 +20,7 @@ from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
+from tandem.graphs.learning import Learning
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
 from tandem.workers.builtin import routing_path
 from tandem.workers.errors import ConfigError, RunError
@@ -196,6 +197,8 @@ class Runtime:
                 self.embedder,
                 retry=cfg.retry,
                 max_tokens=cfg.worker_max_tokens,
+                memory_k=cfg.learning.memory_k if cfg.learning.memory != "off" else 0,
+                memory_min_score=cfg.learning.memory_min_score,
                 calibration=self.cascade[n].calibration,
             )
             for n, s in self.specs.items()
@@ -214,11 +217,14 @@ class Runtime:
                     make_backend(fb_model, self.fallback_settings(fb.host), worker=n),
                     self.specs[n],
                 )
+        self.learning = Learning(self)
+        """Learning records, answer memory and router feedback (``[learning]``)."""
+        specs, routes = self.router_training()
         self.router = Router(
-            list(self.specs.values()),
+            specs,
             self.embedder,
             cfg.router,
-            routes=builtin_routes(list(self.specs.values())),
+            routes=routes,
             cache_dir=cfg.data_dir / "cache",
         )
         if supervisor is None:
@@ -291,6 +297,34 @@ class Runtime:
             self.endpoints[role] = endpoint
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
+
+    def router_training(
+        self, *, feedback: bool = True
+    ) -> tuple[list[WorkerSpec], list[LabelledRoute]]:
+        """What the router trains on: the workers (their examples) and labelled routes —
+        the built-in workers' set and the approved routing feedback of learning
+        (``<data_dir>/learning/routing.jsonl``, part of the learned router's cache key; not
+        with ``feedback=False``). The centroid router has no labelled routes: there a
+        single-specialist example joins that worker's examples instead."""
+        specs = list(self.specs.values())
+        learned = self.learning.routes() if feedback else []
+        if self.config.router.kind == "centroid":
+            extra: dict[str, list[str]] = {}
+            for r in learned:
+                if len(r.workers) == 1:
+                    extra.setdefault(r.workers[0], []).append(r.question)
+            specs = [
+                s.model_copy(update={"examples": (*s.examples, *extra[s.name])})
+                if s.name in extra
+                else s
+                for s in specs
+            ]
+        return specs, [*learned, *builtin_routes(specs)]  # a correction wins over a default
+
+    def refit_router(self) -> None:
+        """Train the router again on the current examples and approved feedback (it fits on
+        its next decision; only texts not embedded before are embedded)."""
+        self.router.refit(*self.router_training())
 
     def cascade_for(self, spec: WorkerSpec, model: str) -> WorkerCascade:
         """The calibration and threshold for ``spec`` answering with ``model``."""
@@ -377,6 +411,9 @@ class Runtime:
                 self._ingested.add(name)
         finally:
             self._ingest_lock.release()
+        # Kept learning records are the source of truth of answer memory: a rebuilt or moved
+        # store gets its learned passages back.
+        await self.learning.ensure_synced(wanted)
         return reports
 
     async def _rebuild_if_stale(

@@ -31,6 +31,7 @@ from tandem.agents.router import RouteDecision
 from tandem.graphs._stream import STREAM_DRAFTS
 from tandem.graphs.checkpoint import list_threads
 from tandem.graphs.hybrid import TandemGraph
+from tandem.graphs.learning import LearningReport
 from tandem.graphs.ledger import Ledger, build_ledger
 from tandem.graphs.nodes import check_text
 from tandem.graphs.runtime import Runtime
@@ -364,6 +365,40 @@ class Session:
             raise UsageError("usage: /route QUESTION")
         decision, _ = await self.runtime.router.decide(query.strip())
         return decision
+
+    # -- learning ------------------------------------------------------------------------
+    def _last_learning(self) -> LearningReport:
+        if not self.answers:
+            raise UsageError("no answer yet in this session")
+        return self.answers[-1].learning
+
+    async def keep(self) -> list[int]:
+        """Keep the last answer's learning records as answer memory (the REPL's ``/keep``).
+
+        Returns:
+            The record ids kept (their passages are ``learned:<id>``).
+
+        Raises:
+            UsageError: No answer yet, or the last one left nothing to keep.
+        """
+        report = self._last_learning()
+        ids = [r for r in report.records if r not in report.kept]
+        if not ids:
+            why = "already kept" if report.kept else "no specialist needed the supervisor"
+            raise UsageError(f"the last answer left nothing to keep ({why})")
+        kept = await self.runtime.learning.keep(ids)
+        report.kept = [*report.kept, *kept]
+        report.pending = [r for r in report.pending if r not in kept]
+        return kept
+
+    async def drop(self) -> list[int]:
+        """Refuse the last answer's learning records as memory (the REPL's ``/drop``)."""
+        report = self._last_learning()
+        if not report.records:
+            raise UsageError("the last answer left nothing to drop")
+        dropped = await self.runtime.learning.drop(report.records)
+        report.kept, report.pending = [], []
+        return dropped
 
     # -- accounting ---------------------------------------------------------------------
     def ledger(self) -> Ledger:

@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 from tandem.agents.privacy import EgressRecord, GuardReport
 from tandem.agents.router import RouteDecision
 from tandem.agents.supervisor import Plan
+from tandem.graphs.learning.records import LearnedPassage, LearningReport
 from tandem.graphs.ledger import Ledger
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerResult
 
-__all__ = ["Answer", "TandemState", "WorkerInput", "accumulate"]
+__all__ = ["Answer", "SeenPassages", "TandemState", "WorkerInput", "accumulate"]
 
 
 def accumulate(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
@@ -43,11 +44,22 @@ class Answer(BaseModel):
     """What degraded or was repaired (failed workers, trimmed plans, fallbacks)."""
     privacy: GuardReport = Field(default_factory=GuardReport)
     """What the guard found and the egress policy applied."""
+    learning: LearningReport = Field(default_factory=LearningReport)
+    """Learning records this run wrote, whether they became answer memory, and the learned
+    passages the answer rests on."""
     status: Literal["complete", "partial", "unanswered"] = "complete"
     """``complete``: every part was answered by a model; ``partial``: some part is missing
     (:attr:`missing`); ``unanswered``: no model produced an answer (the text says so)."""
     missing: list[str] = Field(default_factory=list)
     """The parts of the question that no model answered (question and specialist)."""
+
+
+class SeenPassages(BaseModel):
+    """The passages one worker saw for one subtask (a learning record keeps them)."""
+
+    worker: str
+    instruction: str
+    passages: list[LearnedPassage] = Field(default_factory=list)
 
 
 class TandemState(TypedDict, total=False):
@@ -69,6 +81,8 @@ class TandemState(TypedDict, total=False):
     results: Annotated[list[WorkerResult], accumulate]
     calls: Annotated[list[CallRecord], accumulate]
     notes: Annotated[list[str], accumulate]
+    seen: Annotated[list[SeenPassages], accumulate]
+    """Passages each worker saw this turn (kept by learning records; reset every turn)."""
     egress: Annotated[list[EgressRecord], accumulate]
     """This run's remote calls, as the egress log recorded them."""
     held: Annotated[list[list[str]], accumulate]

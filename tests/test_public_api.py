@@ -99,6 +99,17 @@ PUBLIC = {
         "hash_embed",
         "rule_supervisor",
     ],
+    "tandem.graphs.learning": [
+        "Candidate",
+        "LearnedPassage",
+        "Learning",
+        "LearningReport",
+        "LearningSettings",
+        "LearningStore",
+        "ROUTING_FILE",
+        "Record",
+        "learning_dir",
+    ],
     "tandem.graphs.testing": [
         "FakeOllama",
         "FakeOpenAI",

@@ -33,6 +33,7 @@ from tandem.workers._local_store import (
     bounded_call,
     store_error,
 )
+from tandem.workers._store_memory import AnswerMemory
 from tandem.workers.backends import Backend, TokenMeasure
 from tandem.workers.chunking import CHUNKER_VERSION, DEFAULT_WINDOW, chunk_text
 from tandem.workers.embedding import TandemEmbeddingFunction
@@ -152,7 +153,7 @@ def _set_meta(coll: Any, **updates: Any) -> None:
     coll.modify(metadata={**keep, **updates})
 
 
-class WorkerStore:
+class WorkerStore(AnswerMemory):
     """The retrieval store of one worker.
 
     Args:

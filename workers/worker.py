@@ -12,6 +12,7 @@ a calibration, ``p_correct`` (:mod:`tandem.workers.calibration`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
+from tandem.workers.memory import is_learned, reconcile
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, WorkerResult
 from tandem.workers.reply import close_truncated, parse_reply
 from tandem.workers.retry import RetryPolicy, with_retry
@@ -46,6 +48,9 @@ covered" when they do not say. Never repeat a sentence.
 does, 0.1 when it does not.
 - citations: the ids of the passages that state the answer, like "S1".
 - needs_escalation: false when the passages state the answer; true when they do not."""
+
+LEARNED_RULE = """- Passages marked learned="…" are answers remembered from earlier \
+questions; when one disagrees with another passage, the other passage is right."""
 
 
 def _quote(text: str) -> str:
@@ -76,7 +81,9 @@ def build_worker_messages(
     spec: WorkerSpec, subtask: Subtask, passages: Sequence[Document]
 ) -> list[ChatMessage]:
     """The prompt a worker model sees."""
-    system = f"{spec.system_prompt.strip()}\n\n{RULES}".strip()
+    learned = any(is_learned(str(d.metadata.get("source", ""))) for d in passages)
+    rules = f"{RULES}\n{LEARNED_RULE}" if learned else RULES
+    system = f"{spec.system_prompt.strip()}\n\n{rules}".strip()
     lines = [f"Task: {subtask.instruction.strip()}"]
     if subtask.query.strip() and subtask.query.strip() != subtask.instruction.strip():
         lines.append(f"Context, the user's full question: {subtask.query.strip()}")
@@ -85,7 +92,12 @@ def build_worker_messages(
         lines.append("<passages>")
         for i, doc in enumerate(passages, 1):
             source = _quote(str(doc.metadata.get("source", "?")))
-            lines.append(f'<passage id="S{i}" source="{source}">')
+            mark = ""
+            if is_learned(source):  # answer memory says where it came from
+                when = _quote(str(doc.metadata.get("date", ""))[:10])
+                model = _quote(str(doc.metadata.get("model", "")))
+                mark = f' learned="{when} from {model}"'
+            lines.append(f'<passage id="S{i}" source="{source}"{mark}>')
             lines.append(_quote(doc.page_content))
             lines.append("</passage>")
         lines.append("</passages>")
@@ -127,6 +139,8 @@ class Worker:
         *,
         retry: RetryPolicy | None = None,
         max_tokens: int = 256,
+        memory_k: int = 0,
+        memory_min_score: float = -1.0,
         calibration: Calibration | None = None,
     ) -> None:
         self.spec = spec
@@ -135,6 +149,10 @@ class Worker:
         self.embedder = embedder
         self.retry = retry or RetryPolicy()
         self.max_tokens = max_tokens
+        self.memory_k = memory_k
+        """Learned passages (answer memory) retrieved besides the curated ``top_k``."""
+        self.memory_min_score = memory_min_score
+        """A learned passage is shown only when its score (1 − distance) reaches this."""
         self.calibration = calibration
 
     def _record(
@@ -181,7 +199,14 @@ class Worker:
                         )
                     )
                 )
-            docs = await self.store.search(query_vector, self.spec.top_k)
+            if self.memory_k:  # answer memory is looked up alongside the corpus, not after
+                docs, found = await asyncio.gather(
+                    self.store.search(query_vector, self.spec.top_k),
+                    self.store.search_memory(query_vector, self.memory_k),
+                )
+                docs += [d for d in found if d.metadata["score"] >= self.memory_min_score]
+            else:
+                docs = await self.store.search(query_vector, self.spec.top_k)
         except (StoreError, RunError) as exc:
             if isinstance(exc, StoreError):
                 run.store_error = exc
@@ -281,6 +306,17 @@ class Worker:
                         chunk=int(doc.metadata.get("chunk", 0)),
                     )
                 )
+        answer = reply.answer.strip()
+        learned = [c.source for c in citations if is_learned(c.source)]
+        if learned:
+            # Memory never outranks the curated corpus silently: a conflict is said and cited.
+            answer, conflicts = reconcile(answer, subtask.instruction, passages, learned)
+            for c in conflicts:
+                extra = Citation(worker=self.spec.name, source=c.curated, chunk=c.chunk)
+                if extra not in citations:
+                    citations.append(extra)
+            if conflicts:
+                note = "; ".join(r for r in (note, "learned memory conflicts with the corpus") if r)
         signals = compute_signals(
             reply,
             passages,
@@ -299,7 +335,7 @@ class Worker:
             worker=self.spec.name,
             instruction=subtask.instruction,
             status="ok",
-            answer=reply.answer.strip(),
+            answer=answer,
             confidence=reply.confidence,
             citations=citations,
             needs_escalation=reply.needs_escalation,

@@ -13,6 +13,8 @@ cross-validation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +70,7 @@ class Router:
         self.settings = settings
         self.learned: LearnedRouter | None = None
         self.centroid: CentroidRouter | None = None
+        self._refit: asyncio.Task[None] | None = None
         if settings.kind == "centroid":
             if cache_path is None and cache_dir is not None:
                 cache_path = cache_dir / "router-profiles.json"
@@ -76,6 +79,52 @@ class Router:
             self.learned = LearnedRouter(
                 workers, embedder, settings, routes=routes, cache_dir=cache_dir
             )
+
+    def refit(
+        self, workers: Sequence[WorkerSpec], routes: Sequence[LabelledRoute] | None = None
+    ) -> None:
+        """Train again on new workers/examples and labelled ``routes`` (learning's approved
+        routing feedback). The centroid router re-embeds its profiles on its next decision.
+        A fitted learned router keeps deciding with its current model while the new one is
+        fitted in the background (or loaded from the cache for exactly this data), then
+        switches; :meth:`refitted` waits for that. Texts embedded before are not embedded
+        again."""
+        self.workers = list(workers)
+        if self.centroid is not None:
+            self.centroid.workers = list(workers)
+            self.centroid._centroids = None
+            return
+        old = self.learned
+        assert old is not None
+        fresh = LearnedRouter(
+            workers,
+            self.embedder,
+            self.settings,
+            routes=old.routes if routes is None else routes,
+            cache_dir=old.cache_dir,
+        )
+        if self._refit is not None:
+            self._refit.cancel()
+            self._refit = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if old.model is None or loop is None:
+            self.learned = fresh  # nothing fitted to keep using: fit on the next decision
+            return
+
+        async def fit() -> None:
+            with contextlib.suppress(Exception):  # a failure is raised by the next decision
+                await fresh.fit()
+            self.learned = fresh
+
+        self._refit = loop.create_task(fit())
+
+    async def refitted(self) -> None:
+        """Wait until a :meth:`refit` in progress has switched to the new model."""
+        if self._refit is not None:
+            await self._refit
 
     async def profiles(self, calls: list[CallRecord] | None = None) -> None:
         """Get ready to decide: fit (or load) the learned model, or embed the profiles.

@@ -14,6 +14,7 @@ with their worker, and one sentence of reason.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -271,7 +272,9 @@ class LearnedRouter:
             info.tuned = True
             info.tune_accuracy = round(accuracy, 4)
         cache.save()
-        model = RouterModel.fit(ts, vectors, thresholds)
+        # In a thread: a re-fit after routing feedback runs beside live requests (numpy
+        # releases the GIL), so the event loop is not held for the fit's seconds.
+        model = await asyncio.to_thread(RouterModel.fit, ts, vectors, thresholds)
         if model_path is not None:
             try:
                 for old in model_path.parent.glob("model-*.npz"):

@@ -105,7 +105,11 @@ def eval_command(
         from tandem.graphs import build_graph, evaluate, load_dataset
 
         cases = load_dataset(dataset)
-        graph = build_graph(runtime=await ready(runtime(config), quiet=as_json))
+        rt = runtime(config)
+        # Measuring must not teach: an eval writes no learning records (so nothing of it
+        # becomes answer memory that a later eval would then measure); kept memory is used.
+        rt.learning.settings.record = False
+        graph = build_graph(runtime=await ready(rt, quiet=as_json))
         total = min(len(cases), limit) if limit else len(cases)
 
         def progress(i: int, row: EvalRow) -> None:

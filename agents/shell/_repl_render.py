@@ -32,6 +32,18 @@ def render_footer(answer: Answer) -> Text:
         f"{t.seconds:.1f}s{cost}",
         style="dim",
     )
+    learning = answer.learning
+    if learning.used:
+        line.append(f"\nfrom memory: {', '.join(learning.used)}", style="dim")
+    if learning.kept:
+        kept = ", ".join(f"learned:{i}" for i in learning.kept)
+        line.append(f"\nremembered as {kept} (/drop to forget it)", style="cyan")
+    if learning.pending:
+        ids = ", ".join(map(str, learning.pending))
+        line.append(
+            f"\nlearned: record {ids} · /keep to remember this answer, /drop to discard",
+            style="cyan",
+        )
     for note in answer.notes:
         line.append(f"\nnote: {note}", style="yellow")
     return line

@@ -1,4 +1,5 @@
-"""``tandem router``: fit the learned router, evaluate a router on labelled questions."""
+"""``tandem router``: fit the learned router, evaluate a router on labelled questions, and
+decide the routing feedback escalations suggest."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from rich.table import Table
 
 from tandem.agents.router import RouterEvalReport, evaluate_router, load_routes
 from tandem.agents.shell._common import ConfigOpt, console, err, prepare_models, run, runtime
-from tandem.graphs.runtime import builtin_routes
 
 __all__ = ["render_router_report", "router_app"]
 
@@ -92,11 +92,7 @@ def render_router_report(out: Console, report: RouterEvalReport, *, show: int = 
             out.print(f"  … and {len(wrong) - show} more (--json lists all)", highlight=False)
 
 
-@router_app.command(
-    "eval",
-    help="Accuracy (exact specialists and route kind), recall per class, confusion matrix and "
-    "decision latency of the router on labelled questions; --cv K for k-fold cross-validation.",
-)
+@router_app.command("eval")
 def router_eval(
     dataset: Annotated[Path, typer.Argument(help="JSONL: question, expected_workers.")],
     config: ConfigOpt = None,
@@ -113,6 +109,14 @@ def router_eval(
         str | None,
         typer.Option("--kind", help="Evaluate this router instead: learned or centroid."),
     ] = None,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback/--no-feedback",
+            help="Train on the approved routing feedback of learning (tandem router "
+            "feedback); --no-feedback shows the router without it.",
+        ),
+    ] = True,
     show: Annotated[int, typer.Option("--show", min=0, help="Misrouted questions listed.")] = 20,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object (the report).")
@@ -133,7 +137,7 @@ def router_eval(
             chosen: Literal["learned", "centroid"] = "centroid" if kind == "centroid" else "learned"
             settings = settings.model_copy(update={"kind": chosen})
         prepare_models(rt, quiet=as_json, only=[settings.embed_model])
-        specs = list(rt.specs.values())
+        specs, routes = rt.router_training(feedback=feedback)
         if not as_json:
             err.print(f"evaluating on {len(data)} questions …", highlight=False)
         report = await evaluate_router(
@@ -142,7 +146,7 @@ def router_eval(
             settings,
             data,
             folds=cv,
-            routes=builtin_routes(specs),
+            routes=routes,
             cache_dir=rt.config.data_dir / "cache",
         )
         if as_json:
@@ -153,11 +157,7 @@ def router_eval(
     run(go)
 
 
-@router_app.command(
-    "fit",
-    help="Fit the learned router now (it also fits itself at start-up) and show what it learned "
-    "from; a model cached for the same data and settings is loaded instead.",
-)
+@router_app.command("fit")
 def router_fit(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
@@ -174,7 +174,10 @@ def router_fit(
         await router.profiles()
         info = router.learned.fit_info
         if as_json:
-            out = info.model_dump() | {"workers": [w.name for w in router.workers]}
+            out = info.model_dump() | {
+                "workers": [w.name for w in router.workers],
+                "feedback": len(rt.learning.routes()),
+            }
             sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
             return
         state = "loaded from cache" if info.cached else "fitted"
@@ -182,6 +185,12 @@ def router_fit(
             f"router {state} in {info.seconds:.2f} s: {info.rows} texts ({info.labelled} "
             f"labelled, {info.synthetic} synthetic cross-domain) for "
             f"{', '.join(w.name for w in router.workers)}",
+            highlight=False,
+        )
+        learned = rt.learning.routes()
+        console.print(
+            f"routing feedback: {len(learned)} approved examples from escalations "
+            f"({escape(str(rt.learning.routing_path))}; tandem router feedback)",
             highlight=False,
         )
         if info.skipped:
@@ -195,5 +204,37 @@ def router_fit(
         console.print(f"thresholds {how}: {pairs}", highlight=False)
         if info.path:
             console.print(f"cached in {escape(info.path)}", style="dim", highlight=False)
+
+    run(go)
+
+
+@router_app.command("feedback")
+def router_feedback(
+    approve: Annotated[
+        list[int] | None, typer.Option("--approve", "-a", help="Approve candidate ids.")
+    ] = None,
+    reject: Annotated[
+        list[int] | None, typer.Option("--reject", "-r", help="Reject candidate ids.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Routing examples suggested by escalations and plans: list, approve or reject them (approved ones are what the router trains on besides the workers' own examples)."""  # noqa: E501
+
+    async def go() -> None:
+        rt = runtime(config)
+        if approve:
+            console.print(f"approved {await rt.learning.approve_routing(approve)}")
+        if reject:
+            console.print(f"rejected {await rt.learning.reject_routing(reject)}")
+        rows = rt.learning.store.candidates()
+        table = Table(show_edge=False)
+        for col in ("id", "status", "workers", "question"):
+            table.add_column(col)
+        for rid, status, workers, question in rows:
+            table.add_row(
+                str(rid), status, ", ".join(workers) or "none", escape(_cut(question, 60))
+            )
+        console.print(table if rows else "no routing candidates yet")
+        console.print(f"approved examples: {escape(str(rt.learning.routing_path))}", style="dim")
 
     run(go)

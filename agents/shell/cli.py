@@ -29,6 +29,7 @@ from tandem.agents.shell._common import (
 )
 from tandem.agents.shell._doctor import doctor
 from tandem.agents.shell._eval import eval_command
+from tandem.agents.shell._learning import distill_app, memory_app
 from tandem.agents.shell._models import models_app
 from tandem.agents.shell._privacy import privacy_app
 from tandem.agents.shell._router import router_app
@@ -92,6 +93,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(router_app, name="router")
 app.command("eval")(eval_command)
+app.add_typer(memory_app, name="memory")
+app.add_typer(distill_app, name="distill")
 app.command("calibrate")(calibrate_command)
 
 DEMO_QUESTIONS = (

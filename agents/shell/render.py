@@ -216,6 +216,17 @@ def render_answer(console: Console, answer: Answer, *, show_text: bool = True) -
     if answer.citations:
         cites = ", ".join(f"{c.worker}:{c.source}" for c in answer.citations)
         console.print(Text.assemble(("citations ", "bold"), strip_controls(cites)))
+    learning = answer.learning
+    if learning.used:
+        console.print(Text(f"from memory: {', '.join(learning.used)}", style="dim"))
+    if learning.kept:
+        kept = ", ".join(f"learned:{i}" for i in learning.kept)
+        console.print(Text(f"remembered as {kept} ([learning] memory = auto)", style="cyan"))
+    if learning.pending:
+        ids = " ".join(map(str, learning.pending))
+        console.print(
+            Text(f"learned: record {ids} · `tandem memory keep {ids}` remembers it", style="cyan")
+        )
     for note in answer.notes:
         console.print(Text(f"note: {strip_controls(note)}", style="yellow"))
     console.print(Text.assemble(("privacy ", "bold"), _egress(answer)))
@@ -255,6 +266,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         ],
         "citations": [{"worker": c.worker, "source": c.source} for c in answer.citations],
         "notes": list(answer.notes),
+        "learning": answer.learning.model_dump(),
         "ledger": {
             "calls": [c.model_dump() for c in answer.ledger.calls],
             "totals": answer.ledger.totals.model_dump(),

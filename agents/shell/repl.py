@@ -57,6 +57,8 @@ Ctrl-C cancels the answer being written (or clears the line); Ctrl-D or /exit qu
 /thread [new|list|ID]    show, start, list or resume a conversation (threads persist)
 /ingest WORKER PATH…     add .md/.txt files or folders to a worker's store
 /model WORKER MODEL      use another model for a worker this session (ollama:… / embedded:…)
+/keep                    remember the last escalated answer: its specialist answers it next time
+/drop                    do not remember the last escalated answer
 /config                  the effective configuration (secrets masked)
 /exit                    quit (also Ctrl-D)"""
 
@@ -120,6 +122,8 @@ class Repl:
             "ingest": self._ingest,
             "model": self._model,
             "config": self._config,
+            "keep": self._keep,
+            "drop": self._drop,
         }
 
     async def run(self) -> None:
@@ -327,6 +331,19 @@ class Repl:
         self.console.print(
             f"{parts[0]}: {escape(previous)} → [bold]{escape(parts[1])}[/] for this session"
         )
+
+    async def _keep(self, arg: str) -> None:
+        kept = await self.session.keep()
+        store = self.session.runtime.learning.store
+        workers = sorted({r.worker for i in kept if (r := store.get(i)) is not None})
+        self.console.print(
+            f"kept {', '.join(f'learned:{i}' for i in kept)} · "
+            f"{', '.join(workers)} will answer it from memory next time"
+        )
+
+    async def _drop(self, arg: str) -> None:
+        dropped = await self.session.drop()
+        self.console.print(f"dropped record {', '.join(map(str, dropped))}: not remembered")
 
     async def _config(self, arg: str) -> None:
         cfg = self.session.runtime.config

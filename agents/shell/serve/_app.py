@@ -148,6 +148,7 @@ def tandem_section(
         "savings_pct": t.savings_pct,
         "totals": t.model_dump(mode="json"),
         "privacy": {"policy": answer.privacy.policy, "findings": dict(answer.privacy.findings)},
+        "learning": answer.learning.model_dump(mode="json"),  # record ids, memory it used
         "notes": notes,
         "thread_id": thread_id,
         "ignored": list(req.ignored),

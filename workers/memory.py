@@ -1,0 +1,219 @@
+"""Answer memory inside a specialist's store: learned passages and their provenance.
+
+A kept learning record becomes one passage in the worker's store (a collection of its own
+beside the curated one, ``tandem-<worker>-memory``), with provenance metadata: source
+``learned:<record id>``, the date, the model that supplied it and the worker's sensitivity.
+It is retrieved and cited like any other passage. The curated corpus stays authoritative:
+when a cited learned passage states a figure that a retrieved curated passage on the same
+question states differently, the answer cites both and says so (:func:`reconcile`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.documents import Document
+
+__all__ = [
+    "LEARNED_PREFIX",
+    "MEMORY_EMBED_KEY",
+    "Conflict",
+    "figures",
+    "find_conflicts",
+    "is_learned",
+    "learned_metadata",
+    "learned_text",
+    "reconcile",
+]
+
+LEARNED_PREFIX = "learned:"
+"""Source of a learned passage: ``learned:<record id>``."""
+
+MEMORY_EMBED_KEY = "tandem_memory_embed_model"
+"""Metadata key of a memory collection: the embedding model that filled it."""
+
+_ANSWER_MARK = "Learned answer to"
+
+
+def is_learned(source: str) -> bool:
+    """Whether a passage/citation source is answer memory."""
+    return source.startswith(LEARNED_PREFIX)
+
+
+def learned_text(question: str, answer: str) -> str:
+    """The passage text: ``Learned answer to "<question>": <answer>``.
+
+    The question comes first and inside the same sentence as the answer's start: the same
+    or a paraphrased question retrieves the passage (an embedding model that truncates long
+    texts still sees the question), and a reader meets question and answer together.
+    """
+    answer = " ".join(answer.split())
+    question = " ".join(question.split()).replace('"', "'")
+    return f'{_ANSWER_MARK} "{question}": {answer}'
+
+
+def learned_metadata(
+    *,
+    record_id: int,
+    worker: str,
+    date: str,
+    model: str,
+    sensitivity: str,
+    text: str,
+) -> dict[str, Any]:
+    """Chroma metadata of a learned passage (provenance travels with the passage)."""
+    return {
+        "source": f"{LEARNED_PREFIX}{record_id}",
+        "chunk": 0,
+        "worker": worker,
+        "learned": True,
+        "record": record_id,
+        "date": date,
+        "model": model,
+        "sensitivity": sensitivity,
+        "hash": hashlib.sha256(text.encode()).hexdigest()[:16],
+    }
+
+
+# Figures: amounts with a currency, percentages, and numbers with a unit of time or dose.
+_UNIT = (
+    r"%|per ?cent|percent|days?|weeks?|months?|years?|hours?|minutes?|mg|mcg|ml|g|kg|"
+    r"times?|doses?|tablets?"
+)
+_FIGURE = re.compile(
+    rf"(?P<cur>VC|\$|£|€|USD|EUR|GBP)\s?(?P<a>\d[\d,]*(?:\.\d+)?)"
+    rf"|(?P<b>\d[\d,]*(?:\.\d+)?)\s?(?P<unit>{_UNIT})(?![a-z])",
+    re.I,
+)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = (
+    "a an and are as at be by can do does for from how i if in is it my of on or the to what "
+    "when which who why will with you your me we our this that there their them they not no "
+    "learned answer"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+def _unit(match: re.Match[str]) -> str:
+    if match.group("cur"):
+        return "money"
+    unit = match.group("unit").lower().rstrip("s")
+    if unit in ("%", "per cent", "percent", "per cen"):
+        return "%"
+    return unit
+
+
+def figures(text: str) -> dict[str, set[str]]:
+    """The figures ``text`` states, by kind (``money``, ``%``, ``day``, ``mg`` …)."""
+    out: dict[str, set[str]] = {}
+    for m in _FIGURE.finditer(text):
+        value = (m.group("a") or m.group("b") or "").replace(",", "")
+        if value.endswith(".0"):
+            value = value[:-2]
+        out.setdefault(_unit(m), set()).add(value)
+    return out
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A learned passage and a curated one that state different figures of the same kind."""
+
+    learned: str
+    """The learned passage's source (``learned:<id>``)."""
+    curated: str
+    """The curated passage's source."""
+    chunk: int
+    kind: str
+    learned_values: tuple[str, ...]
+    curated_values: tuple[str, ...]
+
+    def describe(self) -> str:
+        mine = ", ".join(self.learned_values)
+        theirs = ", ".join(self.curated_values)
+        return (
+            (
+                f"the learned answer ({self.learned}) says {mine} {self.kind} but the curated "
+                f"source {self.curated} says {theirs} {self.kind}"
+            )
+            .replace(" money", "")
+            .replace(" %", "%")
+        )
+
+
+def find_conflicts(
+    text: str, curated: Sequence[Document], question: str, *, source: str = ""
+) -> list[Conflict]:
+    """Curated passages on ``question`` whose figures differ from those ``text`` states.
+
+    A curated passage is on the question when it shares at least half of the question's
+    content words (two at least); figures conflict when both state figures of one kind and
+    none of them agree.
+    """
+    mine = figures(text)
+    if not mine:
+        return []
+    qwords = _words(question)
+    need = max(2, (len(qwords) + 1) // 2)
+    out: list[Conflict] = []
+    for doc in curated:
+        src = str(doc.metadata.get("source", "?"))
+        if is_learned(src):
+            continue
+        if len(qwords & _words(doc.page_content)) < need:
+            continue
+        theirs = figures(doc.page_content)
+        for kind, values in mine.items():
+            other = theirs.get(kind)
+            if other and not (values & other):
+                out.append(
+                    Conflict(
+                        learned=source,
+                        curated=src,
+                        chunk=int(doc.metadata.get("chunk", 0)),
+                        kind=kind,
+                        learned_values=tuple(sorted(values)),
+                        curated_values=tuple(sorted(other)),
+                    )
+                )
+    return out
+
+
+def reconcile(
+    answer: str, question: str, passages: Sequence[Document], cited: Sequence[str]
+) -> tuple[str, list[Conflict]]:
+    """When the answer rests on a learned passage that disagrees with a curated one, say so.
+
+    Args:
+        answer: The worker's answer.
+        question: What it was asked.
+        passages: Every passage the worker saw.
+        cited: Sources the answer cites.
+
+    Returns:
+        The answer (with a sentence naming both sources and that the curated one is the
+        reviewed source, when they conflict) and the conflicts found.
+    """
+    learned = [d for d in passages if is_learned(str(d.metadata.get("source", "")))]
+    curated = [d for d in passages if not is_learned(str(d.metadata.get("source", "")))]
+    conflicts: list[Conflict] = []
+    for doc in learned:
+        src = str(doc.metadata.get("source"))
+        if src not in cited:
+            continue
+        conflicts.extend(find_conflicts(doc.page_content, curated, question, source=src))
+    if not conflicts:
+        return answer, []
+    said = "; ".join(dict.fromkeys(c.describe() for c in conflicts))
+    note = (
+        f"Note: {said}. The curated source is the reviewed one; the learned answer came from "
+        "an earlier escalation."
+    )
+    return f"{answer.rstrip()}\n\n{note}", conflicts
