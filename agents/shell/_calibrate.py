@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tandem.agents.shell._common import ConfigOpt, console, err, ready, run, runtime
-from tandem.graphs import load_dataset
-from tandem.graphs.calibrate import Sample, collect, fit_samples, save, self_auroc
 from tandem.workers.errors import UsageError
+
+if TYPE_CHECKING:  # the command imports the graph layer when it runs (`tandem --help` stays light)
+    from tandem.graphs.calibrate import Sample
 
 __all__ = ["calibrate_command"]
 
@@ -49,6 +50,9 @@ def calibrate_command(
     scope: Literal["worker", "model"] = "worker" if per == "worker" else "model"
 
     async def go() -> None:
+        from tandem.graphs import load_dataset
+        from tandem.graphs.calibrate import collect, fit_samples, save, self_auroc
+
         cases = load_dataset(dataset)[:limit] if limit else load_dataset(dataset)
         rt = await ready(runtime(config), quiet=as_json)
         unknown = [w for w in worker or [] if w not in rt.workers]

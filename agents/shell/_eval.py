@@ -102,7 +102,8 @@ def eval_command(
     """Evaluate routing and answers on a labelled dataset: route, facts, local share, latency."""
 
     async def go() -> None:
-        from tandem.graphs import build_graph, evaluate, load_dataset
+        from tandem.graphs import build_graph
+        from tandem.graphs.evaluate import evaluate, load_dataset
 
         cases = load_dataset(dataset)
         rt = runtime(config)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,10 +16,11 @@ from tandem.agents.shell._common import ConfigOpt, console, err
 from tandem.agents.shell._common import prepare_models as _prepare_models
 from tandem.agents.shell._common import run as _run
 from tandem.agents.shell._common import runtime as _runtime
-from tandem.graphs import load_config
-from tandem.graphs.learning import LearningStore, learning_dir
-from tandem.graphs.learning.export import Format, distill_stats, export_records, modelfile
 from tandem.workers.errors import UsageError
+
+if TYPE_CHECKING:  # the graph layer is imported when a command runs (`tandem --help` stays light)
+    from tandem.graphs.learning import LearningStore
+    from tandem.graphs.learning.export import Format
 
 __all__ = ["distill_app", "memory_app"]
 
@@ -35,6 +36,9 @@ distill_app = typer.Typer(
 
 
 def _store(config: Path | None) -> LearningStore:
+    from tandem.graphs import load_config
+    from tandem.graphs.learning import LearningStore, learning_dir
+
     return LearningStore(learning_dir(load_config(config).data_dir) / "learning.sqlite")
 
 
@@ -219,6 +223,8 @@ def distill_export(
     async def go() -> None:
         if fmt not in ("openai", "sharegpt"):
             raise UsageError(f"unknown format '{fmt}'", hint="use openai or sharegpt")
+        from tandem.graphs.learning.export import export_records
+
         form: Format = "sharegpt" if fmt == "sharegpt" else "openai"
         rt = _runtime(config)
         spec = rt.specs.get(worker)
@@ -255,6 +261,8 @@ def distill_stats_command(
     quality filter (what an export writes)."""
 
     async def go() -> None:
+        from tandem.graphs.learning.export import distill_stats
+
         stats = distill_stats(_store(config))
         if as_json:
             sys.stdout.write(json.dumps(stats) + "\n")
@@ -291,6 +299,8 @@ def distill_modelfile(
         spec = rt.specs.get(worker)
         if spec is None:
             raise UsageError(f"no worker named '{worker}'; known: {', '.join(rt.specs)}")
+        from tandem.graphs.learning.export import modelfile
+
         output.write_text(modelfile(spec, adapter=adapter, base=base), encoding="utf-8")
         console.print(f"wrote {escape(str(output))}: ollama create tandem-{worker} -f {output}")
 
