@@ -37,6 +37,9 @@ class AnswerMemory:
         def _ef(self) -> TandemEmbeddingFunction: ...
         def _error(self, what: str, exc: BaseException) -> RunError: ...
         async def _call(self, fn: Callable[[], Any], what: str) -> Any: ...
+        async def _nearest(
+            self, open_collection: Callable[[], Any], vector: Sequence[float], k: int
+        ) -> list[Document]: ...
 
     @property
     def memory_collection_name(self) -> str:
@@ -102,20 +105,4 @@ class AnswerMemory:
         """The ``k`` learned passages closest to the query, best first (none when empty)."""
         if k <= 0:
             return []
-        coll = await self._call(self._mem, "cannot open")
-        res = await self._call(
-            lambda: coll.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                include=["documents", "metadatas", "distances"],
-            ),
-            "cannot query",
-        )
-        docs = []
-        for text, meta, dist in zip(
-            res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
-        ):
-            meta = dict(meta or {})
-            meta["score"] = 1.0 - float(dist)
-            docs.append(Document(page_content=text or "", metadata=meta))
-        return docs
+        return await self._nearest(self._mem, vector, k)

@@ -502,7 +502,14 @@ class WorkerStore(AnswerMemory):
 
     async def search(self, vector: Sequence[float], k: int) -> list[Document]:
         """The ``k`` passages closest to an already-embedded query, best first."""
-        coll = await self._call(self._coll, "cannot open")
+        return await self._nearest(self._coll, vector, k)
+
+    async def _nearest(
+        self, open_collection: Callable[[], Any], vector: Sequence[float], k: int
+    ) -> list[Document]:
+        """The ``k`` records of a collection closest to ``vector``, best first, each with its
+        ``score`` (1 − distance) in the metadata (the corpus and answer memory alike)."""
+        coll = await self._call(open_collection, "cannot open")
         res = await self._call(
             lambda: coll.query(
                 query_embeddings=[list(vector)],
