@@ -164,7 +164,7 @@ class StepGuard:
         """Scan a worker's retrieved passages; values found are redacted wherever they reappear."""
         spec = self.rt.specs.get(worker)
         sensitive = getattr(spec, "sensitivity", "normal") == "local_only"
-        if not (self.rt.config.privacy.scan_passages or sensitive):
+        if not (self.rt.config.privacy.scan_passages or sensitive) or not self.rt.scans():
             return
         detector = detector_for(self.rt.config.privacy)
         for item in passage_findings(detector, worker, passages):

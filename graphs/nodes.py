@@ -144,15 +144,20 @@ class Nodes:
             )
         policy = self.rt.config.privacy.policy
         sup = self.rt.supervisor_for(policy)
-        redactor, redacted, counts, ms = timed_detect(self.rt, query)
-        report = GuardReport(
-            policy=policy,
-            findings=counts,
-            redacted_query=redacted,
-            mapping=redactor.mapping,
-            supervisor_where=sup.llm.where,
-            detect_ms=ms,
-        )
+        if self.rt.scans():
+            redactor, redacted, counts, ms = timed_detect(self.rt, query)
+            report = GuardReport(
+                policy=policy,
+                findings=counts,
+                redacted_query=redacted,
+                mapping=redactor.mapping,
+                supervisor_where=sup.llm.where,
+                detect_ms=ms,
+            )
+        else:  # every model is on this machine: nothing to redact, no detector to load
+            report = GuardReport(
+                policy=policy, redacted_query=query, supervisor_where="local", scanned=False
+            )
         return {
             "query": query,
             "guard": report,

@@ -356,6 +356,19 @@ class Runtime:
             self.endpoints["local supervisor"] = _llm_endpoint(llm)
         return self._local
 
+    @property
+    def nothing_leaves(self) -> bool:
+        """Whether no model this runtime can call is remote (supervisor, workers, their
+        fallbacks, embeddings): then no run can send anything off the machine. Unsure counts
+        as remote — a model that does not say where it runs is classified remote."""
+        return self.supervisor.llm.where == "local" and all(
+            e.local for e in self.endpoints.values()
+        )
+
+    def scans(self) -> bool:
+        """Whether runs scan queries and passages for sensitive spans (``[privacy]``)."""
+        return not self.nothing_leaves or self.config.privacy.scan_local_runs
+
     def supervisor_for(self, policy: str) -> Supervisor:
         """The supervisor a run may use under ``policy``."""
         return self.local_supervisor() if policy == "local_only" else self.supervisor

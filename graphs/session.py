@@ -157,6 +157,9 @@ class SessionPrivacy:
     """Bytes those calls sent."""
     sensitive_found: dict[str, int]
     """Sensitive spans found in the questions, by type."""
+    scanned: int
+    """Questions scanned for sensitive spans (none when every model runs on this machine,
+    unless ``[privacy] scan_local_runs``)."""
     redacted_sent: dict[str, int]
     """Placeholders sent instead of sensitive values, by type."""
     egress_log: str
@@ -433,6 +436,7 @@ class Session:
             remote_calls=remote,
             bytes_sent=sum(c.bytes_sent for c in remote),
             sensitive_found=findings,
+            scanned=sum(1 for a in self.answers if a.privacy.scanned),
             redacted_sent=redacted,
             egress_log=str(egress_log_path(rt.config.data_dir)),
             questions=len(self.answers),

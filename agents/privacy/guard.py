@@ -60,6 +60,9 @@ class GuardReport(BaseModel):
     """Where the supervisor chosen for this run runs."""
     detect_ms: float = 0.0
     """Milliseconds spent detecting sensitive spans in the query."""
+    scanned: bool = True
+    """Whether the query was scanned at all: not when every model runs on this machine
+    (nothing can leave; ``[privacy] scan_local_runs`` turns the scan on anyway)."""
 
 
 class EgressRequest(TypedDict):

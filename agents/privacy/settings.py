@@ -107,6 +107,11 @@ class PrivacySettings(BaseModel):
     matched as whole words, case-insensitively."""
     scan_passages: bool = True
     """Also scan retrieved passages; values found there are redacted wherever they reappear."""
+    scan_local_runs: bool = False
+    """Scan queries and passages even when every model (supervisor, workers, embeddings) runs
+    on this machine or a trusted host. Nothing can leave then, so by default nothing is
+    scanned and the detector is never loaded (it costs ~2–3 s of start-up per process); turn
+    this on to have the answer report sensitive spans anyway."""
     audit_payloads: bool = False
     """Store the full (redacted) payload of each remote call in the egress log; by default only
     its SHA-256 and size are kept."""

@@ -109,7 +109,8 @@ def render_privacy(info: SessionPrivacy) -> list[RenderableType]:
             ("supervisor ", "bold"),
             f"{info.supervisor} ({info.supervisor_where})\n",
             ("sensitive spans found ", "bold"),
-            f"{found} in {info.questions} questions",
+            f"{found} in {info.scanned} of {info.questions} questions scanned"
+            + ("" if info.scanned else " (every model runs on this machine)"),
         )
     ]
     remote = info.remote_calls

@@ -199,7 +199,10 @@ def demo_summary(rows: list[DemoRow]) -> Table:
 def _egress(answer: Answer) -> str:
     t = answer.ledger.totals
     found = ", ".join(f"{k}×{v}" for k, v in answer.privacy.findings.items())
-    sensitive = f"sensitive spans: {found}" if found else "no sensitive spans found"
+    if not answer.privacy.scanned:
+        sensitive = "not scanned: every model runs on this machine"
+    else:
+        sensitive = f"sensitive spans: {found}" if found else "no sensitive spans found"
     if t.remote_calls == 0:
         return f"nothing left this machine · {sensitive}"
     how = " (redacted to placeholders)" if answer.privacy.policy == "redact" and found else ""

@@ -147,7 +147,11 @@ def tandem_section(
         "savings_usd": round(max(0.0, t.counterfactual_usd - t.cost_usd), 8),
         "savings_pct": t.savings_pct,
         "totals": t.model_dump(mode="json"),
-        "privacy": {"policy": answer.privacy.policy, "findings": dict(answer.privacy.findings)},
+        "privacy": {
+            "policy": answer.privacy.policy,
+            "findings": dict(answer.privacy.findings),
+            "scanned": answer.privacy.scanned,
+        },
         "learning": answer.learning.model_dump(mode="json"),  # record ids, memory it used
         "notes": notes,
         "thread_id": thread_id,
