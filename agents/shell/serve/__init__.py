@@ -58,10 +58,11 @@ __all__ = [
 
 async def warm_up(rt: Runtime) -> None:
     """Pay the first request's one-off costs at start, off the event loop where they can:
-    the privacy detector's engine, litellm's price list (the ledger's first use imports
-    litellm: seconds during which every other request would wait) and the router's worker
-    profiles (an embedding call)."""
-    await asyncio.to_thread(detector_for(rt.config.privacy).find, "warm-up")
+    the privacy detector's engine (when runs scan: something can leave the machine),
+    litellm's price list (the ledger's first use imports litellm: seconds during which every
+    other request would wait) and the router's worker profiles (an embedding call)."""
+    if rt.scans():
+        await asyncio.to_thread(detector_for(rt.config.privacy).find, "warm-up")
     sup = rt.supervisor.llm.model
     await asyncio.to_thread(price_tokens, sup, 1, 1, rt.config.cost.prices)
     try:
