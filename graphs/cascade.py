@@ -47,6 +47,8 @@ class WorkerCascade:
     """Share of the calibration's answers kept at ``threshold`` (``None``: no risk target)."""
     warning: str = ""
     """Why this calibration may not fit (another embedder or prompt; none for the model)."""
+    max_local_error: float | None = None
+    """The risk target the threshold was chosen for (``[cascade] max_local_error``)."""
 
     def describe(self) -> str:
         """One line for ``tandem doctor``."""
@@ -77,7 +79,8 @@ def resolve(
             threshold, coverage = 1.0, 0.0
         else:
             threshold, coverage = max(threshold, found[0]), found[1]
-    return WorkerCascade(cal, origin, round(threshold, 4), coverage, warning)
+    target = settings.max_local_error if coverage is not None else None
+    return WorkerCascade(cal, origin, round(threshold, 4), coverage, warning, target)
 
 
 def decide(result: WorkerResult, cascade: WorkerCascade | None, min_confidence: float) -> str:
@@ -99,6 +102,13 @@ def decide(result: WorkerResult, cascade: WorkerCascade | None, min_confidence: 
         return ""
     why = cascade.calibration.explain(result.signals)
     detail = f": {'; '.join(why)}" if why else ""
+    if cascade.coverage == 0.0 and cascade.max_local_error is not None:
+        # No threshold meets the risk target: say that, not "< 1.00".
+        return (
+            f"p_correct {result.p_correct:.2f}; no threshold keeps {result.model}'s answers "
+            f"within [cascade] max_local_error = {cascade.max_local_error:g} on its "
+            f"calibration, so every direct answer escalates{detail}"
+        )
     return f"p_correct {result.p_correct:.2f} < {cascade.threshold:.2f}{detail}"
 
 

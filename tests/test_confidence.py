@@ -279,3 +279,28 @@ def test_calibrate_fits_and_stores_where_runs_find_it(tmp_path: Path) -> None:
     assert found is not None and 0.0 < found[1] < 1.0
     path = save(tmp_path, fitted)
     assert path == calibration_path(tmp_path, REF) and path.is_file()
+
+
+async def test_a_risk_target_no_threshold_meets_says_so_in_the_note(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, data_dir: Path
+) -> None:
+    _calibrated(data_dir)
+    path = calibration_path(data_dir, REF)
+    stored = CalibrationFile.model_validate_json(path.read_text())
+    assert stored.pooled is not None
+    # Its most confident calibration answers were wrong: no threshold keeps ≤ 5 % wrong.
+    worst = [(0.95, 0), (0.9, 0), (0.85, 1), (0.8, 1), (0.3, 0), (0.2, 0)]
+    stored.pooled = stored.pooled.model_copy(update={"curve": worst})
+    path.write_text(stored.model_dump_json())
+    fake_ollama.set_logprobs(MODEL, -0.05)
+    fake_ollama.script(MODEL, _reply("Brightwater returns deposits within 14 days."))
+    graph = make_graph()
+    assert graph.runtime.cascade["tenancy"].coverage == 0.0
+    answer = (await graph.ainvoke({"query": DIRECT_Q}))["answer"]
+
+    assert answer.worker_results[0].p_correct is not None
+    assert answer.worker_results[0].p_correct > 0.9  # a good answer, by its own signals
+    assert answer.escalated
+    note = next(n for n in answer.notes if "escalated" in n)
+    assert f"no threshold keeps {REF}'s answers within [cascade] max_local_error = 0.05" in note
+    assert "< 1.00" not in note
