@@ -21,7 +21,17 @@ def _imported_after(code: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(out.splitlines()[-1])}
 
 
-HEAVY = {"litellm", "chromadb", "langgraph", "langchain_core", "presidio_analyzer", "spacy"}
+HEAVY = {
+    "litellm",
+    "chromadb",
+    "langgraph",
+    "langchain_core",
+    "presidio_analyzer",
+    "spacy",
+    "numpy",
+    "ollama",
+    "onnxruntime",
+}
 
 
 @pytest.mark.integration

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.agents.router import RouterEvalReport, evaluate_router, load_routes
 from tandem.agents.shell._common import ConfigOpt, console, err, prepare_models, run, runtime
+
+if TYPE_CHECKING:  # the router package imports numpy and the backends: not for `--help`
+    from tandem.agents.router import RouterEvalReport
 
 __all__ = ["render_router_report", "router_app"]
 
@@ -130,6 +132,8 @@ def router_eval(
         raise typer.BadParameter("learned or centroid", param_hint="--kind")
 
     async def go() -> None:
+        from tandem.agents.router import evaluate_router, load_routes
+
         data = load_routes(dataset)
         rt = runtime(config)
         settings = rt.config.router
