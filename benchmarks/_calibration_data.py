@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from tandem.graphs.calibrate import label
-from tandem.graphs.evaluate import EvalCase
+from tandem.graphs.evaluate import EvalCase, fact_in
 from tandem.workers.backends import TokenLogprob
 from tandem.workers.calibration import feature_values
 from tandem.workers.records import AnswerSignals, WorkerReply
@@ -86,7 +86,6 @@ def load_answers(path: Path) -> list[Answer]:
             facts=row["facts"],
             answerable=row["answerable"],
         )
-        norm = " ".join(answer.lower().split())
         out.append(
             Answer(
                 qid=row["qid"],
@@ -96,7 +95,7 @@ def load_answers(path: Path) -> list[Answer]:
                 facts=row["facts"],
                 answer=answer,
                 right=bool(label(case, answer)) if reply else False,
-                found=sum(" ".join(f.lower().split()) in norm for f in row["facts"]),
+                found=sum(fact_in(f, answer) for f in row["facts"]),
                 signals=signals,
                 features=feature_values(signals) if signals else {},
                 call_seconds=sum(c["seconds"] for c in calls),

@@ -21,11 +21,8 @@ from typing import Any
 from _common import HERE, BenchResult, Figure, load_jsonl, scratch
 
 from tandem.graphs import TandemConfig, build_graph
+from tandem.graphs.evaluate import fact_in
 from tandem.workers.builtin import specs
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def _limit(total: int) -> int:
@@ -55,9 +52,9 @@ def run() -> BenchResult:
             started = time.perf_counter()
             answer = (await graph.ainvoke({"query": case["question"]}))["answer"]
             seconds = time.perf_counter() - started
-            text = _norm(answer.text)
+            text = answer.text
             sup = [c for c in answer.ledger.calls if c.role == "supervisor"]
-            parts = [any(_norm(f) in text for f in p["facts"]) for p in case["parts"]]
+            parts = [any(fact_in(f, text) for f in p["facts"]) for p in case["parts"]]
             row = {
                 "question": case["question"],
                 "route": answer.route.kind,
@@ -65,7 +62,7 @@ def run() -> BenchResult:
                 "expected": case["expected_workers"],
                 "planned_by": answer.ledger.planned_by,
                 "facts": len(case["facts"]),
-                "found": [f for f in case["facts"] if _norm(f) in text],
+                "found": [f for f in case["facts"] if fact_in(f, text)],
                 "parts": len(parts),
                 "parts_addressed": sum(parts),
                 "supervisor_calls": len(sup),

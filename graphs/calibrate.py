@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from tandem.graphs.evaluate import EvalCase
+from tandem.graphs.evaluate import EvalCase, fact_in
 from tandem.graphs.runtime import Runtime
 from tandem.workers.calibration import (
     Calibration,
@@ -42,18 +42,13 @@ MIN_PER_CLASS = 8
 """… and this many right and wrong ones (else it uses its model's pooled fit)."""
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def label(case: EvalCase, answer: str) -> bool | None:
     """Whether a local answer to ``case`` is right (``None``: nothing to judge it by)."""
     if case.answerable is False:
         return False
     if not case.facts:
         return None
-    text = _norm(answer)
-    return all(_norm(f) in text for f in case.facts)
+    return all(fact_in(f, answer) for f in case.facts)
 
 
 class Sample(BaseModel):

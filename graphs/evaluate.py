@@ -10,8 +10,10 @@ Dataset format: JSON Lines, one object per question::
 * ``expected_workers`` (``expected`` accepted) — the specialist(s) the router should
   pick: one name for a direct answer, several for a cross-domain plan, ``[]`` when
   no specialist fits (the supervisor answers alone).
-* ``facts`` — reference facts; each must appear in the answer (case-insensitive,
-  whitespace-normalised substring) for the question to count as answered.
+* ``facts`` — reference facts; each must appear in the answer for the question to count
+  as answered (:func:`fact_in`: the fact's words and numbers in order, case-insensitive;
+  numbers by value — ``15%`` matches ``15.0 %``, ``VC 12,000`` matches ``VC 12000`` —
+  and whole tokens only: ``18%`` does not match ``118%``).
 
 * ``answerable`` (optional) — ``false`` for an in-domain question the specialist's
   corpus does not answer: its local answer counts as wrong (it should escalate).
@@ -30,7 +32,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
+from decimal import Decimal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,7 +45,15 @@ from tandem.graphs.state import Answer
 from tandem.workers.calibration_fit import RiskPoint, auroc, ece, risk_coverage
 from tandem.workers.errors import ConfigError, RunError
 
-__all__ = ["EvalCase", "EvalReport", "EvalRow", "evaluate", "load_dataset", "summarize"]
+__all__ = [
+    "EvalCase",
+    "EvalReport",
+    "EvalRow",
+    "evaluate",
+    "fact_in",
+    "load_dataset",
+    "summarize",
+]
 
 
 class EvalCase(BaseModel):
@@ -170,8 +182,29 @@ def load_dataset(path: Path | str) -> list[EvalCase]:
     return cases
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+_TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+|[%£$€¥]")
+
+
+def _tokens(text: str) -> list[str]:
+    """Words (lower case), numbers by value (``12,000`` → ``12000``, ``15.0`` → ``15``) and
+    the symbols that carry meaning next to a number (``%``, currency signs)."""
+    out = []
+    for tok in _TOKEN.findall(text.lower()):
+        if tok[0].isdigit():
+            tok = format(Decimal(tok.replace(",", "")).normalize(), "f")
+        out.append(tok)
+    return out
+
+
+def fact_in(fact: str, text: str) -> bool:
+    """Whether a reference fact is stated in ``text``: its tokens appear there in order and
+    next to each other (see :func:`_tokens`; punctuation and spacing do not matter)."""
+    want = _tokens(fact)
+    if not want:
+        return False
+    have = _tokens(text)
+    n = len(want)
+    return any(have[i : i + n] == want for i in range(len(have) - n + 1))
 
 
 def _percentile(values: Sequence[float], p: float) -> float:
@@ -186,12 +219,11 @@ def _judge(case: EvalCase, answer: Answer) -> dict[str, object]:
     first = answer.worker_results[0] if answer.worker_results else None
     if answer.route.kind != "direct" or first is None or first.status != "ok":
         return {}
-    text = _norm(first.answer)
     right: bool | None = None
     if case.answerable is False:
         right = False
     elif case.facts:
-        right = all(_norm(f) in text for f in case.facts)
+        right = all(fact_in(f, first.answer) for f in case.facts)
     return {
         "local_answer": first.answer,
         "local_right": right,
@@ -201,8 +233,7 @@ def _judge(case: EvalCase, answer: Answer) -> dict[str, object]:
 
 
 def _row(case: EvalCase, answer: Answer, seconds: float) -> EvalRow:
-    text = _norm(answer.text)
-    found = [f for f in case.facts if _norm(f) in text]
+    found = [f for f in case.facts if fact_in(f, answer.text)]
     route = answer.route
     workers = list(route.workers) if route.kind != "supervisor" else []
     t = answer.ledger.totals

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from tandem.agents.shell._eval import render_report
-from tandem.graphs.evaluate import EvalCase, evaluate, load_dataset
+from tandem.graphs.evaluate import EvalCase, evaluate, fact_in, load_dataset
 from tandem.workers.errors import ConfigError
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml
 
@@ -25,6 +25,35 @@ TANDEM = str(Path(sys.executable).parent / "tandem")
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
+
+
+@pytest.mark.parametrize(
+    ("fact", "text"),
+    [
+        ("15%", "The credit is 15.0% of the rent."),
+        ("15%", "the credit is 15 % of rent"),
+        ("VC 12,000", "The personal allowance is VC 12000."),
+        ("28 days", "Register it within 28\u00a0Days."),
+        ("Section 8", "under section 8, a landlord…"),
+    ],
+)
+def test_a_fact_matches_however_its_number_is_written(fact: str, text: str) -> None:
+    assert fact_in(fact, text)
+
+
+@pytest.mark.parametrize(
+    ("fact", "text"),
+    [
+        ("18%", "The rate is 118%."),  # a substring, not the number
+        ("6 weeks", "up to 16 weeks' rent"),
+        ("28 days", "28"),  # the unit is part of the fact
+        ("VC 12,000", "12,000"),
+        ("15%", "15 days"),
+        ("", "anything"),
+    ],
+)
+def test_a_fact_does_not_match_another_number_or_a_bare_one(fact: str, text: str) -> None:
+    assert not fact_in(fact, text)
 
 
 def test_load_dataset_accepts_both_spellings_and_names_bad_lines(tmp_path: Path) -> None:
