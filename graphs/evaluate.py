@@ -34,8 +34,8 @@ import json
 import math
 import re
 import time
-from decimal import Decimal
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
