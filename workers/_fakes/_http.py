@@ -229,6 +229,8 @@ def _make_handler(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
                         else Reply(status=404, body={"error": f"no route {method} {path}"})
                     )
                 status = reply.status
+                with server._lock:  # before the client can see the reply (tests read it)
+                    record.status = status
                 self._send(reply)
             finally:
                 server._leave(record, status)
