@@ -12,7 +12,15 @@ figure is cross-validated, never scored on the answers a model was fitted on:
 * the policy of ``[cascade] max_local_error``: in each outer fold the threshold is chosen
   on the other folds' own cross-validated predictions, then applied to the held-out fold —
   the share of *answerable* questions kept local and the error among all kept answers;
-* the cost of the signals (their computation time against the worker call's);
+* the first round's feature set (all 16 signals, ridge 1) on the same answers, and the
+  shipped set without each of the two signals of the second round (``ask_support``,
+  ``kind_missing``) — an ablation. The shipped set and ridge were chosen by nested CV
+  among eight candidates (``fit_calibration.py``: 0.833 ± 0.006 with the choice made
+  inside each outer fold), but the two signals themselves were designed while looking at
+  these answers (e.g. two re-ranked sentences rather than one or three), so the figures
+  are somewhat optimistic for new questions;
+* the cost of the signals (their computation time against the worker call's; the
+  sentence re-ranking re-measured here with an empty cache for every answer);
 * with ``results/calibration_answers_before.jsonl`` present, fact recall before/after the
   concise-specialist prompt on the same questions.
 """
