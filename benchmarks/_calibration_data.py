@@ -1,10 +1,18 @@
 """Cached worker answers (``collect_calibration.py``) → labelled samples with the product's
 own signals, recomputed from the raw replies (so a change to the signal code needs no new
-model run)."""
+model run).
+
+The passage sentences that answer the question's ask are found as a run finds them
+(:func:`tandem.workers.ask.rank_ask_sentences` with the bundled MiniLM embedder, the one
+the answers were retrieved with). The signals' cost is re-measured here, with that
+embedder's sentence cache emptied before every answer (the cost of a corpus seen for the
+first time), and added to the cost the collector recorded for the other signals."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +21,17 @@ from langchain_core.documents import Document
 
 from tandem.graphs.calibrate import label
 from tandem.graphs.evaluate import EvalCase, fact_in
-from tandem.workers.backends import TokenLogprob
+from tandem.workers.ask import clear_cache, rank_ask_sentences
+from tandem.workers.backends import Backend, TokenLogprob, make_backend
 from tandem.workers.calibration import feature_values
 from tandem.workers.records import AnswerSignals, WorkerReply
 from tandem.workers.reply import close_truncated, parse_reply
 from tandem.workers.signals import compute_signals
 
-__all__ = ["Answer", "load_answers"]
+__all__ = ["EMBED_MODEL", "Answer", "load_answers"]
+
+EMBED_MODEL = "embedded:minilm"
+"""The embedder the cached answers were retrieved with (the zero-config default)."""
 
 
 @dataclass
@@ -51,8 +63,17 @@ def _reply(call: dict[str, Any]) -> tuple[WorkerReply | None, bool]:
         return None, False
 
 
-def load_answers(path: Path) -> list[Answer]:
-    """Read a cache written by ``collect_calibration.py``."""
+async def _ask(embedder: Backend, question: str, passages: list[str]) -> tuple[list[str], float]:
+    clear_cache()
+    started = time.perf_counter()
+    found = await rank_ask_sentences(embedder, question, passages)
+    return found, time.perf_counter() - started
+
+
+def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
+    """Read a cache written by ``collect_calibration.py`` (``embedder``: the bundled MiniLM
+    unless given)."""
+    embedder = embedder or make_backend(EMBED_MODEL)
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -65,7 +86,11 @@ def load_answers(path: Path) -> list[Answer]:
             for p in row["passages"]
         ]
         signals = None
+        ask_seconds = 0.0
         if reply is not None:
+            ask, ask_seconds = asyncio.run(
+                _ask(embedder, row["question"], [p.page_content for p in passages])
+            )
             tokens = [
                 TokenLogprob(token=t, logprob=lp, bytes=[0] * size)
                 for t, lp, size in calls[-1]["logprobs"]
@@ -78,6 +103,7 @@ def load_answers(path: Path) -> list[Answer]:
                 logprobs=tokens or None,
                 truncated=truncated,
                 repaired=len(calls) > 1,
+                ask=ask,
             )
         answer = reply.answer if reply else ""
         case = EvalCase(
@@ -99,7 +125,7 @@ def load_answers(path: Path) -> list[Answer]:
                 signals=signals,
                 features=feature_values(signals) if signals else {},
                 call_seconds=sum(c["seconds"] for c in calls),
-                signal_seconds=float(row.get("signal_seconds") or 0.0),
+                signal_seconds=float(row.get("signal_seconds") or 0.0) + ask_seconds,
                 tokens_out=sum(c["tokens_out"] for c in calls),
                 truncated=truncated,
             )

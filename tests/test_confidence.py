@@ -260,6 +260,7 @@ def _sample(right: bool, lp: float, unsupported: int) -> Sample:
             logprob_p10=lp,
             spans=["number 1"] * max(unsupported, 1),
             unsupported=["number 1"] * unsupported,
+            unsupported_anywhere=["number 1"] * unsupported,  # in no passage, cited or not
             citations=1,
             citations_valid=True,
             self_confidence=0.9,

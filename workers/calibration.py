@@ -62,6 +62,8 @@ FEATURES: dict[str, str] = {
     "not_covered": 'the answer says "not covered"',
     "no_citation": "the answer cites no passage",
     "question_overlap": "the answer mostly restates the question",
+    "ask_support": "share of the answer's terms in the passage sentences that match the question",
+    "kind_missing": "the answer states no quantity of the kind the question asks for",
     "log_words": "length of the answer",
     "self_confidence": "the model's own confidence",
     "needs_escalation": "the model asked to escalate",
@@ -86,6 +88,8 @@ def feature_values(s: AnswerSignals) -> dict[str, float | None]:
         "not_covered": float(s.not_covered),
         "no_citation": float(s.citations == 0),
         "question_overlap": s.question_overlap,
+        "ask_support": s.ask_support,
+        "kind_missing": float(s.kind_missing),
         "log_words": math.log1p(s.answer_words),
         "self_confidence": s.self_confidence,
         "needs_escalation": float(s.needs_escalation),
@@ -176,11 +180,22 @@ def threshold_for(
     return best
 
 
+_KIND_WORDS = {"duration": "a time span", "percentage": "a percentage", "amount": "an amount"}
+
+
 def _describe(name: str, s: AnswerSignals) -> str:
     if name in ("unsupported", "span_support") and s.unsupported:
         return f"answer's {s.unsupported[0]} not found in the cited passage"
     if name == "unsupported_anywhere" and s.unsupported_anywhere:
         return f"answer's {s.unsupported_anywhere[0]} not found in any passage"
+    if name == "ask_support" and s.ask_support is not None:
+        return (
+            f"only {s.ask_support:.0%} of the answer's terms are in the passage sentences "
+            "that match the question"
+        )
+    if name == "kind_missing" and s.asked_kind:
+        asked = _KIND_WORDS.get(s.asked_kind, s.asked_kind)
+        return f"the question asks for {asked}; the answer gives none"
     if name == "not_covered":
         return "the answer says the passages do not cover it"
     if name == "no_citation":

@@ -4,9 +4,20 @@ An answer's *checkable spans* — amounts, percentages, durations, dates, bare n
 capitalised names — are looked up in the passages it cites and in every retrieved
 passage. A number is matched as a number (``1,661`` = ``1661``), with its unit when it has
 one (``21 days`` is not backed by a passage that says ``21 weeks``). Plain text is
-compared case- and whitespace-insensitively. The checks are lexical and cheap (well under a
-millisecond per answer); they do not understand paraphrase, which is why they are signals
-for :mod:`tandem.workers.calibration`, not verdicts.
+compared case- and whitespace-insensitively.
+
+Two checks look at *where* in the passages the answer comes from. The passages' sentences
+that share the most content words with the question (:func:`ask_sentences`) are where its
+specific ask is answered, if anywhere; :func:`ask_support` is the share of the answer's
+terms found there. A small model that copies a true but unrelated figure from elsewhere
+in a passage (the 21-day return deadline for the adjudicator's 28 days) scores low, and so
+does one that answers an ask the passages never address. :func:`asked_kind` reads which
+kind of quantity the question asks for (a duration, a percentage, an amount of money), so
+that an answer stating none of that kind can be told apart.
+
+The checks are lexical and cheap (well under a millisecond per answer); they do not
+understand paraphrase, which is why they are signals for
+:mod:`tandem.workers.calibration`, not verdicts.
 """
 
 from __future__ import annotations
@@ -17,10 +28,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "Span",
+    "ask_sentences",
+    "ask_support",
+    "asked_kind",
     "content_words",
     "find_spans",
     "is_not_covered",
     "question_overlap",
+    "sentences",
     "supported",
     "unsupported_spans",
 ]
@@ -61,6 +76,21 @@ _STOP_WORDS = (
     "not no"
 )
 _STOP = frozenset(_STOP_WORDS.split())
+_TERM = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+_ASKED: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "duration",
+        re.compile(
+            r"\bhow (?:long|soon|quickly|often|far ahead)\b|\bhow many (?:working |calendar |"
+            r"business )?(?:days|weeks|months|years|hours|minutes)\b|\bin (?:days|weeks|months|"
+            r"years|hours)\b",
+            re.I,
+        ),
+    ),
+    ("percentage", re.compile(r"\bpercentage\b|\bper ?cent\b|\bwhat (?:interest )?rate\b", re.I)),
+    ("amount", re.compile(r"\b(?:cost|costs|fee|fine|price|penalty|charge)\b", re.I)),
+)
 _NOT_COVERED = re.compile(
     r"not covered|(?:do|does|did) not (?:say|cover|mention|specify|state|provide|include|"
     r"contain|give)|no (?:information|mention|details?)|not (?:mentioned|specified|stated|"
@@ -165,3 +195,46 @@ def question_overlap(answer: str, question: str) -> float:
 def unsupported_spans(spans: Sequence[Span], text: str) -> list[Span]:
     """The spans ``text`` does not back."""
     return [s for s in spans if not supported(s, text)]
+
+
+def sentences(text: str) -> list[str]:
+    """A passage's sentences (and title lines), in order."""
+    return [t.strip() for t in _SENTENCE_END.split(text) if len(t.strip()) > 3]
+
+
+def _terms(text: str) -> set[str]:
+    """Content words and whole numbers (``1,661`` → ``1661``; ``5.5`` kept) of a text."""
+    out = set()
+    for t in _TERM.findall(text.lower()):
+        if t[0].isdigit():
+            out.add(t.replace(",", ""))
+        elif t not in _STOP and len(t) > 1:
+            out.add(t)
+    return out
+
+
+def ask_sentences(question: str, passages: Sequence[str], k: int = 2) -> list[str]:
+    """The ``k`` sentences of the passages that share the most content words with the
+    question (earlier sentences first on ties)."""
+    asked = _terms(question)
+    found = [s for p in passages for s in sentences(p)]
+    order = sorted(range(len(found)), key=lambda i: (-len(asked & _terms(found[i])), i))
+    return [found[i] for i in order[:k]]
+
+
+def ask_support(answer: str, ask: Sequence[str]) -> float | None:
+    """Share of the answer's terms found in ``ask``, the passage sentences that match the
+    question best (:func:`ask_sentences`); ``None`` without them or a checkable answer."""
+    terms = _terms(_CONTROL.sub(" ", answer))
+    if not ask or not terms:
+        return None
+    return len(terms & _terms(" ".join(ask))) / len(terms)
+
+
+def asked_kind(question: str) -> str | None:
+    """The kind of quantity a question asks for (``duration``, ``percentage``, ``amount``),
+    if it names one."""
+    for kind, pattern in _ASKED:
+        if pattern.search(question):
+            return kind
+    return None

@@ -122,6 +122,13 @@ class AnswerSignals(BaseModel):
     """The answer says the passages do not cover the question."""
     question_overlap: float = 0.0
     """Share of the answer's content words that only restate the question."""
+    ask_support: float | None = None
+    """Share of the answer's terms found in the passage sentences that match the question
+    best (``None``: no passages, or nothing to check)."""
+    asked_kind: str | None = None
+    """The kind of quantity the question asks for (``duration``, ``percentage``, ``amount``)."""
+    kind_missing: bool = False
+    """The question asks for a kind of quantity the answer states none of."""
     answer_words: int = 0
     """Length of the answer in words."""
     self_confidence: float = 0.0

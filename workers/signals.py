@@ -6,7 +6,9 @@
   which the grammar forces and the model copies, do not dilute the summary.
 * **Retrieval**: the best passage's score and its margin over the second.
 * **Grounding** (:mod:`tandem.workers.grounding`): checkable spans found in the cited
-  passages, in any passage; valid citations; "not covered"; overlap with the question.
+  passages, in any passage; valid citations; "not covered"; overlap with the question;
+  the answer's terms in the passage sentences that match the question; whether it states
+  the kind of quantity the question asks for.
 * **Self-report**: the model's own ``confidence`` and ``needs_escalation``.
 """
 
@@ -20,6 +22,9 @@ from langchain_core.documents import Document
 
 from tandem.workers.backends import TokenLogprob
 from tandem.workers.grounding import (
+    ask_sentences,
+    ask_support,
+    asked_kind,
     find_spans,
     is_not_covered,
     question_overlap,
@@ -81,6 +86,7 @@ def compute_signals(
     logprobs: Sequence[TokenLogprob] | None = None,
     truncated: bool = False,
     repaired: bool = False,
+    ask: Sequence[str] | None = None,
 ) -> AnswerSignals:
     """The signals of one validated reply.
 
@@ -92,6 +98,8 @@ def compute_signals(
         logprobs: The engine's per-token log-probabilities of ``content``, if any.
         truncated: The reply was cut off by the token cap and closed locally.
         repaired: A second call was needed to get a valid reply.
+        ask: The passage sentences that match the question best
+            (:func:`tandem.workers.ask.rank_ask_sentences`); by word overlap when not given.
     """
     started = time.perf_counter()
     values = answer_logprobs(content, logprobs) if logprobs else []
@@ -101,6 +109,10 @@ def compute_signals(
     valid = [c for c in dict.fromkeys(cited_ids) if c in by_id]
     cited = "\n".join(by_id[c] for c in valid)
     spans = find_spans(reply.answer)
+    not_covered = is_not_covered(reply.answer)
+    kind = asked_kind(question)
+    if ask is None:
+        ask = ask_sentences(question, [d.page_content for d in passages])
     signals = AnswerSignals(
         answer_tokens=len(values),
         logprob_mean=sum(values) / len(values) if values else None,
@@ -114,8 +126,11 @@ def compute_signals(
         unsupported_anywhere=[str(s) for s in unsupported_spans(spans, "\n".join(by_id.values()))],
         citations=len(valid),
         citations_valid=bool(cited_ids) and len(valid) == len(set(cited_ids)),
-        not_covered=is_not_covered(reply.answer),
+        not_covered=not_covered,
         question_overlap=question_overlap(reply.answer, question),
+        ask_support=ask_support(reply.answer, ask),
+        asked_kind=kind,
+        kind_missing=kind is not None and not not_covered and all(s.kind != kind for s in spans),
         answer_words=len(reply.answer.split()),
         self_confidence=reply.confidence,
         needs_escalation=reply.needs_escalation,

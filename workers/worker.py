@@ -22,6 +22,7 @@ from typing import Any
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
+from tandem.workers.ask import rank_ask_sentences
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
@@ -264,7 +265,8 @@ class Worker:
             except (json.JSONDecodeError, ValidationError) as exc:
                 closed = close_truncated(res.content) if res.done_reason == "length" else None
                 if closed is not None:  # cut off by the cap: closed here, no second call
-                    run.result = self._ok(subtask, closed, passages, note, res, truncated=True)
+                    ask = await self._ask(subtask, passages)
+                    run.result = self._ok(subtask, closed, passages, note, res, ask, truncated=True)
                     return run
                 error = _describe(exc)
                 messages = [
@@ -278,10 +280,19 @@ class Worker:
                 ]
                 continue
             repaired = purpose == "repair"
-            run.result = self._ok(subtask, reply, passages, note, res, repaired=repaired)
+            ask = await self._ask(subtask, passages)
+            run.result = self._ok(subtask, reply, passages, note, res, ask, repaired=repaired)
             return run
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
+
+    async def _ask(self, subtask: Subtask, passages: Sequence[Document]) -> tuple[list[str], float]:
+        """The passage sentences that answer the subtask's ask, and the seconds it took."""
+        started = time.perf_counter()
+        found = await rank_ask_sentences(
+            self.embedder, subtask.instruction, [d.page_content for d in passages]
+        )
+        return found, time.perf_counter() - started
 
     def _ok(
         self,
@@ -290,6 +301,7 @@ class Worker:
         passages: Sequence[Document],
         note: str,
         res: ChatResult,
+        ask: tuple[list[str], float],
         *,
         truncated: bool = False,
         repaired: bool = False,
@@ -325,7 +337,9 @@ class Worker:
             logprobs=res.logprobs,
             truncated=truncated,
             repaired=repaired,
+            ask=ask[0],
         )
+        signals.seconds += ask[1]
         p_correct = None
         if self.calibration is not None:
             p_correct = round(self.calibration.p_correct(signals), 4)

@@ -159,6 +159,10 @@ def render_worker_results(trace: RunTrace) -> list[RenderableType]:
             ground.append(f"{len(s.spans)} span(s) found in the cited passages")
         if not s.citations:
             ground.append("no citation")
+        if s.ask_support is not None:
+            ground.append(f"{s.ask_support:.0%} in the sentences that match the question")
+        if s.kind_missing:
+            ground.append(f"states no {s.asked_kind}")
         if s.truncated or s.repaired:
             ground.append("cut off" if s.truncated else "repaired")
         table.add_row(
