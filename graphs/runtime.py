@@ -18,6 +18,7 @@ from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
 from tandem.agents.router import LabelledRoute, Router, load_routes
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs._egress import egress_hook, install_egress_hook
 from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.learning import Learning
@@ -295,6 +296,8 @@ class Runtime:
             fix += " (or set policy = 'allow' to send as is)"
         else:
             self.endpoints[role] = endpoint
+            worker = spec.name if spec is not None else None
+            install_egress_hook(backend, egress_hook(cfg.data_dir, policy, worker))
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
 

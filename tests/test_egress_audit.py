@@ -104,3 +104,57 @@ async def test_missing_credentials_are_not_retried_and_nothing_is_logged_as_sent
     records, _ = read_egress_log(egress_log_path(graph.runtime.config.data_dir))
     assert records and all(r.outcome.startswith("not sent") and r.bytes_sent == 0 for r in records)
     assert answer.ledger.egress.requests == 0 and answer.ledger.egress.bytes_sent == 0
+
+
+CLOUD = "gpt-oss:20b-cloud"  # an Ollama cloud model: the local server forwards it off-machine
+
+
+async def test_a_remote_worker_model_is_in_the_egress_log_before_it_is_asked(
+    make_config: Any, data_dir: Any
+) -> None:
+    from tandem.graphs import build_graph
+    from tandem.workers.testing import FakeOllama
+
+    from .conftest import EMBED_MODEL, demo_specs
+
+    with FakeOllama(chat_models=(CLOUD,), embed_models=(EMBED_MODEL,)) as ollama:
+        log = egress_log_path(data_dir)
+        seen_at_arrival: list[list[str]] = []
+
+        def responder(body: dict[str, Any]) -> str:
+            records, _ = read_egress_log(log)
+            seen_at_arrival.append([r.outcome for r in records])
+            return json.dumps(
+                {
+                    "answer": "Within 14 days.",
+                    "confidence": 0.9,
+                    "citations": [1],
+                    "needs_escalation": False,
+                }
+            )
+
+        ollama.respond_with(CLOUD, responder)
+        url = ollama.url
+        graph = build_graph(
+            make_config(
+                ollama={"host": ollama.url},
+                workers=demo_specs(f"ollama:{CLOUD}"),
+                privacy={"policy": "allow"},  # a remote worker is refused otherwise
+            )
+        )
+        assert graph.runtime.endpoints["worker tenancy"].where == "remote"
+        await graph.ainvoke({"query": "How quickly does Brightwater return deposits?"})
+        chats = len(ollama.requests_to("/api/chat"))
+        ollama.fail(status=500, path="/api/chat", times=5)
+        await graph.ainvoke({"query": "How much deposit can my landlord ask for?"})
+
+    assert chats >= 1 and seen_at_arrival and seen_at_arrival[0][-1] == "sending"
+    records, bad = read_egress_log(log)
+    answers = [r for r in records if r.model == f"ollama:{CLOUD}"]
+    assert bad == 0 and len(answers) >= chats + 1
+    first = answers[0]
+    assert first.outcome == "ok" and first.bytes_sent > 0 and first.host == url
+    assert first.purpose.startswith("answer (") and first.policy == "allow"
+    assert any(r.outcome.startswith("error: ") for r in answers[chats:])
+    # The embedding model on the same server is local: nothing of it is in the log.
+    assert not [r for r in records if EMBED_MODEL in r.model]

@@ -16,7 +16,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -42,7 +42,18 @@ from tandem.workers.errors import (
     parse_retry_after,
 )
 
-__all__ = ["OllamaBackend", "OllamaSettings", "default_ollama_host", "translate_ollama_error"]
+__all__ = [
+    "EgressHook",
+    "OllamaBackend",
+    "OllamaSettings",
+    "default_ollama_host",
+    "translate_ollama_error",
+]
+
+EgressHook = Callable[[str, "str | None", str, bytes], Callable[[str, bool], None]]
+"""``hook(model, host, purpose, payload)`` is called before a request to a *remote*
+endpoint leaves (the runtime writes the egress log's ``sending`` line there) and returns
+``done(outcome, sent)``, called when the request has ended."""
 
 
 def default_ollama_host() -> str:
@@ -154,6 +165,9 @@ class OllamaBackend:
     """
 
     where: Literal["local", "remote"] = "local"
+    egress: EgressHook | None = None
+    """Set by the runtime on an endpoint classified remote: every chat/embed request is
+    logged before it leaves and completed with its outcome."""
 
     def __init__(
         self, model: str, settings: OllamaSettings | None = None, *, worker: str | None = None
@@ -199,6 +213,24 @@ class OllamaBackend:
             raise error from exc
         finally:
             await client.close()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def _audited(self, purpose: str, request: dict[str, Any]) -> AsyncIterator[None]:
+        """Log a request to a remote endpoint before it leaves, and how it ended."""
+        if self.egress is None:
+            yield
+            return
+        payload = json.dumps(request, ensure_ascii=False, default=str).encode()
+        done = self.egress(self.ref, self.host, purpose, payload)
+        try:
+            yield
+        except BackendUnavailable as exc:  # refused or unreachable: nothing left
+            done(f"not sent: {exc}", False)
+            raise
+        except BaseException as exc:
+            done(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}", True)
+            raise
+        done("ok", True)
 
     @contextlib.asynccontextmanager
     async def _deadline(self) -> AsyncIterator[None]:
@@ -254,7 +286,12 @@ class OllamaBackend:
         if logprobs:
             kwargs["logprobs"] = True
         tokens: list[Any] = []  # the client's Logprob entries, in order
-        async with self.limiter.slot(), self._client() as client, self._deadline():
+        async with (
+            self.limiter.slot(),
+            self._audited("answer", kwargs),
+            self._client() as client,
+            self._deadline(),
+        ):
             if on_token is None:
                 response = await client.chat(**kwargs, stream=False)
                 content = response.message.content or ""
@@ -288,10 +325,18 @@ class OllamaBackend:
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
         """Embed through ``/api/embed``."""
         started = time.perf_counter()
-        async with self.limiter.slot(), self._client() as client, self._deadline():
-            response = await client.embed(
-                model=self.model, input=list(texts), keep_alive=self.settings.keep_alive
-            )
+        request: dict[str, Any] = {
+            "model": self.model,
+            "input": list(texts),
+            "keep_alive": self.settings.keep_alive,
+        }
+        async with (
+            self.limiter.slot(),
+            self._audited("embed", request),
+            self._client() as client,
+            self._deadline(),
+        ):
+            response = await client.embed(**request)
         vectors = [list(map(float, v)) for v in response.embeddings]
         if len(vectors) != len(texts):
             raise BackendRejected(
