@@ -29,6 +29,7 @@ from tandem.agents.coverage import (
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._stream import TokenStream
+from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import TandemState
 from tandem.workers.records import CallRecord, Citation, WorkerResult
@@ -55,6 +56,10 @@ def cited(result: WorkerResult, passages: Sequence[Document]) -> WorkerResult:
 def kept_citations(state: TandemState, text: str) -> list[Citation]:
     """Citations of the answers the final text kept (a dropped or failed part cites nothing)."""
     results = [r for r in state.get("results") or [] if is_answer(r)]
+    if state.get("phase") == "direct" and state.get("escalated"):
+        # The supervisor answered from the specialist's passages: its citations, not the
+        # unreliable attempt's.
+        results = [r for r in results if r.reason.startswith(COVERED)] or results
     if state.get("phase") == "planned" and state.get("plan") is not None:
         parts = parts_in_order(state["plan"].subtasks, results)
         results = [r for r in parts if r not in missing_parts(text, [r])]

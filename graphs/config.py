@@ -216,6 +216,14 @@ class CascadeSettings(BaseModel):
     max_local_error: float | None = Field(default=0.05, gt=0.0, lt=1.0)
     """The largest share of local answers allowed to be wrong, read off the calibration's
     cross-validated answers; ``None``: only each worker's ``min_confidence`` applies."""
+    escalation: Literal["auto", "plan", "answer"] = "auto"
+    """What an escalated direct answer becomes. ``plan``: the supervisor plans, specialists
+    answer the plan's subtasks, the supervisor synthesizes (two supervisor calls). ``answer``:
+    the supervisor answers the question itself from the passages the specialist retrieved
+    (one call, streamed) — only with a supervisor on this machine (passages never leave for
+    this; a remote supervisor plans instead). ``auto``: ``answer`` when the supervisor is the
+    in-process engine (``embedded:…``, where every planning token costs seconds), else
+    ``plan``."""
 
 
 class TandemConfig(BaseSettings):

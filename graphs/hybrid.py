@@ -3,7 +3,9 @@
 ::
 
     START → guard → route ─┬─ direct ─→ worker ─→ check ─┬─ confident ─→ finish
-                           │                              └─ escalate ──→ plan
+                           │                              ├─ escalate ──→ plan
+                           │                              └─ escalate ──→ rescue ─→ finish
+                           │                                 (answer from the passages)
                            ├─ plan ─→ Send(worker)×n ─→ synthesize ─→ finish
                            └─ supervisor (no worker fits) ─→ finish
 
@@ -150,6 +152,7 @@ def build_graph(
     # under strict msgpack, or a run killed mid fan-out could not resume.
     g.add_node("worker", _node(rt, n.worker), input_schema=WorkerInput)
     g.add_node("check", _node(rt, n.check))
+    g.add_node("rescue", _node(rt, n.rescue))
     g.add_node("plan", _node(rt, n.plan))
     g.add_node("synthesize", _node(rt, n.synthesize))
     g.add_node("supervisor", _node(rt, n.supervisor))
@@ -158,7 +161,8 @@ def build_graph(
     g.add_edge("guard", "route")
     g.add_conditional_edges("route", n.after_route, ["worker", "plan", "supervisor"])
     g.add_conditional_edges("worker", n.after_worker, ["check", "synthesize"])
-    g.add_conditional_edges("check", n.after_check, ["plan", "finish"])
+    g.add_conditional_edges("check", n.after_check, ["plan", "rescue", "finish"])
+    g.add_edge("rescue", "finish")
     g.add_conditional_edges("plan", n.after_plan, ["worker", "synthesize"])
     g.add_edge("synthesize", "finish")
     g.add_edge("supervisor", "finish")

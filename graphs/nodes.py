@@ -41,6 +41,7 @@ from tandem.graphs._guard import (
     thread_id,
     timed_detect,
 )
+from tandem.graphs._rescue import answers_escalations, rescue
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, kept_citations
 from tandem.graphs.cascade import decide
@@ -253,7 +254,9 @@ class Nodes:
         if result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
         update: dict[str, Any] = {"results": [result], "calls": run.calls, "notes": notes}
-        if self.rt.config.learning.record:  # a learning record keeps what the worker saw
+        if self.rt.config.learning.record or direct:
+            # A learning record keeps what the worker saw; an escalated direct answer may be
+            # answered by the supervisor from the same passages (graphs/_rescue.py).
             update["seen"] = [_seen(subtask.worker, subtask.instruction, run.passages)]
         return update
 
@@ -284,7 +287,16 @@ class Nodes:
         }
 
     def after_check(self, state: TandemState) -> str:
-        return "plan" if state.get("escalated") else "finish"
+        if not state.get("escalated"):
+            return "finish"
+        policy = state["guard"].policy
+        if answers_escalations(self.rt, policy) and not state.get("egress_denied"):
+            return "rescue"
+        return "plan"
+
+    async def rescue(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
+        history = _history(state.get("messages") or [], remote=False)
+        return await rescue(self.rt, state, step, history=history)
 
     async def plan(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         route = state["route"]
