@@ -205,6 +205,10 @@ def demo(
         started = time.perf_counter()
         console.rule("[bold]tandem demo")
         rt = runtime(config)
+        if "scan_local_runs" not in rt.config.privacy.model_fields_set:
+            # The showcase shows what the guard finds even when every model is local (a
+            # plain `ask` skips the scan then: nothing can leave).
+            rt.config.privacy.scan_local_runs = True
         console.print(
             f"supervisor: [cyan]{rt.supervisor.model}[/] ({rt.supervisor.llm.where}) · "
             f"workers: {escape(', '.join(f'{n} [{s.model}]' for n, s in rt.specs.items()))} · "
