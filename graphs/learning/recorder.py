@@ -33,12 +33,12 @@ from tandem.graphs.learning.records import (
 from tandem.workers.memory import find_conflicts, is_learned
 from tandem.workers.records import CallRecord, WorkerResult
 
-__all__ = ["COVERED", "Part", "attribute", "checks", "confident", "routing_candidate"]
+__all__ = ["COVERED", "REFUSAL", "Part", "attribute", "checks", "confident", "routing_candidate"]
 
 COVERED = "answered by the supervisor"
 """How a supervisor-covered subtask's result reason starts (graphs/_fallback.py)."""
 
-_REFUSAL = re.compile(
+REFUSAL = re.compile(
     r"\b(i (?:do not|don't|cannot|can't) (?:know|answer|help)|not covered|do not cover|"
     r"does not cover|cannot answer|"
     r"unable to (?:answer|help)|no specialist could|is unavailable|could not answer)\b",
@@ -71,6 +71,12 @@ def _synthesized(calls: Sequence[CallRecord]) -> CallRecord | None:
     """The supervisor call whose text is the final answer (a successful synthesis)."""
     done = [c for c in calls if c.role == "supervisor" and c.purpose == "synthesize"]
     return done[-1] if done and not done[-1].error else None
+
+
+def _answered(calls: Sequence[CallRecord]) -> bool:
+    """Whether the supervisor's own answer (no specialist involved) succeeded."""
+    done = [c for c in calls if c.role == "supervisor" and c.purpose == "answer"]
+    return bool(done) and not done[-1].error
 
 
 def _tagged(text: str, worker: str) -> str:
@@ -173,13 +179,15 @@ def checks(
     conflict = "; ".join(dict.fromkeys(c.describe() for c in conflicts))
     refused = any("local_only" in c.error or "refus" in c.error for c in calls)
     result = {
-        "supervisor_answered": part.kind == "covered" or _synthesized(calls) is not None,
+        "supervisor_answered": part.kind == "covered"
+        or _synthesized(calls) is not None
+        or (part.kind == "unrouted" and _answered(calls)),
         "no_budget_stop": not state.get("budget_stop"),
         "no_privacy_stop": not state.get("egress_denied") and not refused,
         "in_time": "deadline" not in notes,
         "substantive": len(words) >= 2
         and len(part.text) <= settings.max_answer_chars
-        and not _REFUSAL.search(part.text),
+        and not REFUSAL.search(part.text),
         "restored": not PLACEHOLDER.search(part.text),
         "consistent_with_corpus": not conflicts,
         "standalone": route is None or not route.reason.startswith(FOLLOW_UP),
