@@ -218,3 +218,30 @@ async def test_an_answer_no_specialist_clearly_owns_is_not_recorded(
     _route_alone(off.runtime, monkeypatch, "tenancy")
     fake_openai.script(LEARNED)
     assert (await _ask(off)).learning.records == []
+
+
+async def test_a_planned_attempt_under_the_cascades_threshold_is_recorded(
+    make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    """The cascade escalated the direct answer; the planned attempt, just as unsure by the
+    same threshold (though above ``min_confidence``), does not make the run "answered"."""
+    import dataclasses
+
+    graph = make_graph()
+    rt = graph.runtime
+    rt.cascade["tenancy"] = dataclasses.replace(rt.cascade["tenancy"], threshold=0.999)
+
+    def respond(request: dict[str, Any]) -> str:
+        reply = {"answer": "The landlord.", "confidence": 0.9, "citations": ["S1"]}
+        return json.dumps({**reply, "needs_escalation": False})
+
+    fake_ollama.respond_with(MODEL, respond)
+    fake_openai.script(PLAN, "Contents insurance covers it. [tenancy]")
+    answer = await _ask(graph)
+    assert answer.escalated
+    attempts = [r for r in answer.worker_results if r.worker == "tenancy"]
+    assert len(attempts) == 2 and all(r.p_correct is not None for r in attempts)
+    assert all(0.5 <= (r.p_correct or 0) < 0.999 for r in attempts), attempts
+    (rid,) = answer.learning.records
+    record = rt.learning.store.get(rid)
+    assert record is not None and record.kind == "escalated"

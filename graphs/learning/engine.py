@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from tandem.agents.router import LabelledRoute
 from tandem.graphs._followup import context_query
 from tandem.graphs.learning.recorder import (
     REFUSAL,
+    TAG,
     Part,
     attribute,
     checks,
@@ -39,9 +39,6 @@ from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import WorkerStore
 
 __all__ = ["ROUTING_FILE", "Learning"]
-
-_TAG = re.compile(r"\s*\[[\w.-]+\]")
-"""A ``[worker]`` citation tag (left out when the router reads an answer)."""
 
 ROUTING_FILE = "routing.jsonl"
 """Approved routing examples, ``tandem eval`` format, in ``<data_dir>/learning/``."""
@@ -87,7 +84,12 @@ class Learning:
         if not self.settings.record:
             return report
         specs = self.rt.specs
-        thresholds = {n: s.min_confidence for n, s in specs.items()}
+        # What a direct answer had to reach to stay local (the cascade's threshold): a
+        # planned attempt below it was as unsure as an escalated one.
+        cascade = getattr(self.rt, "cascade", {})
+        thresholds = {
+            n: cascade[n].threshold if n in cascade else s.min_confidence for n, s in specs.items()
+        }
         parts, answered = attribute(state, text, thresholds)
         candidate = routing_candidate(state, parts, answered)
         unrouted = await self._unrouted(state, text)
@@ -173,7 +175,7 @@ class Learning:
         route = state.get("route")
         if not self.settings.unrouted or route is None or route.kind != "supervisor":
             return None
-        body = _TAG.sub("", text).strip()
+        body = TAG.sub("", text).strip()
         if state.get("no_answer") or not body or REFUSAL.search(body):
             return None
         try:

@@ -33,7 +33,16 @@ from tandem.graphs.learning.records import (
 from tandem.workers.memory import find_conflicts, is_learned
 from tandem.workers.records import CallRecord, WorkerResult
 
-__all__ = ["COVERED", "REFUSAL", "Part", "attribute", "checks", "confident", "routing_candidate"]
+__all__ = [
+    "COVERED",
+    "REFUSAL",
+    "TAG",
+    "Part",
+    "attribute",
+    "checks",
+    "confident",
+    "routing_candidate",
+]
 
 COVERED = "answered by the supervisor"
 """How a supervisor-covered subtask's result reason starts (graphs/_fallback.py)."""
@@ -45,6 +54,8 @@ REFUSAL = re.compile(
     re.I,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+TAG = re.compile(r"\s*\[[\w.-]+\]")
+"""A ``[worker]`` citation tag in the supervisor's text."""
 
 
 @dataclass
@@ -170,7 +181,7 @@ def checks(
     notes = " ".join(state.get("notes") or [])
     calls: Sequence[CallRecord] = state.get("calls") or []
     route = state.get("route")
-    words = part.text.split()
+    words = TAG.sub("", part.text).split()  # a bare '[worker]' tag says nothing
     conflicts = find_conflicts(
         part.text,
         [_doc(p) for p in curated if not is_learned(p.source)],
