@@ -245,3 +245,17 @@ async def test_a_planned_attempt_under_the_cascades_threshold_is_recorded(
     (rid,) = answer.learning.records
     record = rt.learning.store.get(rid)
     assert record is not None and record.kind == "escalated"
+
+
+def test_a_bare_worker_tag_is_not_a_substantive_answer() -> None:
+    from tandem.graphs.learning import LearningSettings
+    from tandem.graphs.learning.recorder import Part, checks
+
+    state: dict[str, Any] = {"notes": [], "calls": [], "route": None}
+
+    def substantive(text: str) -> bool:
+        part = Part("finance", "planned", "What does HMO stand for?", text, None)
+        return checks(part, state, LearningSettings(), [])[0]["substantive"]
+
+    assert not substantive("HMO [finance]")  # one word and a tag
+    assert substantive("House in Multiple Occupation [tenancy]")
