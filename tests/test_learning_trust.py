@@ -259,3 +259,22 @@ def test_a_bare_worker_tag_is_not_a_substantive_answer() -> None:
 
     assert not substantive("HMO [finance]")  # one word and a tag
     assert substantive("House in Multiple Occupation [tenancy]")
+
+
+async def test_a_structured_answers_conclusion_is_what_the_supervisor_supplied(
+    make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    """With the structured synthesis (the local supervisor's default) the final text is the
+    specialists' own answers and then the supervisor's conclusion: only that is learned."""
+    from .test_learning import ESCALATE
+
+    graph = make_graph(planner={"synthesis": "structured"})
+    fake_ollama.script(MODEL, ESCALATE, ESCALATE)
+    fake_openai.script(PLAN, LEARNED)
+    answer = await _ask(graph)
+    assert answer.escalated and answer.text.endswith(LEARNED)
+    assert answer.text != LEARNED  # the specialist's own paragraph comes first
+    (rid,) = answer.learning.records
+    record = graph.runtime.learning.store.get(rid)
+    assert record is not None and record.kind == "escalated"
+    assert record.answer == LEARNED and record.checks_passed, record.checks

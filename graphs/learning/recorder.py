@@ -11,6 +11,9 @@ Attribution, from the run's final state:
   that carry the specialist's ``[name]`` tag (the whole synthesis when it is the only
   specialist of the plan).
 
+Of a structured answer (the specialists' answers as they are, then the supervisor's joint
+conclusion) only the conclusion is the supervisor's text.
+
 Each record also gets the ``auto`` checks (:func:`checks`).
 """
 
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tandem.agents.coverage import answer_part
 from tandem.agents.privacy import PLACEHOLDER, Redactor, restore
 from tandem.graphs._followup import FOLLOW_UP, context_query
 from tandem.graphs.learning.records import (
@@ -78,10 +82,25 @@ def confident(result: WorkerResult, min_confidence: float) -> bool:
     return score >= min_confidence
 
 
+_SYNTHESES = ("synthesize", "resynthesize", "conclude")
+"""Supervisor calls whose text makes the final answer: a prose synthesis (asked again when
+it left a part out), or a structured answer's joint conclusion."""
+
+
 def _synthesized(calls: Sequence[CallRecord]) -> CallRecord | None:
     """The supervisor call whose text is the final answer (a successful synthesis)."""
-    done = [c for c in calls if c.role == "supervisor" and c.purpose == "synthesize"]
+    done = [c for c in calls if c.role == "supervisor" and c.purpose in _SYNTHESES]
     return done[-1] if done and not done[-1].error else None
+
+
+def _supervisors_text(text: str, synthesis: CallRecord, results: Sequence[WorkerResult]) -> str:
+    """What of the final ``text`` the supervisor wrote: all of a prose synthesis; of a
+    structured answer only its conclusion — the paragraphs before it are the specialists'
+    own answers, shown as they were."""
+    if synthesis.purpose != "conclude":
+        return text
+    own = {answer_part(r) for r in results}
+    return "\n\n".join(p for p in text.split("\n\n") if p.strip() and p not in own).strip()
 
 
 def _answered(calls: Sequence[CallRecord]) -> bool:
@@ -116,6 +135,10 @@ def attribute(
     results: list[WorkerResult] = list(state.get("results") or [])
     mapping = state["guard"].mapping if state.get("guard") else {}
     synthesis = _synthesized(state.get("calls") or [])
+    if synthesis is not None:
+        text = _supervisors_text(text, synthesis, results)
+        if not text:  # a structured answer without a conclusion: the supervisor said nothing
+            synthesis = None
     covered = {
         (r.worker, r.instruction): r
         for r in results
