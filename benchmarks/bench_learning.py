@@ -249,6 +249,7 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
             "escalated": 0,
             "records": 0,
             "memory": 0,
+            "trusted": 0,
             "recall": 0.0,
             "routed": 0,
             "s": 0.0,
@@ -260,6 +261,7 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
             res["escalated"] += answer.escalated
             res["records"] += len(answer.learning.records)
             res["memory"] += bool(answer.learning.used)
+            res["trusted"] += any("answered from learned memory" in n for n in answer.notes)
             res["recall"] += recall(answer.text, r["facts"])
             res["routed"] += answer.route.workers == r["expected_workers"]
             print(
@@ -269,6 +271,7 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
                 answer.route.workers,
                 answer.escalated,
                 answer.learning.model_dump(include={"records", "kept", "used"}),
+                [n for n in answer.notes if "learned memory" in n or "escalated" in n],
                 repr(answer.text[:120]),
                 flush=True,
             )
@@ -386,24 +389,26 @@ def run(embed: str | None = None) -> BenchResult:
                     f"{x['seconds']}s",
                 ]
             )
-    auto = results["labelled router · memory auto"]
-    ratio = auto["second"]["requests"] / max(1, auto["first"]["requests"])
-    figures = [
-        Figure(
-            "pass-2 large-model requests / pass 1 (memory auto)",
-            ratio,
-            "≤ 0.30",
-            ratio <= 0.30,
-            "{:.2f}",
-        ),
-        Figure(
-            "pass-2 fact recall − pass 1 (memory auto)",
-            auto["second"]["recall"] - auto["first"]["recall"],
-            "≥ 0",
-            auto["second"]["recall"] >= auto["first"]["recall"],
-            "{:+.3f}",
-        ),
-    ]
+    figures = []
+    for router in ("labelled", "configured"):
+        auto = results[f"{router} router · memory auto"]
+        ratio = auto["second"]["requests"] / max(1, auto["first"]["requests"])
+        figures += [
+            Figure(
+                f"{router} router: pass-2 large-model requests / pass 1 (memory auto)",
+                ratio,
+                "≤ 0.30",
+                ratio <= 0.30,
+                "{:.2f}",
+            ),
+            Figure(
+                f"{router} router: pass-2 fact recall − pass 1 (memory auto)",
+                auto["second"]["recall"] - auto["first"]["recall"],
+                "≥ 0",
+                auto["second"]["recall"] >= auto["first"]["recall"],
+                "{:+.3f}",
+            ),
+        ]
     p50, mean = asyncio.run(lookup_ms())
     figures.append(
         Figure("memory lookup added per direct run, p50 (ms)", p50, "≤ 10", p50 <= 10, "{:.1f}")
@@ -498,6 +503,8 @@ def run_bundled_bench(n: int | None = None) -> BenchResult:
         notes=[
             "learning records written (memory auto, pass 1 / pass 2): "
             f"{auto['question']['records']} / {auto['paraphrase']['records']}",
+            "kept local on trusted answer memory ([learning] trust_memory_above, memory auto, "
+            f"pass 2): {auto['paraphrase']['trusted']} of {n}",
             "questions: " + " | ".join(found["auto"]["questions"]),
         ],
     )

@@ -32,7 +32,7 @@ from tandem.workers.records import WorkerResult
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.worker import RULES
 
-__all__ = ["WorkerCascade", "decide", "resolve"]
+__all__ = ["WorkerCascade", "decide", "resolve", "trusted_memory"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,29 @@ def _grounding_rules(result: WorkerResult, min_confidence: float) -> str:
     if s.truncated:
         return "the reply was cut off"
     return ""
+
+
+MIN_MEMORY_OVERLAP = 0.5
+"""Share of a memory-grounded answer's content words that its learned passage must hold."""
+
+
+def trusted_memory(result: WorkerResult, trust_above: float | None) -> str:
+    """A note when a direct answer may stay local because it rests on an approved learned
+    passage (``[learning] trust_memory_above``), else ``""``.
+
+    The learned passage is the supervisor's earlier answer to a question this close, kept by
+    the approval policy; an answer that cites it, states nothing it does not back and
+    mostly repeats it is that answer again — its risk is the passage's, not the small
+    model's. A passage that conflicts with the curated corpus is never trusted this way.
+    """
+    m = result.memory
+    if trust_above is None or m is None or result.status != "ok":
+        return ""
+    s = result.signals
+    if m.conflict or m.similarity < trust_above or m.unsupported:
+        return ""
+    if m.overlap < MIN_MEMORY_OVERLAP or result.needs_escalation:
+        return ""
+    if s is not None and (s.not_covered or s.truncated or s.needs_escalation):
+        return ""
+    return f"answered from learned memory (record {m.record}, similarity {m.similarity:.2f})"

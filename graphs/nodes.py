@@ -44,7 +44,7 @@ from tandem.graphs._guard import (
 from tandem.graphs._rescue import answers_escalations, rescue
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, kept_citations
-from tandem.graphs.cascade import decide
+from tandem.graphs.cascade import decide, trusted_memory
 from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.runtime import Runtime, empty_workers
 from tandem.graphs.state import Answer, SeenPassages, TandemState, WorkerInput
@@ -194,6 +194,8 @@ class Nodes:
                 "notes": [f"routing failed, the supervisor plans instead: {exc}"],
             }
         decision, notes = _without_empty(decision, await empty_workers(self.rt))
+        if decision.kind == "supervisor":
+            decision = await self._memory_route(decision, vector)
         return {
             "route": decision,
             "query_vector": vector,
@@ -201,6 +203,25 @@ class Nodes:
             "phase": "direct",
             "notes": notes,
         }
+
+    async def _memory_route(self, decision: RouteDecision, vector: Any) -> RouteDecision:
+        """No specialist fits by the router, but one holds a learned passage this close to
+        the question (``[learning] trust_memory_above``): that specialist answers."""
+        try:
+            found = await self.rt.learning.memory_route(vector)
+        except Exception:  # answer memory is a shortcut, never a reason to fail the run
+            return decision
+        if found is None or found[0] in await empty_workers(self.rt):
+            return decision
+        worker, source, score = found
+        return decision.model_copy(
+            update={
+                "kind": "direct",
+                "workers": [worker],
+                "reason": f"answer memory: {source} of '{worker}' matches the question at "
+                f"{score:.2f} ({decision.reason})",
+            }
+        )
 
     def after_route(self, state: TandemState) -> Any:
         decision = state["route"]
@@ -272,6 +293,13 @@ class Nodes:
         why = decide(result, cascade, spec.min_confidence if spec else 0.5)
         if not why:
             return {"draft": result.answer, "escalated": False}
+        memory = trusted_memory(result, self.rt.config.learning.trust_memory_above)
+        if memory:  # an approved learned passage backs it: its risk is the passage's
+            return {
+                "draft": result.answer,
+                "escalated": False,
+                "notes": [f"'{result.worker}' {memory}; kept local although {why}"],
+            }
         if state.get("force_worker"):
             # The caller chose this specialist: its answer stands (or its failure is said).
             draft = result.answer or f"The '{result.worker}' specialist could not answer ({why})."

@@ -18,6 +18,9 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from tandem.workers.grounding import content_words, find_spans, unsupported_spans
+from tandem.workers.records import MemoryGrounding
+
 __all__ = [
     "LEARNED_PREFIX",
     "MEMORY_EMBED_KEY",
@@ -27,6 +30,7 @@ __all__ = [
     "is_learned",
     "learned_metadata",
     "learned_text",
+    "memory_grounding",
     "reconcile",
 ]
 
@@ -217,3 +221,47 @@ def reconcile(
         "an earlier escalation."
     )
     return f"{answer.rstrip()}\n\n{note}", conflicts
+
+
+def memory_grounding(
+    answer: str,
+    passages: Sequence[Document],
+    cited: Sequence[str],
+    conflicts: Sequence[Conflict] = (),
+) -> MemoryGrounding | None:
+    """How ``answer`` rests on the learned passages it cites: for the best-supported one
+    (fewest unsupported spans, then most similar), its similarity to the question, the
+    answer's checkable spans it does not back and the share of the answer's content words it
+    holds. ``None`` when the answer cites no learned passage.
+
+    Args:
+        answer: The worker's answer as the model wrote it (before any conflict note).
+        passages: The passages the worker saw (learned ones carry their ``score``).
+        cited: Sources the answer cites.
+        conflicts: What :func:`reconcile` found for this answer.
+    """
+    spans = find_spans(answer)
+    words = content_words(answer)
+    clashing = {c.learned for c in conflicts}
+    best: MemoryGrounding | None = None
+    for doc in passages:
+        src = str(doc.metadata.get("source", ""))
+        if not is_learned(src) or src not in cited:
+            continue
+        text = doc.page_content
+        held = content_words(text)
+        found = MemoryGrounding(
+            source=src,
+            record=int(doc.metadata.get("record", src.removeprefix(LEARNED_PREFIX) or 0)),
+            similarity=round(float(doc.metadata.get("score", -1.0)), 4),
+            spans=len(spans),
+            unsupported=[str(s) for s in unsupported_spans(spans, text)],
+            overlap=round(len(words & held) / len(words), 4) if words else 0.0,
+            conflict=src in clashing,
+        )
+        if best is None or (len(found.unsupported), -found.similarity) < (
+            len(best.unsupported),
+            -best.similarity,
+        ):
+            best = found
+    return best

@@ -10,6 +10,7 @@ __all__ = [
     "AnswerSignals",
     "CallRecord",
     "Citation",
+    "MemoryGrounding",
     "Subtask",
     "WorkerReply",
     "WorkerResult",
@@ -143,6 +144,26 @@ class AnswerSignals(BaseModel):
     """Time spent computing these signals."""
 
 
+class MemoryGrounding(BaseModel):
+    """How an answer rests on the learned passage (answer memory) it cites — what
+    ``[learning] trust_memory_above`` judges (:func:`tandem.graphs.cascade.trusted_memory`)."""
+
+    source: str
+    """The cited learned passage: ``learned:<record id>``."""
+    record: int
+    """Its learning record."""
+    similarity: float
+    """Its retrieval score for this question (cosine, -1..1)."""
+    spans: int = 0
+    """Checkable spans of the answer (figures, dates, names)."""
+    unsupported: list[str] = Field(default_factory=list)
+    """Spans the learned passage does not back."""
+    overlap: float = 0.0
+    """Share of the answer's content words found in the learned passage."""
+    conflict: bool = False
+    """The learned passage disagrees with a retrieved curated passage (the answer says so)."""
+
+
 class WorkerResult(BaseModel):
     """What a worker produced for one subtask; never an exception."""
 
@@ -170,3 +191,5 @@ class WorkerResult(BaseModel):
     """What the answer can be judged by (``None`` when the worker failed)."""
     p_correct: float | None = None
     """Calibrated probability that the answer is right (``None`` when the worker failed)."""
+    memory: MemoryGrounding | None = None
+    """The cited learned passage the answer rests on best (``None``: it cites none)."""

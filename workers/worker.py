@@ -26,7 +26,7 @@ from tandem.workers.ask import rank_ask_sentences
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
-from tandem.workers.memory import is_learned, reconcile
+from tandem.workers.memory import is_learned, memory_grounding, reconcile
 from tandem.workers.records import CallRecord, Citation, Subtask, WorkerReply, WorkerResult
 from tandem.workers.reply import close_truncated, parse_reply
 from tandem.workers.retry import RetryPolicy, with_retry
@@ -320,9 +320,11 @@ class Worker:
                 )
         answer = reply.answer.strip()
         learned = [c.source for c in citations if is_learned(c.source)]
+        memory = None
         if learned:
             # Memory never outranks the curated corpus silently: a conflict is said and cited.
             answer, conflicts = reconcile(answer, subtask.instruction, passages, learned)
+            memory = memory_grounding(reply.answer, passages, learned, conflicts)
             for c in conflicts:
                 extra = Citation(worker=self.spec.name, source=c.curated, chunk=c.chunk)
                 if extra not in citations:
@@ -358,6 +360,7 @@ class Worker:
             model=self.backend.ref,
             signals=signals,
             p_correct=p_correct,
+            memory=memory,
         )
 
     def _failed(self, subtask: Subtask, reason: str, note: str) -> WorkerResult:

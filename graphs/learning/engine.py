@@ -15,13 +15,18 @@ from typing import Any, Protocol
 
 from tandem.agents.privacy import Redactor, detector_for
 from tandem.agents.router import LabelledRoute
+from tandem.graphs._followup import context_query
 from tandem.graphs.learning.recorder import (
+    REFUSAL,
+    TAG,
+    Part,
     attribute,
     checks,
     redact_record,
     routing_candidate,
 )
 from tandem.graphs.learning.records import (
+    Candidate,
     LearnedPassage,
     LearningReport,
     LearningSettings,
@@ -45,6 +50,7 @@ class LearningHost(Protocol):
     config: Any
     specs: dict[str, WorkerSpec]
     stores: dict[str, WorkerStore]
+    router: Any
 
     def refit_router(self) -> None: ...
 
@@ -78,9 +84,18 @@ class Learning:
         if not self.settings.record:
             return report
         specs = self.rt.specs
-        thresholds = {n: s.min_confidence for n, s in specs.items()}
+        # What a direct answer had to reach to stay local (the cascade's threshold): a
+        # planned attempt below it was as unsure as an escalated one.
+        cascade = getattr(self.rt, "cascade", {})
+        thresholds = {
+            n: cascade[n].threshold if n in cascade else s.min_confidence for n, s in specs.items()
+        }
         parts, answered = attribute(state, text, thresholds)
         candidate = routing_candidate(state, parts, answered)
+        unrouted = await self._unrouted(state, text)
+        if unrouted is not None:
+            parts = [unrouted]
+            candidate = Candidate(question=str(state["query"]), expected_workers=[unrouted.worker])
         if not parts and candidate is None:
             return report
         seen = _seen(state)
@@ -96,6 +111,8 @@ class Learning:
             passages = seen.get((part.worker, part.instruction)) or seen.get(
                 (part.worker, None), []
             )
+            if part.kind == "unrouted":  # what the specialist would have seen
+                passages = await self._corpus(part.worker, state.get("query_vector"))
             result, conflict = checks(part, state, self.settings, passages)
             attempt = part.attempt
             record = Record(
@@ -127,9 +144,10 @@ class Learning:
                 getattr(specs.get(w), "sensitivity", "normal") == "local_only"
                 for w in candidate.expected_workers
             )
+            origin = {"direct": "escalation", "supervisor": "unrouted"}.get(route.kind, "plan")
             cid = self.store.add_candidate(
                 candidate,
-                origin="escalation" if route.kind == "direct" else "plan",
+                origin=origin,
                 thread_id=thread_id,
                 record_id=records[0].id if records else None,
                 sensitivity="local_only" if sensitive else "normal",
@@ -144,6 +162,77 @@ class Learning:
                 await self.approve_routing(report.routing)
         report.pending = [r for r in report.records if r not in report.kept]
         return report
+
+    async def _unrouted(self, state: dict[str, Any], text: str) -> Part | None:
+        """The specialist an answer the supervisor gave alone belongs to, if one clearly does.
+
+        The router found no specialist for the question; it reads the question *with* the
+        answer (``[worker]`` tags removed) and the run belongs to a specialist when it routes
+        that straight to one, or when one specialist's probability reaches ``[router]
+        min_probability`` and at least twice any other's ("What does APR stand for on a
+        loan?" with "Annual Percentage Rate" is finance, though general knowledge).
+        """
+        route = state.get("route")
+        if not self.settings.unrouted or route is None or route.kind != "supervisor":
+            return None
+        body = TAG.sub("", text).strip()
+        if state.get("no_answer") or not body or REFUSAL.search(body):
+            return None
+        try:
+            decision, _ = await self.rt.router.decide(f"{state['query']}\n{body}")
+        except Exception:  # learning never costs the user the answer
+            return None
+        worker = _owner(decision, self.rt.config.router.min_probability)
+        if worker is None or worker not in self.rt.specs:
+            return None
+        return Part(worker, "unrouted", context_query(state), text, None)
+
+    async def _corpus(self, worker: str, vector: Any) -> list[LearnedPassage]:
+        """The curated passages ``worker`` would have retrieved for the run's question."""
+        store, spec = self.rt.stores.get(worker), self.rt.specs.get(worker)
+        if store is None or spec is None or vector is None:
+            return []
+        try:
+            docs = await store.search(vector, spec.top_k)
+        except Exception:
+            return []
+        return [
+            LearnedPassage(
+                source=str(d.metadata.get("source", "?")),
+                chunk=int(d.metadata.get("chunk", 0)),
+                text=d.page_content,
+                score=d.metadata.get("score"),
+            )
+            for d in docs
+        ]
+
+    async def memory_route(self, vector: Any) -> tuple[str, str, float] | None:
+        """The specialist whose answer memory holds a learned passage at least
+        ``trust_memory_above`` close to a question (``vector``): ``(worker, source, score)``.
+
+        The route node asks this when the router found no specialist: an approved answer
+        to a question this close is in that specialist's store.
+        """
+        threshold = self.settings.trust_memory_above
+        if threshold is None or self.settings.memory == "off" or vector is None:
+            return None
+        if not self.store.path.exists():
+            return None
+        workers = [w for w in self.rt.stores if self.store.kept_ids(w)]
+        if not workers:
+            return None
+        await self.ensure_synced(workers)
+        best: tuple[str, str, float] | None = None
+        for worker in workers:
+            try:
+                docs = await self.rt.stores[worker].search_memory(vector, 1)
+            except Exception:
+                continue
+            for d in docs:
+                score = float(d.metadata.get("score", -1.0))
+                if score >= threshold and (best is None or score > best[2]):
+                    best = (worker, str(d.metadata.get("source", "")), score)
+        return best
 
     # -- answer memory -----------------------------------------------------------------
     async def keep(self, ids: Sequence[int], *, routing: bool = True) -> list[int]:
@@ -304,6 +393,18 @@ class Learning:
             if isinstance(question, str) and question.strip() and isinstance(workers, list):
                 out.append(LabelledRoute(question, tuple(str(w) for w in workers)))
         return out
+
+
+def _owner(decision: Any, min_probability: float) -> str | None:
+    """The one specialist a routing decision points to, if any (see ``_unrouted``)."""
+    if decision.kind == "direct" and len(decision.workers) == 1:
+        return str(decision.workers[0])
+    ranked = sorted(decision.probabilities.items(), key=lambda kv: -kv[1])
+    if not ranked or ranked[0][1] < min_probability:
+        return None
+    if len(ranked) > 1 and ranked[0][1] < 2 * ranked[1][1]:
+        return None
+    return str(ranked[0][0])
 
 
 def _passage(record: Record) -> tuple[str, str, dict[str, Any]]:

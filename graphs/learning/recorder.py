@@ -11,6 +11,9 @@ Attribution, from the run's final state:
   that carry the specialist's ``[name]`` tag (the whole synthesis when it is the only
   specialist of the plan).
 
+Of a structured answer (the specialists' answers as they are, then the supervisor's joint
+conclusion) only the conclusion is the supervisor's text.
+
 Each record also gets the ``auto`` checks (:func:`checks`).
 """
 
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tandem.agents.coverage import answer_part
 from tandem.agents.privacy import PLACEHOLDER, Redactor, restore
 from tandem.graphs._followup import FOLLOW_UP, context_query
 from tandem.graphs.learning.records import (
@@ -33,18 +37,29 @@ from tandem.graphs.learning.records import (
 from tandem.workers.memory import find_conflicts, is_learned
 from tandem.workers.records import CallRecord, WorkerResult
 
-__all__ = ["COVERED", "Part", "attribute", "checks", "confident", "routing_candidate"]
+__all__ = [
+    "COVERED",
+    "REFUSAL",
+    "TAG",
+    "Part",
+    "attribute",
+    "checks",
+    "confident",
+    "routing_candidate",
+]
 
 COVERED = "answered by the supervisor"
 """How a supervisor-covered subtask's result reason starts (graphs/_fallback.py)."""
 
-_REFUSAL = re.compile(
+REFUSAL = re.compile(
     r"\b(i (?:do not|don't|cannot|can't) (?:know|answer|help)|not covered|do not cover|"
     r"does not cover|cannot answer|"
     r"unable to (?:answer|help)|no specialist could|is unavailable|could not answer)\b",
     re.I,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+TAG = re.compile(r"\s*\[[\w.-]+\]")
+"""A ``[worker]`` citation tag in the supervisor's text."""
 
 
 @dataclass
@@ -67,10 +82,31 @@ def confident(result: WorkerResult, min_confidence: float) -> bool:
     return score >= min_confidence
 
 
+_SYNTHESES = ("synthesize", "resynthesize", "conclude")
+"""Supervisor calls whose text makes the final answer: a prose synthesis (asked again when
+it left a part out), or a structured answer's joint conclusion."""
+
+
 def _synthesized(calls: Sequence[CallRecord]) -> CallRecord | None:
     """The supervisor call whose text is the final answer (a successful synthesis)."""
-    done = [c for c in calls if c.role == "supervisor" and c.purpose == "synthesize"]
+    done = [c for c in calls if c.role == "supervisor" and c.purpose in _SYNTHESES]
     return done[-1] if done and not done[-1].error else None
+
+
+def _supervisors_text(text: str, synthesis: CallRecord, results: Sequence[WorkerResult]) -> str:
+    """What of the final ``text`` the supervisor wrote: all of a prose synthesis; of a
+    structured answer only its conclusion — the paragraphs before it are the specialists'
+    own answers, shown as they were."""
+    if synthesis.purpose != "conclude":
+        return text
+    own = {answer_part(r) for r in results}
+    return "\n\n".join(p for p in text.split("\n\n") if p.strip() and p not in own).strip()
+
+
+def _answered(calls: Sequence[CallRecord]) -> bool:
+    """Whether the supervisor's own answer (no specialist involved) succeeded."""
+    done = [c for c in calls if c.role == "supervisor" and c.purpose == "answer"]
+    return bool(done) and not done[-1].error
 
 
 def _tagged(text: str, worker: str) -> str:
@@ -99,6 +135,10 @@ def attribute(
     results: list[WorkerResult] = list(state.get("results") or [])
     mapping = state["guard"].mapping if state.get("guard") else {}
     synthesis = _synthesized(state.get("calls") or [])
+    if synthesis is not None:
+        text = _supervisors_text(text, synthesis, results)
+        if not text:  # a structured answer without a conclusion: the supervisor said nothing
+            synthesis = None
     covered = {
         (r.worker, r.instruction): r
         for r in results
@@ -164,7 +204,7 @@ def checks(
     notes = " ".join(state.get("notes") or [])
     calls: Sequence[CallRecord] = state.get("calls") or []
     route = state.get("route")
-    words = part.text.split()
+    words = TAG.sub("", part.text).split()  # a bare '[worker]' tag says nothing
     conflicts = find_conflicts(
         part.text,
         [_doc(p) for p in curated if not is_learned(p.source)],
@@ -173,13 +213,15 @@ def checks(
     conflict = "; ".join(dict.fromkeys(c.describe() for c in conflicts))
     refused = any("local_only" in c.error or "refus" in c.error for c in calls)
     result = {
-        "supervisor_answered": part.kind == "covered" or _synthesized(calls) is not None,
+        "supervisor_answered": part.kind == "covered"
+        or _synthesized(calls) is not None
+        or (part.kind == "unrouted" and _answered(calls)),
         "no_budget_stop": not state.get("budget_stop"),
         "no_privacy_stop": not state.get("egress_denied") and not refused,
         "in_time": "deadline" not in notes,
         "substantive": len(words) >= 2
         and len(part.text) <= settings.max_answer_chars
-        and not _REFUSAL.search(part.text),
+        and not REFUSAL.search(part.text),
         "restored": not PLACEHOLDER.search(part.text),
         "consistent_with_corpus": not conflicts,
         "standalone": route is None or not route.reason.startswith(FOLLOW_UP),

@@ -20,10 +20,12 @@ __all__ = [
     "normalize_question",
 ]
 
-RecordKind = Literal["escalated", "covered", "planned"]
+RecordKind = Literal["escalated", "covered", "planned", "unrouted"]
 """``escalated``: a direct answer the specialist was unsure of, answered by the supervisor;
 ``covered``: a failed subtask the supervisor answered itself; ``planned``: a part of a planned
-answer where the specialist was unsure and the synthesis supplied it."""
+answer where the specialist was unsure and the synthesis supplied it; ``unrouted``: the
+router found no specialist and the supervisor answered alone, but with that answer the
+question falls to this specialist (it never saw the question)."""
 
 RecordStatus = Literal["pending", "kept", "dropped"]
 """Answer memory: ``pending`` waits for approval, ``kept`` is a passage in the specialist's store,
@@ -47,6 +49,26 @@ class LearningSettings(BaseModel):
     memory_min_score: float = Field(default=-1.0, ge=-1.0, le=1.0)
     """A learned passage is shown to the specialist only when its retrieval score (1 − distance)
     reaches this."""
+    trust_memory_above: float | None = Field(default=0.6, ge=-1.0, le=1.0)
+    """A direct answer grounded in a learned passage stays local, whatever the cascade's
+    ``p_correct`` threshold, when that passage matched the question at least this well
+    (retrieval cosine) and the answer cites it, every checkable span of the answer (figure,
+    date, name) is in it, at least half of the answer's words are in it, the model did not
+    ask to escalate or say "not covered", and the passage does not conflict with a retrieved
+    curated passage (then the cascade decides as usual, and the answer names both sources).
+    The answer carries a note: ``answered from learned memory (record 12, similarity 0.83)``.
+    The same threshold sends a question the router gives to the supervisor alone to the
+    specialist holding a learned passage that close to it. A learned passage exists only
+    once approved (``/keep``, or ``auto`` with its checks passed). ``None``: never (every
+    direct answer faces the cascade). The default 0.6 is for the bundled MiniLM embeddings:
+    a paraphrase of a recorded question scores 0.38–0.77 against its learned passage
+    (median 0.62), the nearest *other* question's passage at most 0.63 (median 0.38), on
+    the 40 questions of ``benchmarks/data/repeat_workload.jsonl``."""
+    unrouted: bool = True
+    """Learn from answers the supervisor gave alone (the router found no specialist): when
+    the router, shown the question with that answer, routes it to one specialist — or gives
+    one specialist at least ``[router] min_probability`` and twice any other's — the run
+    writes a record (kind ``unrouted``) and a routing example for that specialist."""
     max_answer_chars: int = Field(default=4000, ge=100)
     """Longer answers are recorded but never kept automatically."""
 
