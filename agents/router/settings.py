@@ -42,7 +42,7 @@ class RouterSettings(BaseModel):
     """When ``train`` has at least 30 rows, choose the thresholds below by 4-fold
     cross-validation on the labelled rows when fitting (cached with the model); otherwise
     they are used as given. ``tandem router eval --cv`` tunes inside every fold."""
-    multi_label: float = Field(default=0.8, ge=0, le=1)
+    multi_label: float = Field(default=0.7, ge=0, le=1)
     """A worker is chosen when its probability reaches this — several can be (a
     cross-domain question)."""
     clause: float = Field(default=0.5, ge=0, le=1)
@@ -58,7 +58,7 @@ class RouterSettings(BaseModel):
     min_probability: float = Field(default=0.05, ge=0, le=1)
     """With no worker chosen, the best one still answers alone when its probability
     reaches this …"""
-    max_none: float = Field(default=0.7, ge=0, le=1)
+    max_none: float = Field(default=0.6, ge=0, le=1)
     """… and the question's none-probability is below this; otherwise no specialist fits
     and the supervisor answers alone (1.0: never decide "none" this way)."""
     none_veto: float = Field(default=1.0, ge=0, le=1)
