@@ -58,7 +58,7 @@ class RouterSettings(BaseModel):
     min_probability: float = Field(default=0.05, ge=0, le=1)
     """With no worker chosen, the best one still answers alone when its probability
     reaches this …"""
-    max_none: float = Field(default=0.6, ge=0, le=1)
+    max_none: float = Field(default=0.7, ge=0, le=1)
     """… and the question's none-probability is below this; otherwise no specialist fits
     and the supervisor answers alone (1.0: never decide "none" this way)."""
     none_veto: float = Field(default=1.0, ge=0, le=1)
