@@ -281,7 +281,7 @@ def run() -> BenchResult:
         "(`evaluate_router(..., folds=5)`, what `tandem router eval --cv 5` runs): every "
         "fold is routed by a router fitted on the workers' examples, the bundled off-topic "
         "questions, the routes written for training (`workers/builtin/routing_train.jsonl`, "
-        "mostly cross-domain; none within cosine 0.78 of an evaluated question) and the "
+        "single- and cross-domain; none within cosine 0.78 of an evaluated question) and the "
         "other four folds — its thresholds tuned by 4-fold CV inside those "
         "— so no question is scored by a router that saw it. **Keyword**: content-word "
         "overlap with each worker's description and examples. Correct (exact) = the chosen "
