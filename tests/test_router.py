@@ -276,7 +276,6 @@ async def test_tuning_uses_cross_validation_on_a_large_enough_train_file(
         "clause_none",
         "min_probability",
         "none_probability",
-        "none_veto",
     }
     plain = LearnedRouter(builtin_specs(), HashEmbedder(), RouterSettings(train=train, tune=False))  # type: ignore[arg-type]
     await plain.fit()

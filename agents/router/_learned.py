@@ -69,7 +69,6 @@ def thresholds_of(settings: RouterSettings) -> Thresholds:
         clause_none=settings.clause_max_none,
         min_probability=settings.min_probability,
         none_probability=settings.max_none,
-        none_veto=settings.none_veto,
     )
 
 

@@ -53,7 +53,6 @@ class Thresholds:
     clause_none: float
     min_probability: float
     none_probability: float
-    none_veto: float = 1.0
 
 
 GRID: dict[str, tuple[float, ...]] = {
@@ -63,7 +62,6 @@ GRID: dict[str, tuple[float, ...]] = {
     "clause_none": (0.3, 0.5, 0.7, 1.0),
     "min_probability": (0.05, 0.1, 0.2, 0.3),
     "none_probability": (0.5, 0.6, 0.7, 0.8, 1.0),
-    "none_veto": (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 }
 """Values threshold tuning tries (1.0 switches a rule off)."""
 
@@ -210,8 +208,6 @@ class RouterModel:
         via_clauses = len(by_clause) >= 2
         chosen = whole | by_clause if via_clauses else set(whole)
         k_none = len(s.single) - 1
-        if s.single[k_none] >= th.none_veto:
-            chosen = set()
         if not chosen and p.max() >= th.min_probability and s.single[k_none] < th.none_probability:
             chosen = {int(np.argmax(p))}
         order = [k for k in dict.fromkeys(clause_workers) if k is not None and k in chosen]
@@ -306,7 +302,6 @@ def _choose_all(
     chosen = p >= th.multi
     clause = (ask_best >= th.clause) | (tell_best >= th.statement)
     chosen |= clause & (clause.sum(axis=1) >= 2)[:, None]
-    chosen &= (none < th.none_veto)[:, None]
     top = np.zeros_like(chosen)
     top[np.arange(len(p)), p.argmax(axis=1)] = True
     fallback = ~chosen.any(axis=1) & (p.max(axis=1) >= th.min_probability)

@@ -61,9 +61,6 @@ class RouterSettings(BaseModel):
     max_none: float = Field(default=0.7, ge=0, le=1)
     """… and the question's none-probability is below this; otherwise no specialist fits
     and the supervisor answers alone (1.0: never decide "none" this way)."""
-    none_veto: float = Field(default=1.0, ge=0, le=1)
-    """A question whose none-probability reaches this goes to no specialist, whatever its
-    per-worker probabilities (1.0: never)."""
     max_workers: int = Field(default=3, ge=1, le=16)
     """At most this many workers in a routed plan."""
     min_score: float = Field(default=0.125, ge=-1, le=1)
