@@ -23,7 +23,7 @@ from tandem.graphs.cascade import WorkerCascade, resolve
 from tandem.graphs.config import SupervisorSettings, TandemConfig, load_config
 from tandem.graphs.learning import Learning
 from tandem.workers.backends import BUNDLED_MODELS, Backend, BackendSettings, make_backend
-from tandem.workers.builtin import routing_path
+from tandem.workers.builtin import routing_path, training_path
 from tandem.workers.errors import ConfigError, RunError
 from tandem.workers.plugins import discover
 from tandem.workers.spec import WorkerSpec
@@ -501,7 +501,8 @@ async def empty_workers(runtime: Runtime) -> dict[str, str]:
 
 
 def builtin_routes(specs: Sequence[WorkerSpec]) -> list[LabelledRoute]:
-    """The demo specialists' labelled routes, when those specialists are registered.
+    """The demo specialists' labelled routes (the routes written for training, then the
+    labelled set), when those specialists are registered.
 
     Rows for the built-in workers only; its out-of-scope rows only when no other worker is
     registered (a question off-topic for the demo may be another worker's field).
@@ -510,9 +511,8 @@ def builtin_routes(specs: Sequence[WorkerSpec]) -> list[LabelledRoute]:
     if not builtin:
         return []
     only = len(builtin) == len(specs)
-    return [
-        r for r in load_routes(routing_path()) if set(r.workers) <= builtin and (r.workers or only)
-    ]
+    rows = [*load_routes(training_path(), written=True), *load_routes(routing_path())]
+    return [r for r in rows if set(r.workers) <= builtin and (r.workers or only)]
 
 
 def embedded_models(runtime: Runtime) -> list[str]:

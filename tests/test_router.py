@@ -35,6 +35,7 @@ from tandem.workers.errors import ConfigError
 from tandem.workers.testing import FakeOllama, FakeOpenAI, fake_config_toml, hash_embed
 
 ROOT = Path(__file__).resolve().parent.parent
+TF = ("tenancy", "finance")
 CROSS = (
     "Can my landlord keep my deposit for a stained carpet? "
     "And can I deduct my pension contributions from my tax?"
@@ -113,13 +114,18 @@ def test_training_set_profiles_offtopic_routes_and_synthetic_pairs(
     assert ts.skipped == 1  # names an unregistered worker
     assert normalize(held) not in {normalize(t) for t in ts.texts}
     assert len(ts.labelled) == len(routes) - 1
-    assert ts.sources.count("description") == 3 and ts.sources.count("example") == 30
+    examples = sum(len(s.examples) for s in specs)
+    assert ts.sources.count("description") == 3 and ts.sources.count("example") == examples
     assert ts.sources.count("offtopic") == len(offtopic()) >= 150
     assert {len(ts.labels[src[0]]) for src, _ in ts.synthetic} == {1}
     pairs = [src for src, _ in ts.synthetic if len(src) == 2]
     assert pairs and all(ts.labels[i] != ts.labels[j] for i, j in pairs)
     assert all(ts.sources[i] != "description" for src, _ in ts.synthetic for i in src)
     assert not build_training_set(specs, use_offtopic=False).sources.count("offtopic")
+    written = [LabelledRoute("Can my landlord evict me, and is my pension taxed?", TF, True)]
+    ts = build_training_set(specs, [*written, *routes])
+    assert ts.sources[ts.texts.index(written[0].question)] == "written"
+    assert len(ts.labelled) == len(routes)  # written routes are never held out for tuning
 
 
 def test_a_bad_routes_file_is_a_config_error(tmp_path: Path) -> None:
@@ -273,7 +279,8 @@ async def test_tuning_uses_cross_validation_on_a_large_enough_train_file(
     }
     plain = LearnedRouter(builtin_specs(), HashEmbedder(), RouterSettings(train=train, tune=False))  # type: ignore[arg-type]
     await plain.fit()
-    assert not plain.fit_info.tuned and plain.fit_info.thresholds["multi"] == 0.8
+    assert not plain.fit_info.tuned
+    assert plain.fit_info.thresholds["multi"] == RouterSettings().multi_label
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -365,7 +372,7 @@ def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
 def test_the_bundled_vectors_cover_the_bundled_training_texts() -> None:
     seeded = seed_vectors(SEED_MODEL)
     missing = [t for t in seed_texts() if text_key(t) not in seeded]
-    assert not missing, f"regenerate: python -m tandem.agents.router._seed ({missing[:3]})"
+    assert not missing, f"regenerate: python -m tandem.agents.router._regenerate ({missing[:3]})"
     assert seed_vectors("ollama:nomic-embed-text") == {}  # another model: nothing bundled
 
 

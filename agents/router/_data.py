@@ -46,11 +46,15 @@ class LabelledRoute:
 
     question: str
     workers: tuple[str, ...]
+    written: bool = False
+    """Written as training data (like a worker's examples): always trained on, never held
+    out to tune the thresholds, which are chosen on questions as users ask them."""
 
 
-def load_routes(path: Path) -> list[LabelledRoute]:
+def load_routes(path: Path, *, written: bool = False) -> list[LabelledRoute]:
     """Read a labelled routing file (JSONL: ``question``/``query`` and
-    ``expected_workers``/``expected``; other fields are ignored).
+    ``expected_workers``/``expected``; other fields are ignored); ``written``: see
+    :attr:`LabelledRoute.written`.
 
     Raises:
         ConfigError: The file is missing or a line is not such an object.
@@ -69,7 +73,7 @@ def load_routes(path: Path) -> list[LabelledRoute]:
             workers = row.get("expected_workers", row.get("expected"))
             if not isinstance(question, str) or not isinstance(workers, list):
                 raise ValueError("needs 'question' and 'expected_workers' (a list)")
-            out.append(LabelledRoute(question, tuple(str(w) for w in workers)))
+            out.append(LabelledRoute(question, tuple(str(w) for w in workers), written))
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{path}:{n}: not a labelled route ({exc})") from None
     return out
@@ -95,7 +99,8 @@ class TrainingSet:
     labels: list[tuple[str, ...]] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
-    """Where each row came from: ``description``, ``example``, ``labelled`` or ``offtopic``."""
+    """Where each row came from: ``description``, ``example``, ``labelled``, ``written``
+    (labelled routes written as training data) or ``offtopic``."""
     synthetic: list[tuple[tuple[int, ...], str]] = field(default_factory=list)
     """(source rows, joined text) of each synthetic cross-domain question."""
     skipped: int = 0
@@ -118,8 +123,9 @@ class TrainingSet:
         h = hashlib.sha256()
         for part in (embed_model, extra, "|".join(self.workers)):
             h.update(part.encode() + b"\0")
-        for text, labels in zip(self.texts, self.labels, strict=True):
-            h.update(text.encode() + b"\0" + ",".join(labels).encode() + b"\n")
+        for text, labels, source in zip(self.texts, self.labels, self.sources, strict=True):
+            h.update(text.encode() + b"\0" + ",".join(labels).encode() + b"\0")
+            h.update(source.encode() + b"\n")
         return h.hexdigest()[:32]
 
     def without(self, rows: Sequence[int]) -> tuple[TrainingSet, list[int]]:
@@ -172,7 +178,8 @@ def build_training_set(
         if not set(route.workers) <= known:
             ts.skipped += 1
         elif fresh(route.question):
-            ts.add(route.question, dict.fromkeys(route.workers), "labelled")
+            source = "written" if route.written else "labelled"
+            ts.add(route.question, dict.fromkeys(route.workers), source)
     if use_offtopic:
         for text in offtopic():
             if fresh(text):

@@ -46,6 +46,7 @@ from tandem.agents.router._model import (
     tune,
 )
 from tandem.agents.router._seed import seed_vectors, text_key
+from tandem.agents.router._shipped import shipped_model, shipped_path
 from tandem.agents.router._text import clause_spans, strip_lead
 from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
@@ -89,7 +90,9 @@ class FitInfo(BaseModel):
     tune_accuracy: float | None = None
     """Exact-route accuracy of the tuned thresholds, out of fold."""
     cached: bool = False
-    """Loaded from the on-disk cache (nothing was fitted)."""
+    """Loaded from the on-disk cache or the shipped fit (nothing was fitted)."""
+    shipped: bool = False
+    """Loaded from the fit shipped with tandem (the built-in workers, zero config)."""
     seconds: float = 0.0
     path: str | None = None
     """The cached model file."""
@@ -146,6 +149,7 @@ class LearnedRouter:
             holds them out); such a router's model is not cached on disk.
         tune_all: Tune the thresholds on every labelled row (cross-validation does, so
             each fold chooses its own); otherwise only when ``settings.train`` has enough.
+        use_shipped: Load the fit shipped with tandem when its key matches (:mod:`._shipped`).
     """
 
     def __init__(
@@ -158,8 +162,10 @@ class LearnedRouter:
         cache_dir: Path | None = None,
         exclude: Sequence[str] = (),
         tune_all: bool = False,
+        use_shipped: bool = True,
     ) -> None:
         self.workers = list(workers)
+        self.use_shipped = use_shipped
         self.exclude = list(exclude)
         self.tune_all = tune_all
         self._user_rows = 0
@@ -253,6 +259,20 @@ class LearnedRouter:
                         update={"seconds": time.perf_counter() - started}
                     )
                     return model
+        shipped = shipped_model(key) if self.use_shipped and not self.exclude else None
+        if shipped is not None and shipped[0].workers == ts.workers:
+            model, meta = shipped
+            self.model = model
+            self.fit_info = FitInfo.model_validate(
+                {
+                    **meta,
+                    "cached": True,
+                    "shipped": True,
+                    "path": str(shipped_path()),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            return model
         cache = _VectorCache(vec_path)
         for k, v in seed_vectors(self.embedder.ref).items():  # the bundled texts' vectors
             cache.vectors.setdefault(k, v)
@@ -279,7 +299,8 @@ class LearnedRouter:
             try:
                 for old in model_path.parent.glob("model-*.npz"):
                     old.unlink(missing_ok=True)
-                model.save(model_path, info.model_dump(exclude={"cached", "seconds", "path"}))
+                meta = info.model_dump(exclude={"cached", "shipped", "seconds", "path"})
+                model.save(model_path, {**meta, "key": key})
                 info.path = str(model_path)
             except OSError:
                 pass

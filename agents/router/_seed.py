@@ -9,14 +9,14 @@ your ``train`` rows). A text whose vector is not in the bundle is embedded as be
 bundle is ignored for every other embedding model.
 
 Regenerate the file after editing ``offtopic.txt``, the built-in workers' examples or
-their ``routing.jsonl`` (a fast test says so)::
+their ``routing.jsonl`` (a fast test says so); the command then writes the default
+router's shipped fit from these vectors too (:mod:`._shipped`)::
 
-    python -m tandem.agents.router._seed
+    python -m tandem.agents.router._regenerate
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tandem.agents.router._data import build_training_set, load_routes
+from tandem.agents.router._data import LabelledRoute, build_training_set, load_routes
 from tandem.agents.router._linear import Array
-from tandem.workers.builtin import routing_path
+from tandem.workers.builtin import routing_path, training_path
 from tandem.workers.builtin import specs as builtin_specs
 
-__all__ = ["SEED_MODEL", "seed_texts", "seed_vectors", "text_key"]
+__all__ = ["SEED_MODEL", "bundled_routes", "seed_path", "seed_texts", "seed_vectors", "text_key"]
 
 SEED_MODEL = "embedded:minilm"
 """The embedding model the bundled vectors come from."""
@@ -41,7 +41,7 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _path() -> Path:
+def seed_path() -> Path:
     return Path(str(resources.files("tandem.agents.router"))) / SEED_FILE
 
 
@@ -51,17 +51,23 @@ def seed_vectors(embed_model: str) -> dict[str, Array]:
     if embed_model != SEED_MODEL:
         return {}
     try:
-        with np.load(_path(), allow_pickle=False) as data:
+        with np.load(seed_path(), allow_pickle=False) as data:
             keys, vecs = data["keys"], data["vectors"]
     except (OSError, ValueError, KeyError):
         return {}
     return {str(k): np.asarray(v, dtype=np.float64) for k, v in zip(keys, vecs, strict=True)}
 
 
+def bundled_routes() -> list[LabelledRoute]:
+    """The built-in workers' labelled routes, as a zero-config start trains on them: the
+    routes written for training, then the labelled set."""
+    return [*load_routes(training_path(), written=True), *load_routes(routing_path())]
+
+
 def seed_texts() -> list[str]:
     """The bundled training texts: the built-in workers' profiles and labelled routes, and
     the off-topic questions (what :func:`~._data.build_training_set` draws from them)."""
-    return build_training_set(builtin_specs(), load_routes(routing_path())).texts
+    return build_training_set(builtin_specs(), bundled_routes()).texts
 
 
 def write(texts: Sequence[str], vectors: Array, path: Path) -> None:
@@ -70,16 +76,3 @@ def write(texts: Sequence[str], vectors: Array, path: Path) -> None:
     np.savez_compressed(
         path, keys=np.array([text_key(t) for t in texts]), vectors=unit.astype(np.float16)
     )
-
-
-async def _main() -> None:  # pragma: no cover - a maintenance command
-    from tandem.workers.backends import BackendSettings, make_backend
-
-    texts = seed_texts()
-    res = await make_backend(SEED_MODEL, BackendSettings()).embed(texts)
-    write(texts, np.asarray(res.vectors, dtype=np.float64), _path())
-    print(f"wrote {len(texts)} vectors to {_path()}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    asyncio.run(_main())

@@ -42,7 +42,7 @@ class RouterSettings(BaseModel):
     """When ``train`` has at least 30 rows, choose the thresholds below by 4-fold
     cross-validation on the labelled rows when fitting (cached with the model); otherwise
     they are used as given. ``tandem router eval --cv`` tunes inside every fold."""
-    multi_label: float = Field(default=0.8, ge=0, le=1)
+    multi_label: float = Field(default=0.7, ge=0, le=1)
     """A worker is chosen when its probability reaches this — several can be (a
     cross-domain question)."""
     clause: float = Field(default=0.5, ge=0, le=1)

@@ -184,7 +184,13 @@ def router_fit(
             }
             sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
             return
-        state = "loaded from cache" if info.cached else "fitted"
+        state = (
+            "shipped with tandem (zero config), loaded"
+            if info.shipped
+            else "loaded from cache"
+            if info.cached
+            else "fitted"
+        )
         console.print(
             f"router {state} in {info.seconds:.2f} s: {info.rows} texts ({info.labelled} "
             f"labelled, {info.synthetic} synthetic cross-domain) for "
@@ -207,7 +213,8 @@ def router_fit(
         pairs = ", ".join(f"{k} {v:g}" for k, v in info.thresholds.items())
         console.print(f"thresholds {how}: {pairs}", highlight=False)
         if info.path:
-            console.print(f"cached in {escape(info.path)}", style="dim", highlight=False)
+            where = "shipped fit" if info.shipped else "cached in"
+            console.print(f"{where} {escape(info.path)}", style="dim", highlight=False)
 
     run(go)
 
