@@ -91,15 +91,7 @@ def _seen(worker: str, instruction: str, passages: Sequence[Document]) -> SeenPa
     return SeenPassages(
         worker=worker,
         instruction=instruction,
-        passages=[
-            LearnedPassage(
-                source=str(d.metadata.get("source", "?")),
-                chunk=int(d.metadata.get("chunk", 0)),
-                text=d.page_content,
-                score=d.metadata.get("score"),
-            )
-            for d in passages
-        ],
+        passages=[LearnedPassage.of(d) for d in passages],
     )
 
 

@@ -196,15 +196,7 @@ class Learning:
             docs = await store.search(vector, spec.top_k)
         except Exception:
             return []
-        return [
-            LearnedPassage(
-                source=str(d.metadata.get("source", "?")),
-                chunk=int(d.metadata.get("chunk", 0)),
-                text=d.page_content,
-                score=d.metadata.get("score"),
-            )
-            for d in docs
-        ]
+        return [LearnedPassage.of(d) for d in docs]
 
     async def memory_route(self, vector: Any) -> tuple[str, str, float] | None:
         """The specialist whose answer memory holds a learned passage at least

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from tandem.workers.records import Citation
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
 
 __all__ = [
     "Candidate",
@@ -84,6 +87,16 @@ class LearnedPassage(BaseModel):
     chunk: int = 0
     text: str
     score: float | None = None
+
+    @classmethod
+    def of(cls, doc: Document) -> LearnedPassage:
+        """A retrieved document (its ``source``, ``chunk`` and ``score`` metadata)."""
+        return cls(
+            source=str(doc.metadata.get("source", "?")),
+            chunk=int(doc.metadata.get("chunk", 0)),
+            text=doc.page_content,
+            score=doc.metadata.get("score"),
+        )
 
 
 class Candidate(BaseModel):
