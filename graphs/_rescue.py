@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from tandem.agents.coverage import is_answer
+from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
 from tandem.graphs._stream import token_stream
@@ -23,9 +25,9 @@ from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import SeenPassages, TandemState
 from tandem.workers.errors import RunError
-from tandem.workers.records import Citation, WorkerResult
+from tandem.workers.records import CallRecord, Citation, WorkerResult
 
-__all__ = ["answers_escalations", "rescue"]
+__all__ = ["answers_escalations", "rescue", "rescue_parts"]
 
 _CITE = re.compile(r"\[S(\d+)\]")
 
@@ -37,6 +39,15 @@ def answers_escalations(rt: Runtime, policy: str) -> bool:
     if mode == "plan" or llm.where != "local":
         return False
     return mode == "answer" or llm.model.startswith("embedded:")
+
+
+def _cited(text: str, worker: str, passages: Sequence[Any]) -> list[Citation]:
+    found = sorted({int(n) for n in _CITE.findall(text) if 0 < int(n) <= len(passages)})
+    cites = [
+        Citation(worker=worker, source=passages[i - 1].source, chunk=passages[i - 1].chunk)
+        for i in found
+    ]
+    return list(dict.fromkeys(cites))
 
 
 def _passages(state: TandemState, attempt: WorkerResult) -> list[Any]:
@@ -86,18 +97,14 @@ async def rescue(
                 + ("the specialist's unverified answer is shown" if kept else "no answer")
             ],
         }
-    cited = sorted({int(n) for n in _CITE.findall(text) if 0 < int(n) <= len(passages)})
-    citations = [
-        Citation(worker=attempt.worker, source=passages[i - 1].source, chunk=passages[i - 1].chunk)
-        for i in cited
-    ]
+    citations = _cited(text, attempt.worker, passages)
     answer = WorkerResult(
         worker=attempt.worker,
         instruction=attempt.instruction,
         status="ok",
         answer=text,
         confidence=0.5,
-        citations=list(dict.fromkeys(citations)),
+        citations=citations,
         reason=f"{COVERED} from {attempt.worker}'s passages: its own answer was not reliable",
         grounded=bool(citations),
         model=sup.model,
@@ -111,3 +118,57 @@ async def rescue(
             "retrieved (no plan: [cascade] escalation)"
         ],
     }
+
+
+async def rescue_parts(
+    rt: Runtime,
+    sup: Supervisor,
+    state: TandemState,
+    parts: Sequence[WorkerResult],
+    *,
+    history: str = "",
+) -> tuple[list[WorkerResult], list[CallRecord], list[str]]:
+    """Planned parts a specialist answered "not covered" (or asked to escalate) although it
+    retrieved passages, answered by the (local) supervisor from those passages — one call
+    each, before the synthesis, so a part is not dropped only because a small model misread
+    its passages. Returns the new results, the calls and notes."""
+    added: list[WorkerResult] = []
+    calls: list[CallRecord] = []
+    notes: list[str] = []
+    for part in parts:
+        if part.status != "ok" or is_answer(part):
+            continue
+        passages = _passages(state, part)
+        if not passages:
+            continue
+        shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
+        try:
+            text, made = await within(
+                state.get("deadline"),
+                sup.answer_from(part.instruction, shown, history=history),
+                "the supervisor's answer",
+                rt,
+            )
+        except RunError as exc:
+            calls.append(sup.failed_record(exc, "answer"))
+            notes.append(f"could not ask the supervisor about '{part.worker}''s part: {exc}")
+            break
+        calls.extend(c.model_copy(update={"purpose": "rescue"}) for c in made)
+        added.append(
+            WorkerResult(
+                worker=part.worker,
+                instruction=part.instruction,
+                status="ok",
+                answer=text,
+                confidence=0.5,
+                citations=_cited(text, part.worker, passages),
+                reason=f"{COVERED} from {part.worker}'s passages: the specialist said it "
+                "was not covered",
+                model=sup.model,
+            )
+        )
+        notes.append(
+            f"'{part.worker}' found its part not covered; the supervisor answered it from the "
+            f"{len(passages)} passages it retrieved"
+        )
+    return added, calls, notes

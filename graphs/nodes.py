@@ -41,7 +41,7 @@ from tandem.graphs._guard import (
     thread_id,
     timed_detect,
 )
-from tandem.graphs._rescue import answers_escalations, rescue
+from tandem.graphs._rescue import answers_escalations, rescue, rescue_parts
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, kept_citations
 from tandem.graphs.cascade import decide, trusted_memory
@@ -267,10 +267,10 @@ class Nodes:
         if result.status == "failed":
             notes.append(f"worker '{subtask.worker}' failed: {result.reason}")
         update: dict[str, Any] = {"results": [result], "calls": run.calls, "notes": notes}
-        if self.rt.config.learning.record or direct:
-            # A learning record keeps what the worker saw; an escalated direct answer may be
-            # answered by the supervisor from the same passages (graphs/_rescue.py).
-            update["seen"] = [_seen(subtask.worker, subtask.instruction, run.passages)]
+        # What the worker saw: a learning record keeps it, and an escalated answer or a part
+        # said to be not covered may be answered by the supervisor from the same passages
+        # (graphs/_rescue.py).
+        update["seen"] = [_seen(subtask.worker, subtask.instruction, run.passages)]
         return update
 
     def after_worker(self, state: TandemState) -> str:
@@ -422,6 +422,9 @@ class Nodes:
             history=step.outbound(sup, "", history, ())[2],
             deadline=deadline,
         )
+        if down is None and answers_escalations(self.rt, state["guard"].policy):
+            rescued, made, said = await rescue_parts(self.rt, sup, state, planned, history=history)
+            added, calls, notes = [*added, *rescued], [*calls, *made], [*notes, *said]
         local = parts_in_order(steps, [*planned, *added])
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         # A remote supervisor synthesizes the other parts; local_only parts join here.

@@ -66,3 +66,46 @@ async def test_an_unreachable_supervisor_keeps_the_specialists_answer_and_says_s
 
     assert answer.text == "Maybe within a month?"
     assert any("the supervisor could not answer" in n for n in answer.notes)
+
+
+async def test_a_part_said_to_be_not_covered_is_answered_from_its_passages(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    rent = "Is an 8% rent increase allowed?"
+    credit = "How much is the Renters' Tax Credit?"
+    plan = {
+        "subtasks": [
+            {"worker": "tenancy", "instruction": rent},
+            {"worker": "finance", "instruction": credit},
+        ],
+        "rationale": "two parts",
+    }
+
+    def worker(body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        answer = "Not covered by the passages." if rent in prompt else "15% of the rent."
+        return json.dumps(
+            {"answer": answer, "confidence": 0.9, "citations": ["S1"], "needs_escalation": False}
+        )
+
+    fake_ollama.respond_with(MODEL, worker)
+    fake_openai.script(
+        plan,
+        "No: increases are capped at 5.5% a year [S1].",
+        "No, 8% is above the 5.5% cap; the credit is 15% of the rent.",
+    )
+    graph = make_graph(cascade={"escalation": "answer"})
+    query = (
+        "My landlord says my rent is going up by 8% — is that allowed? "
+        "And how much of my rent can I claim back through the Renters' Tax Credit?"
+    )
+    answer = (await graph.ainvoke({"query": query}))["answer"]
+    assert answer.route.kind == "plan"
+
+    purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
+    assert purposes == ["plan", "rescue", "synthesize"]
+    rescue_prompt = fake_openai.completions()[1]["messages"][-1]["content"]
+    assert '<passage id="S1"' in rescue_prompt and f"<query>{rent}</query>" in rescue_prompt
+    assert "5.5%" in answer.text and "15%" in answer.text
+    assert any("found its part not covered" in n for n in answer.notes)
+    assert answer.missing == []
