@@ -109,3 +109,15 @@ async def test_a_part_said_to_be_not_covered_is_answered_from_its_passages(
     assert "5.5%" in answer.text and "15%" in answer.text
     assert any("found its part not covered" in n for n in answer.notes)
     assert answer.missing == []
+
+
+async def test_memory_auto_keeps_the_supervisors_answer_from_the_passages(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    fake_ollama.script(MODEL, UNSURE)
+    fake_openai.script("Brightwater returns the deposit within 14 days [S1].")
+    graph = make_graph(cascade={"escalation": "answer"}, learning={"memory": "auto"})
+    answer = (await graph.ainvoke({"query": QUESTION}))["answer"]
+
+    assert answer.escalated and answer.learning.records
+    assert answer.learning.kept == answer.learning.records  # its checks passed: remembered

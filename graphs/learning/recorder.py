@@ -215,7 +215,7 @@ def checks(
     result = {
         "supervisor_answered": part.kind == "covered"
         or _synthesized(calls) is not None
-        or (part.kind == "unrouted" and _answered(calls)),
+        or (part.kind in ("unrouted", "escalated") and _answered(calls)),
         "no_budget_stop": not state.get("budget_stop"),
         "no_privacy_stop": not state.get("egress_denied") and not refused,
         "in_time": "deadline" not in notes,
