@@ -18,10 +18,11 @@ one that fails) the lexical ranking is used as it is.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from tandem.workers.backends import Backend
+from tandem.workers.backends import Backend, EmbedResult
 from tandem.workers.errors import RunError
 from tandem.workers.grounding import ask_sentences
 
@@ -49,9 +50,14 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 async def rank_ask_sentences(
-    embedder: Backend | None, question: str, passages: Sequence[str]
+    embedder: Backend | None,
+    question: str,
+    passages: Sequence[str],
+    *,
+    on_embed: Callable[[EmbedResult, float], None] | None = None,
 ) -> list[str]:
-    """The :data:`TOP` passage sentences most likely to hold the answer to ``question``."""
+    """The :data:`TOP` passage sentences most likely to hold the answer to ``question``
+    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger)."""
     pool = ask_sentences(question, passages, POOL)
     if embedder is None or embedder.where != "local" or len(pool) <= TOP:
         return pool[:TOP]
@@ -59,10 +65,13 @@ async def rank_ask_sentences(
     known = {t: _CACHE.get((embedder.ref, t)) for t in texts}
     missing = [t for t, v in known.items() if v is None]
     if missing:
+        started = time.perf_counter()
         try:
             result = await embedder.embed(missing)
         except (RunError, ValueError):
             return pool[:TOP]
+        if on_embed is not None:
+            on_embed(result, time.perf_counter() - started)
         if len(result.vectors) != len(missing):
             return pool[:TOP]
         for text, vector in zip(missing, result.vectors, strict=True):

@@ -23,7 +23,7 @@ from langchain_core.documents import Document
 from pydantic import ValidationError
 
 from tandem.workers.ask import rank_ask_sentences
-from tandem.workers.backends import Backend, ChatMessage, ChatResult, TokenCallback
+from tandem.workers.backends import Backend, ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
 from tandem.workers.memory import is_learned, memory_grounding, reconcile
@@ -265,7 +265,7 @@ class Worker:
             except (json.JSONDecodeError, ValidationError) as exc:
                 closed = close_truncated(res.content) if res.done_reason == "length" else None
                 if closed is not None:  # cut off by the cap: closed here, no second call
-                    ask = await self._ask(subtask, passages)
+                    ask = await self._ask(subtask, passages, run)
                     run.result = self._ok(subtask, closed, passages, note, res, ask, truncated=True)
                     return run
                 error = _describe(exc)
@@ -280,17 +280,38 @@ class Worker:
                 ]
                 continue
             repaired = purpose == "repair"
-            ask = await self._ask(subtask, passages)
+            ask = await self._ask(subtask, passages, run)
             run.result = self._ok(subtask, reply, passages, note, res, ask, repaired=repaired)
             return run
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
 
-    async def _ask(self, subtask: Subtask, passages: Sequence[Document]) -> tuple[list[str], float]:
-        """The passage sentences that answer the subtask's ask, and the seconds it took."""
+    async def _ask(
+        self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun
+    ) -> tuple[list[str], float]:
+        """The passage sentences that answer the subtask's ask, and the seconds it took (an
+        embedding call it makes is in the run's ledger, purpose ``signals``)."""
         started = time.perf_counter()
+        embedder = self.embedder
+
+        def record(emb: EmbedResult, seconds: float) -> None:
+            run.calls.append(
+                call_finished(
+                    CallRecord(
+                        role="embed",
+                        model=emb.model,
+                        where=embedder.where if embedder is not None else "local",
+                        tokens_in=emb.tokens_in,
+                        seconds=seconds,
+                        worker=self.spec.name,
+                        host=emb.host,
+                        purpose="signals",
+                    )
+                )
+            )
+
         found = await rank_ask_sentences(
-            self.embedder, subtask.instruction, [d.page_content for d in passages]
+            embedder, subtask.instruction, [d.page_content for d in passages], on_embed=record
         )
         return found, time.perf_counter() - started
 
