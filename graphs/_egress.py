@@ -19,12 +19,13 @@ from typing import Any
 
 from tandem.agents.privacy import EgressAudit, egress_log_path
 
-__all__ = ["egress_hook", "install_egress_hook"]
+__all__ = ["egress_hook", "install_egress_hook", "thread_id"]
 
 Done = Callable[[str, bool], None]
 
 
-def _thread_id() -> str | None:
+def thread_id() -> str | None:
+    """The thread of the run being executed (``None`` outside a run or without one)."""
     try:
         from langgraph.config import get_config
 
@@ -41,7 +42,7 @@ def egress_hook(
     path = egress_log_path(data_dir)
 
     def begin(model: str, host: str | None, purpose: str, payload: bytes) -> Done:
-        audit = EgressAudit(path, policy=policy, thread_id=_thread_id(), keep_payloads=False)
+        audit = EgressAudit(path, policy=policy, thread_id=thread_id(), keep_payloads=False)
         record = audit.begin(
             model=model,
             host=host,

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
-from langgraph.config import get_config
 from langgraph.types import interrupt
 
 from tandem.agents.cost import RunBudget
@@ -38,6 +37,7 @@ from tandem.agents.privacy.policy import (
     run_redactor,
 )
 from tandem.agents.supervisor import Supervisor
+from tandem.graphs._egress import thread_id
 from tandem.graphs.ledger import Ledger, build_ledger
 from tandem.graphs.runtime import Runtime
 from tandem.workers.records import WorkerResult
@@ -70,15 +70,6 @@ def private_workers(rt: Runtime) -> set[str]:
 def _local_llm(rt: Runtime) -> SupervisorLLM:
     llm = rt.local_supervisor().llm
     return NoEgressLLM(llm.model) if llm.where == "remote" else llm
-
-
-def thread_id() -> str | None:
-    """The thread of the run being executed (``None`` outside a run or without one)."""
-    try:
-        thread: str | None = get_config().get("configurable", {}).get("thread_id")
-    except Exception:  # outside a run
-        return None
-    return thread
 
 
 class StepGuard:

@@ -20,7 +20,7 @@ from tandem.agents.coverage import is_answer
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
-from tandem.graphs._stream import token_stream
+from tandem.graphs._stream import TokenStream, token_stream
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import SeenPassages, TandemState
@@ -58,6 +58,28 @@ def _passages(state: TandemState, attempt: WorkerResult) -> list[Any]:
     return []
 
 
+async def _from_passages(
+    rt: Runtime,
+    sup: Supervisor,
+    state: TandemState,
+    query: str,
+    passages: Sequence[Any],
+    *,
+    attempt: str = "",
+    history: str = "",
+    on_token: TokenStream | None = None,
+) -> tuple[str, list[CallRecord]]:
+    """The supervisor's answer to ``query`` from ``passages`` (cited ``[S1]`` …), within
+    the run's deadline. Raises :class:`RunError` when it cannot answer."""
+    shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
+    return await within(
+        state.get("deadline"),
+        sup.answer_from(query, shown, attempt=attempt, history=history, on_token=on_token),
+        "the supervisor's answer",
+        rt,
+    )
+
+
 async def rescue(
     rt: Runtime, state: TandemState, step: StepGuard, *, history: str = ""
 ) -> dict[str, Any]:
@@ -65,22 +87,19 @@ async def rescue(
     attempt = state["results"][-1]
     passages = _passages(state, attempt)
     sup = step.supervisor()
-    shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
     stream = token_stream(
         rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
     )
     try:
-        text, calls = await within(
-            state.get("deadline"),
-            sup.answer_from(
-                state["query"],
-                shown,
-                attempt=attempt.answer if attempt.status == "ok" else "",
-                history=history,
-                on_token=stream,
-            ),
-            "the supervisor's answer",
+        text, calls = await _from_passages(
             rt,
+            sup,
+            state,
+            state["query"],
+            passages,
+            attempt=attempt.answer if attempt.status == "ok" else "",
+            history=history,
+            on_token=stream,
         )
         if stream is not None:
             stream.flush()
@@ -141,13 +160,9 @@ async def rescue_parts(
         passages = _passages(state, part)
         if not passages:
             continue
-        shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
         try:
-            text, made = await within(
-                state.get("deadline"),
-                sup.answer_from(part.instruction, shown, history=history),
-                "the supervisor's answer",
-                rt,
+            text, made = await _from_passages(
+                rt, sup, state, part.instruction, passages, history=history
             )
         except RunError as exc:
             calls.append(sup.failed_record(exc, "answer"))

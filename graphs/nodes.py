@@ -309,10 +309,7 @@ class Nodes:
     def after_check(self, state: TandemState) -> str:
         if not state.get("escalated"):
             return "finish"
-        policy = state["guard"].policy
-        if answers_escalations(self.rt, policy) and not state.get("egress_denied"):
-            return "rescue"
-        return "plan"
+        return "rescue" if answers_escalations(self.rt, state["guard"].policy) else "plan"
 
     async def rescue(self, state: TandemState, step: StepGuard) -> dict[str, Any]:
         history = _history(state.get("messages") or [], remote=False)

@@ -187,18 +187,7 @@ class Worker:
                 emb = await with_retry(lambda: embedder.embed([subtask.instruction]), self.retry)
                 query_vector = emb.vectors[0]
                 run.calls.append(
-                    call_finished(
-                        CallRecord(
-                            role="embed",
-                            model=emb.model,
-                            where=embedder.where,
-                            tokens_in=emb.tokens_in,
-                            seconds=time.perf_counter() - started,
-                            worker=self.spec.name,
-                            host=emb.host,
-                            purpose="retrieve",
-                        )
-                    )
+                    self._embed_record(emb, embedder, time.perf_counter() - started, "retrieve")
                 )
             if self.memory_k:  # answer memory is looked up alongside the corpus, not after
                 docs, found = await asyncio.gather(
@@ -295,25 +284,30 @@ class Worker:
         embedder = self.embedder
 
         def record(emb: EmbedResult, seconds: float) -> None:
-            run.calls.append(
-                call_finished(
-                    CallRecord(
-                        role="embed",
-                        model=emb.model,
-                        where=embedder.where if embedder is not None else "local",
-                        tokens_in=emb.tokens_in,
-                        seconds=seconds,
-                        worker=self.spec.name,
-                        host=emb.host,
-                        purpose="signals",
-                    )
-                )
-            )
+            if embedder is not None:  # rank_ask_sentences embeds only with one
+                run.calls.append(self._embed_record(emb, embedder, seconds, "signals"))
 
         found = await rank_ask_sentences(
             embedder, subtask.instruction, [d.page_content for d in passages], on_embed=record
         )
         return found, time.perf_counter() - started
+
+    def _embed_record(
+        self, emb: EmbedResult, embedder: Backend, seconds: float, purpose: str
+    ) -> CallRecord:
+        """The ledger row of one embedding call made for this worker."""
+        return call_finished(
+            CallRecord(
+                role="embed",
+                model=emb.model,
+                where=embedder.where,
+                tokens_in=emb.tokens_in,
+                seconds=seconds,
+                worker=self.spec.name,
+                host=emb.host,
+                purpose=purpose,
+            )
+        )
 
     def _ok(
         self,
