@@ -13,7 +13,9 @@ Dataset format: JSON Lines, one object per question::
 * ``facts`` — reference facts; each must appear in the answer for the question to count
   as answered (:func:`fact_in`: the fact's words and numbers in order, case-insensitive;
   numbers by value — ``15%`` matches ``15.0 %``, ``VC 12,000`` matches ``VC 12000`` —
-  and whole tokens only: ``18%`` does not match ``118%``).
+  and whole tokens only: ``18%`` does not match ``118%``. A number with a unit also
+  counts when the answer states that number alone, as its one value: ``21`` for
+  ``21 days`` — not ``21 weeks``, ``2021`` or ``21`` among other numbers).
 
 * ``answerable`` (optional) — ``false`` for an in-domain question the specialist's
   corpus does not answer: its local answer counts as wrong (it should escalate).
@@ -183,28 +185,78 @@ def load_dataset(path: Path | str) -> list[EvalCase]:
 
 
 _TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+|[%£$€¥]")
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
+_CURRENCY = frozenset("£$€¥") | {"vc"}
+_MONTHS = frozenset(
+    "january february march april may june july august september october november december".split()
+)
 
 
 def _tokens(text: str) -> list[str]:
-    """Words (lower case), numbers by value (``12,000`` → ``12000``, ``15.0`` → ``15``) and
-    the symbols that carry meaning next to a number (``%``, currency signs)."""
+    """Words (lower case), numbers by value (``12,000`` → ``12000``, ``15.0`` → ``15``,
+    ``three`` → ``3``) and the symbols that carry meaning next to a number (``%``,
+    currency signs)."""
+    return [tok for tok, _ in _spans(text)]
+
+
+def _spans(text: str) -> list[tuple[str, int]]:
+    """:func:`_tokens` with the offset where each one ends in ``text``."""
     out = []
-    for tok in _TOKEN.findall(text.lower()):
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0).lower()
         if tok[0].isdigit():
             tok = format(Decimal(tok.replace(",", "")).normalize(), "f")
-        out.append(tok)
+        out.append((_NUMBER_WORDS.get(tok, tok), m.end()))
     return out
+
+
+def _is_number(tok: str) -> bool:
+    return tok[0].isdigit()
+
+
+def _bare_value(want: list[str], text: str) -> bool:
+    """Whether ``text`` states the number of a number-with-unit fact (``21 days``,
+    ``VC 900``, ``15%``) as its one value, without a unit: the text's only number is that
+    number, nothing follows it but punctuation (``21.`` — not ``21 weeks``, ``21%``,
+    ``21°C``, ``21-week``), and no currency precedes it (``$21`` for ``VC 21``). A number
+    after a label (``Section 8``, ``RT-2``) or in a date (``1 March``) is no quantity with
+    a unit: it must be stated in full."""
+    numbers = [i for i, t in enumerate(want) if _is_number(t)]
+    if len(numbers) != 1 or len(want) < 2 or any(t in _MONTHS for t in want):
+        return False
+    k = numbers[0]  # a unit follows the number, or a currency precedes it — not a label
+    if k > 1 or (k == 1 and want[0] not in _CURRENCY):  # ("Section 8", "RT-2")
+        return False
+    spans = _spans(text)
+    found = [i for i, (tok, _) in enumerate(spans) if _is_number(tok)]
+    if len(found) != 1 or spans[found[0]][0] != want[k]:
+        return False
+    i = found[0]
+    after = text[spans[i][1] :].lstrip(" \u00a0-\u2010\u2011\u2013")
+    if after and (after[0].isalnum() or after[0] in "%°£$€¥"):
+        return False
+    return i == 0 or spans[i - 1][0] not in _CURRENCY
 
 
 def fact_in(fact: str, text: str) -> bool:
     """Whether a reference fact is stated in ``text``: its tokens appear there in order and
-    next to each other (see :func:`_tokens`; punctuation and spacing do not matter)."""
+    next to each other (see :func:`_tokens`; punctuation and spacing do not matter) — or
+    the fact is a number with a unit and ``text`` states that number as its one value with
+    no unit (``21`` for ``21 days``; not ``21 weeks``, not ``2021``, not ``21`` among other
+    numbers: see :func:`_bare_value`)."""
     want = _tokens(fact)
     if not want:
         return False
     have = _tokens(text)
     n = len(want)
-    return any(have[i : i + n] == want for i in range(len(have) - n + 1))
+    if any(have[i : i + n] == want for i in range(len(have) - n + 1)):
+        return True
+    return _bare_value(want, text)
 
 
 def _percentile(values: Sequence[float], p: float) -> float:
