@@ -6,7 +6,10 @@ recomputes their signals with the product's code, labels them by fact matching a
 two logistic models with :func:`tandem.workers.calibration_fit.fit_calibration`:
 
 * ``bundled`` — :data:`BUNDLED_FEATURES`, for ``embedded:qwen2.5-coder-0.5b`` with
-  ``embedded:minilm``, ridge :data:`~tandem.workers.calibration_fit.DEFAULT_L2`;
+  ``embedded:minilm``, ridge :data:`~tandem.workers.calibration_fit.DEFAULT_L2` — the set
+  and ridge :func:`nested_choice` picks most often among :data:`CANDIDATES` (it prints
+  its choices and the AUROC of the choice made inside each outer fold: when the labels,
+  the signals or the answers change, set :data:`BUNDLED_FEATURES` to its choice);
 * ``generic`` — grounding and self-report only (no token log-probabilities or retrieval
   scores, whose scales belong to one model and one embedder), the fallback for any
   other model until ``tandem calibrate`` fits one. Its cross-validated figures are
@@ -30,7 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,10 +46,17 @@ from _common import HERE
 
 from tandem.workers.builtin import DEMO_MODEL
 from tandem.workers.calibration import prompt_fingerprint
-from tandem.workers.calibration_fit import fit_calibration
+from tandem.workers.calibration_fit import (
+    auroc,
+    cross_validated,
+    fit,
+    fit_calibration,
+    folds,
+    predict,
+)
 from tandem.workers.worker import RULES
 
-BUNDLED_FEATURES = [
+ROUND_TWO = [
     "logprob_mean",
     "logprob_min",
     "logprob_p10",
@@ -54,14 +67,48 @@ BUNDLED_FEATURES = [
     "not_covered",
     "unsupported_anywhere",
 ]
-"""The model's certainty, retrieval, and grounding: does the answer come from the passage
-sentences that match the question (``ask_support``), does it state the kind of quantity
-asked for, does it say "not covered", are its figures and names in any passage. Chosen in
-issue 15's second round (benchmarks/RESULTS.md §12): among eight candidate sets (all 16
-signals with and without the two new ones, log-probabilities and retrieval alone, this set;
-ridge 1 or 5), nested cross-validation chose this set in all 50 outer folds (5 seeds × 10),
-with ridge 5 in 45; the other signals (self-report, citations, length, overlap with the
-question) added nothing but variance on 168 answers."""
+"""The second round's set: the model's certainty, retrieval, and grounding — does the answer
+come from the passage sentences that match the question (``ask_support``), does it state
+the kind of quantity asked for, does it say "not covered", are its figures and names in
+any passage."""
+FIRST_ROUND = [
+    "logprob_mean",
+    "logprob_min",
+    "logprob_p10",
+    "retrieval_best",
+    "retrieval_margin",
+    "span_support",
+    "unsupported",
+    "unsupported_anywhere",
+    "has_spans",
+    "not_covered",
+    "no_citation",
+    "question_overlap",
+    "log_words",
+    "self_confidence",
+    "needs_escalation",
+    "cut_or_repaired",
+]
+"""The first round's features (every signal of issue 15's first round)."""
+_WITHOUT_KIND = [f for f in ROUND_TWO if f != "kind_missing"]
+CANDIDATES: dict[str, list[str]] = {
+    "round two": ROUND_TWO,
+    "round two without kind_missing": _WITHOUT_KIND,
+    "round two + self_confidence": [*ROUND_TWO, "self_confidence"],
+    "round two without kind_missing + self_confidence": [*_WITHOUT_KIND, "self_confidence"],
+    "first round": FIRST_ROUND,
+    "first round + ask_support, kind_missing": [*FIRST_ROUND, "ask_support", "kind_missing"],
+}
+"""The feature sets :func:`nested_choice` chooses among (each with every ridge in
+:data:`RIDGES`)."""
+RIDGES = (1.0, 5.0)
+BUNDLED_FEATURES = CANDIDATES["round two without kind_missing + self_confidence"]
+"""The shipped set: the one :func:`nested_choice` chose most often (benchmarks/RESULTS.md
+§12). Once fact matching counted a number stated without its unit (``30`` for ``30 days``)
+as right, ``kind_missing`` no longer helped — most of its gain had been the labeller's
+strictness — and the model's own confidence, worthless alone, adds a little beside the
+other signals. The gain over the second round's set is within the noise of 168 answers
+(see the notes of §12)."""
 GENERIC_FEATURES = [
     "ask_support",
     "kind_missing",
@@ -82,6 +129,47 @@ MIN_GENERIC_AUROC = 0.6
 """With ``--ship-generic``, the generic fit replaces the shipped fallback only when it
 predicts better than this."""
 TARGET = HERE.parent / "workers" / "builtin" / "calibration.json"
+
+
+def _matrix(rows: Sequence[dict[str, float | None]], features: Sequence[str]) -> list[list[float]]:
+    return [
+        [float("nan") if r.get(f) is None else float(r[f] or 0.0) for f in features] for r in rows
+    ]
+
+
+def nested_choice(
+    rows: Sequence[dict[str, float | None]], y: Sequence[int], seeds: Sequence[int] = range(5)
+) -> tuple[list[float], Counter[tuple[str, float]]]:
+    """Choose a feature set and ridge without scoring the choice on the answers it was made
+    on: in each of 10 outer folds (per seed) the candidate with the best 5-fold AUROC on the
+    other folds is fitted there and predicts the held-out fold. Returns the AUROC of those
+    held-out predictions per seed and how often each ``(candidate, ridge)`` was chosen."""
+    xs = {name: _matrix(rows, feats) for name, feats in CANDIDATES.items()}
+    chosen: Counter[tuple[str, float]] = Counter()
+    scores = []
+    for seed in seeds:
+        fold = folds(y, 10, seed)
+        p = [0.0] * len(y)
+        for f in range(10):
+            train = [i for i in range(len(y)) if fold[i] != f]
+            yt = [y[i] for i in train]
+            best = max(
+                (
+                    auroc(cross_validated([x[i] for i in train], yt, k=5, seed=seed + 1, l2=l2), yt)
+                    or 0.0,
+                    name,
+                    l2,
+                )
+                for name, x in xs.items()
+                for l2 in RIDGES
+            )
+            chosen[(best[1], best[2])] += 1
+            model = fit([xs[best[1]][i] for i in train], yt, best[2])
+            test = [i for i in range(len(y)) if fold[i] == f]
+            for i, pi in zip(test, predict(model, [xs[best[1]][i] for i in test]), strict=True):
+                p[i] = pi
+        scores.append(auroc(p, y) or 0.0)
+    return scores, chosen
 
 
 def main() -> None:
@@ -122,6 +210,12 @@ def main() -> None:
             + (f"p_correct ≥ {found[0]:.3f}, keeps {found[1]:.1%}" if found else "nothing kept")
         )
     print(f"wrote {args.out}")
+    scores, chosen = nested_choice(rows, y)
+    print(
+        f"nested CV, feature set and ridge chosen inside each outer fold: AUROC "
+        f"{statistics.mean(scores):.3f} ± {statistics.pstdev(scores):.3f}; chosen: "
+        + "; ".join(f"{n} (ridge {l2:g}) {c}×" for (n, l2), c in chosen.most_common())
+    )
 
 
 if __name__ == "__main__":

@@ -185,16 +185,13 @@ def load_dataset(path: Path | str) -> list[EvalCase]:
 
 
 _TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+|[%£$€¥]")
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
-    )
-}
-_CURRENCY = frozenset("£$€¥") | {"vc"}
-_MONTHS = frozenset(
-    "january february march april may june july august september october november december".split()
+_NUMBER_WORD_LIST = "zero one two three four five six seven eight nine ten eleven twelve"
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_NUMBER_WORD_LIST.split())}
+_MONTH_LIST = (
+    "january february march april may june july august september october november december"
 )
+_MONTHS = frozenset(_MONTH_LIST.split())
+_CURRENCY = frozenset("£$€¥") | {"vc"}
 
 
 def _tokens(text: str) -> list[str]:

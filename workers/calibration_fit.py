@@ -31,7 +31,7 @@ __all__ = [
 
 DEFAULT_L2 = 5.0
 """Ridge penalty on the standardised weights. Chosen by nested cross-validation on the
-shipped set (benchmarks/RESULTS.md §12: 45 of 50 outer folds' inner CV preferred 5 to 1 for the
+shipped set (benchmarks/RESULTS.md §12: 45 of 50 outer folds chose ridge 5 over 1 for the
 shipped features); a stronger pull towards the base rate also suits the smaller labelled
 sets ``tandem calibrate`` is given."""
 
