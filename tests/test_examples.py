@@ -76,7 +76,7 @@ def test_programmatic_example(tmp_path: Path) -> None:
     first, second = out.split("\nQ: ", 1)
     assert "14 days" in _answer(first)
     # Routed to the tenancy specialist; its answer may escalate to the supervisor (the
-    # shipped calibration of the 0.5B keeps ~2 % of answers local under the default risk target),
+    # shipped calibration of the 0.5B keeps ~7 % of answers local under the default risk target),
     # and the route line says so.
     route = _line(first, "route: ")
     assert route in ("route: direct ['tenancy']", "route: direct ['tenancy'] (escalated)")
