@@ -49,9 +49,6 @@ class LabelledRoute:
     written: bool = False
     """Written as training data (like a worker's examples): always trained on, never held
     out to tune the thresholds, which are chosen on questions as users ask them."""
-    weight: float = 1.0
-    """How much the row counts next to the other rows of its group (approved routing
-    feedback counts ``[learning] routing_weight`` times, see :meth:`TrainingSet.add`)."""
 
 
 def load_routes(path: Path, *, written: bool = False) -> list[LabelledRoute]:
@@ -94,16 +91,13 @@ class TrainingSet:
 
     ``texts[i]`` needs ``labels[i]`` (names of workers; empty: none). ``groups[i]`` is
     ``single``, ``cross`` or ``none``; each group gets the same total weight, and so do the
-    ``synthetic`` rows (indices into ``texts`` whose vectors are averaged). Within a group a
-    row counts ``weights[i]`` times as much as a row of weight 1.
+    ``synthetic`` rows (indices into ``texts`` whose vectors are averaged).
     """
 
     workers: list[str]
     texts: list[str] = field(default_factory=list)
     labels: list[tuple[str, ...]] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    """Per row: how many rows of weight 1 it counts for within its group."""
     sources: list[str] = field(default_factory=list)
     """Where each row came from: ``description``, ``example``, ``labelled``, ``written``
     (labelled routes written as training data) or ``offtopic``."""
@@ -112,13 +106,12 @@ class TrainingSet:
     skipped: int = 0
     """Labelled rows naming a worker that is not registered (not used)."""
 
-    def add(self, text: str, labels: Iterable[str], source: str, weight: float = 1.0) -> None:
+    def add(self, text: str, labels: Iterable[str], source: str) -> None:
         labels = tuple(labels)
         self.texts.append(text)
         self.labels.append(labels)
         self.groups.append("none" if not labels else "single" if len(labels) == 1 else "cross")
         self.sources.append(source)
-        self.weights.append(weight)
 
     @property
     def labelled(self) -> list[int]:
@@ -130,12 +123,8 @@ class TrainingSet:
         h = hashlib.sha256()
         for part in (embed_model, extra, "|".join(self.workers)):
             h.update(part.encode() + b"\0")
-        for text, labels, source, weight in zip(
-            self.texts, self.labels, self.sources, self.weights, strict=True
-        ):
+        for text, labels, source in zip(self.texts, self.labels, self.sources, strict=True):
             h.update(text.encode() + b"\0" + ",".join(labels).encode() + b"\0")
-            if weight != 1.0:  # rows of weight 1 hash as before (the shipped fit's key)
-                h.update(f"w{weight!r}".encode() + b"\0")
             h.update(source.encode() + b"\n")
         return h.hexdigest()[:32]
 
@@ -145,7 +134,7 @@ class TrainingSet:
         out = TrainingSet(list(self.workers), skipped=self.skipped)
         kept = [i for i in range(len(self.texts)) if i not in drop]
         for i in kept:
-            out.add(self.texts[i], self.labels[i], self.sources[i], self.weights[i])
+            out.add(self.texts[i], self.labels[i], self.sources[i])
         add_synthetic(out)
         return out, kept
 
@@ -190,7 +179,7 @@ def build_training_set(
             ts.skipped += 1
         elif fresh(route.question):
             source = "written" if route.written else "labelled"
-            ts.add(route.question, dict.fromkeys(route.workers), source, route.weight)
+            ts.add(route.question, dict.fromkeys(route.workers), source)
     if use_offtopic:
         for text in offtopic():
             if fresh(text):

@@ -151,7 +151,6 @@ class RouterModel:
         texts = list(ts.texts)
         labels = list(ts.labels)
         groups = list(ts.groups)
-        mult = list(ts.weights)
         dense = [np.asarray(vectors, dtype=np.float64)]
         if ts.synthetic:
             mean = np.stack([dense[0][list(src)].sum(axis=0) for src, _ in ts.synthetic])
@@ -160,7 +159,6 @@ class RouterModel:
                 texts.append(text)
                 labels.append(tuple(dict.fromkeys(ts.labels[i][0] for i in src)))
                 groups.append("synthetic")
-                mult.append(1.0)
         x = features(np.vstack(dense), texts, lex_weight)
         multi = np.zeros((len(texts), k))
         for r, labs in enumerate(labels):
@@ -171,10 +169,9 @@ class RouterModel:
         soft[count == 0, k] = 1.0
         soft[count > 0, :k] = multi[count > 0] / count[count > 0, None]
         g = np.asarray(groups)
-        m = np.asarray(mult, dtype=np.float64)
         weights = np.zeros(len(texts))
-        for name in set(groups):  # every group weighs the same in total; a row its share
-            weights[g == name] = m[g == name] / float(m[g == name].sum())
+        for name in set(groups):  # every group weighs the same in total
+            weights[g == name] = 1.0 / float((g == name).sum())
         softmax = fit_head(x, soft, weights, kind="softmax", l2=l2)
         sigmoid = fit_head(x, multi, weights, kind="sigmoid", l2=l2)
         return cls(ts.workers, softmax, sigmoid, thresholds, lex_weight)
