@@ -2,8 +2,10 @@
 
 For each paraphrase that made a supervisor request, one cause, checked in this order:
 
-* ``nothing kept in pass 1``: no learned passage came out of the first ask (it stayed
-  local, or its answer failed the keep checks, or it was kept for another specialist);
+* no learned passage came out of the first ask, because ``pass 1 stayed local`` (no
+  escalation to learn from), ``pass 1 supervisor alone, no specialist found`` (the router
+  found none, and none with the answer either: nothing recorded) or ``pass 1 not kept``
+  (recorded, but the answer failed the keep checks);
 * ``routed to the supervisor`` / ``planned`` / ``routed to another specialist``: the
   paraphrase did not reach the specialist holding the learned passage;
 * ``memory not retrieved``: it did, but the learned passage was not among what the
@@ -19,7 +21,9 @@ from collections.abc import Iterable
 from typing import Any
 
 CAUSES = (
-    "nothing kept in pass 1",
+    "pass 1 stayed local",
+    "pass 1 supervisor alone, no specialist found",
+    "pass 1 not kept",
     "routed to the supervisor",
     "planned",
     "routed to another specialist",
@@ -30,20 +34,30 @@ CAUSES = (
 
 
 def kept_sources(state: dict[str, Any], store: Any) -> dict[str, str]:
-    """The learned passages kept by a run: ``{"learned:<id>": worker}``."""
+    """The learned passages kept by a run: ``{"learned:<id>": worker}``; with nothing kept,
+    ``{"": how the run ended}`` (a cause above)."""
+    answer = state["answer"]
     out: dict[str, str] = {}
-    for rid in state["answer"].learning.kept:
+    for rid in answer.learning.kept:
         record = store.get(rid)
         if record is not None:
             out[f"learned:{rid}"] = record.worker
-    return out
+    if out:
+        return out
+    if not answer.ledger.totals.supervisor_calls:
+        return {"": "pass 1 stayed local"}
+    if answer.route.kind == "supervisor" and not answer.learning.records:
+        return {"": "pass 1 supervisor alone, no specialist found"}
+    return {"": "pass 1 not kept"}
 
 
-def cause(state: dict[str, Any], kept: dict[str, str]) -> str:
-    """Why a run that made supervisor requests did (see the module doc)."""
+def cause(state: dict[str, Any], first: dict[str, str]) -> str:
+    """Why a run that made supervisor requests did (``first``: :func:`kept_sources` of the
+    first ask; see the module doc)."""
     answer = state["answer"]
+    kept = {k: v for k, v in first.items() if k}
     if not kept:
-        return "nothing kept in pass 1"
+        return first.get("", "pass 1 not kept")
     route = answer.route
     if route.kind == "supervisor":
         return "routed to the supervisor"

@@ -37,7 +37,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _learning_why import cause, kept_sources, summary
 from _common import (
     CHAT_MODEL,
     BenchResult,
@@ -47,6 +46,7 @@ from _common import (
     load_jsonl,
     scratch,
 )
+from _learning_why import cause, kept_sources, summary
 
 from tandem.agents.router import RouteDecision
 from tandem.graphs import build_graph
@@ -175,7 +175,8 @@ async def _pass(
         out["recall"] += recall(answer.text, r["facts"])
         if key == "paraphrase" and len(openai.completions()) > asked:
             causes.append(cause(state, kept[i]))
-        kept[i].update(kept_sources(state, store))
+        if key == "question":
+            kept[i] = kept_sources(state, store)
     out["why"] = causes
     out["requests"] = len(openai.completions()) - before
     out["recall"] = round(out["recall"] / len(data), 3)
@@ -280,7 +281,8 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
             answer = state["answer"]
             if key == "paraphrase" and answer.ledger.totals.supervisor_calls:
                 res["why"].append(cause(state, kept[i]))
-            kept[i].update(kept_sources(state, rt.learning.store))
+            if key == "question":
+                kept[i] = kept_sources(state, rt.learning.store)
             res["requests"] += answer.ledger.totals.supervisor_calls
             res["escalated"] += answer.escalated
             res["records"] += len(answer.learning.records)
