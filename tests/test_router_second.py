@@ -32,7 +32,9 @@ def ollama() -> Any:
 
 
 def _stage(server: FakeOllama, timeout: float = 10.0) -> SecondStage:
-    backend = make_backend(f"ollama:{MODEL}", BackendSettings(ollama=OllamaSettings(host=server.url)))
+    backend = make_backend(
+        f"ollama:{MODEL}", BackendSettings(ollama=OllamaSettings(host=server.url))
+    )
     return SecondStage(backend, builtin_specs(), timeout)
 
 
