@@ -69,10 +69,11 @@ class RouterSettings(BaseModel):
     schema, when the learned router is unsure (see ``second_stage_band``). A model whose
     endpoint is not local is refused at start-up. Off by default: on the bundled labelled
     set it did not route better than the fast router (``benchmarks/RESULTS.md`` §4)."""
-    second_stage_band: float = Field(default=0.6, ge=0)
+    second_stage_band: float = Field(default=0.44, ge=0)
     """A question goes to the second stage when a worker's probability or its
-    none-probability lies within this many log-odds of the threshold that decides it;
-    chosen by cross-validation so that at most ~10 % of the bundled set's questions go."""
+    none-probability lies within this many log-odds of the threshold that decides it. The
+    default sends 9 % of the bundled labelled set's questions, scored out of fold (4-fold
+    CV, default thresholds); ``tandem``'s benchmark chooses it inside every fold."""
     second_stage_timeout: float = Field(default=20.0, gt=0)
     """Seconds the second stage may take; then the fast decision stands (with a note)."""
     max_workers: int = Field(default=3, ge=1, le=16)
