@@ -178,3 +178,30 @@ def test_cross_validation_reports_both_decisions(ollama: FakeOllama, tmp_path: P
     assert all(r.stage == "fast" and r.second_ms is None for r in report.rows if r.fast is None)
     assert len(ollama.chat_requests(MODEL)) == len(asked)
     assert np.isfinite(report.overall.accuracy)
+
+
+def test_router_eval_reports_the_second_stage(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tandem.agents.shell.cli import app
+    from tandem.workers.builtin import routing_path
+    from tandem.workers.testing import FakeOpenAI, fake_config_toml
+
+    data = tmp_path / "routes.jsonl"
+    data.write_text("\n".join(routing_path().read_text().splitlines()[::12]) + "\n")  # 21 rows
+    router = {"second_stage": f"ollama:{MODEL}", "second_stage_band": 1e6}  # every one grey
+    with (
+        FakeOllama(chat_models=("qwen2.5:1.5b", MODEL), embed_models=("nomic-embed-text",)) as ol,
+        FakeOpenAI() as oa,
+    ):
+        ol.respond_with(MODEL, lambda body: '{"workers": ["none"]}')
+        config = tmp_path / "tandem.toml"
+        config.write_text(fake_config_toml(ol, oa, tmp_path / "data", router=router))
+        result = CliRunner().invoke(
+            app, ["router", "eval", str(data), "--config", str(config)], catch_exceptions=False
+        )
+        assert len(ol.chat_requests(MODEL)) == 21
+    out = result.output
+    assert "second stage: 21 of 21 questions (100.0%)" in out, out
+    none = sum('expected_workers": []' in line for line in data.read_text().splitlines())
+    assert f"the router now for {none}" in out  # "none" was right for the out-of-scope rows
