@@ -68,6 +68,22 @@ def grey_band(scored: Sequence[Scored], th: Thresholds, share: float) -> float:
     return float(g[min(n, len(g) - 1)]) if n < len(g) else float(g[-1]) + 1e-9
 
 
+def _shots(workers: Sequence[WorkerSpec]) -> str:
+    """Worked examples from the workers' own ``examples``: one question each, two of them
+    joined (several specialists) and a general question (none)."""
+    have = [w for w in workers if w.examples]
+    if not have:
+        return ""
+    rows = [(w.examples[0], [w.name]) for w in have]
+    if len(have) >= 2:
+        a, b = have[0], have[1]
+        second = b.examples[-1]
+        rows.append((f"{a.examples[-1]} And {second[0].lower()}{second[1:]}", [a.name, b.name]))
+    rows.append(("What is the capital of Australia?", [NONE]))
+    shown = "\n".join(f"{q} -> {json.dumps({'workers': names})}" for q, names in rows)
+    return "\nExamples:\n" + shown
+
+
 def reply_schema(names: Sequence[str]) -> dict[str, Any]:
     """JSON schema of the reply: a non-empty list of worker names (or ``"none"``)."""
     return {
@@ -106,17 +122,25 @@ class SecondStage:
         timeout: Seconds before the fast decision is kept.
     """
 
-    def __init__(self, backend: Backend, workers: Sequence[WorkerSpec], timeout: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        workers: Sequence[WorkerSpec],
+        timeout: float,
+        *,
+        examples: bool = False,
+    ) -> None:
         self.backend = backend
         self.names = [w.name for w in workers]
         self.timeout = timeout
+        self.examples = examples
         lines = "\n".join(f"- {w.name}: {' '.join(w.description.split())}" for w in workers)
-        self.system = SYSTEM.format(workers=lines)
+        self.system = SYSTEM.format(workers=lines) + (_shots(workers) if examples else "")
         self.schema = reply_schema(self.names)
 
     def with_workers(self, workers: Sequence[WorkerSpec]) -> SecondStage:
         """The same model asked about another list of workers."""
-        return SecondStage(self.backend, workers, self.timeout)
+        return SecondStage(self.backend, workers, self.timeout, examples=self.examples)
 
     def parse(self, content: str) -> list[str]:
         """The chosen workers from a reply, in reply order (``[]`` for none).
