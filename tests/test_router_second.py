@@ -71,7 +71,10 @@ def test_a_grey_question_is_decided_by_the_local_model(ollama: FakeOllama, tmp_p
     ]
     assert sent["options"]["temperature"] == 0
     assert sent["messages"][-1]["content"] == QUESTION
-    assert "- finance: Personal finance and tax" in sent["messages"][0]["content"]
+    system = sent["messages"][0]["content"]
+    assert "- finance: Personal finance and tax" in system
+    assert 'How much deposit can my landlord ask for? -> {"workers": ["tenancy"]}' in system
+    assert '-> {"workers": ["none"]}' in system and '["tenancy", "finance"]}' in system
     route = [c for c in calls if c.role == "worker"]
     assert len(route) == 1 and route[0].purpose == "route" and route[0].where == "local"
 
