@@ -67,8 +67,9 @@ class RouterSettings(BaseModel):
     """``off``, or a *local* chat model (``embedded:qwen2.5-coder-0.5b``,
     ``ollama:qwen2.5:1.5b`` on this machine …) asked to choose the workers, with a JSON
     schema, when the learned router is unsure (see ``second_stage_band``). A model whose
-    endpoint is not local is refused at start-up. Off by default: on the bundled labelled
-    set it did not route better than the fast router (``benchmarks/RESULTS.md`` §4)."""
+    endpoint is not local is refused at start-up. Off by default: held out on the bundled
+    labelled set, the 0.5B routed worse than the fast router and the 1.5B gained 2 of 245
+    questions but lost cross-domain recall (``benchmarks/RESULTS.md`` §4)."""
     second_stage_band: float = Field(default=0.44, ge=0)
     """A question goes to the second stage when a worker's probability or its
     none-probability lies within this many log-odds of the threshold that decides it. The
