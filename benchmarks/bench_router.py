@@ -12,6 +12,11 @@ single-domain, cross-domain and out-of-scope) in one process:
   so no question is scored by a router that saw it.
 * **keyword** — content-word overlap with each worker's description and examples.
 
+The learned router's optional **second stage** (``[router] second_stage``) is measured on the
+same folds: each fold chooses its grey band on its training folds' out-of-fold scores (at
+most :data:`SECOND_SHARE` of them go to the second stage), then the bundled local models
+(:data:`SECOND_MODELS`) choose the specialists of that fold's grey questions.
+
 A decision is correct when its set of specialists equals the label: one worker (direct),
 several (plan) or none (the supervisor answers alone). Latency is one routing decision
 including the query's embedding.
@@ -33,6 +38,7 @@ from tandem.agents.router import (
     Router,
     RouterEvalReport,
     RouterSettings,
+    SecondStage,
     evaluate_router,
     load_routes,
 )
@@ -50,6 +56,18 @@ PROBE = "Can my landlord keep my deposit?"
 OLD_EMBED = "embedded:qwen2.5-coder-0.5b"
 NEW_EMBED = "embedded:minilm"
 LABELS = ["tenancy", "finance", "health", "cross", "none"]
+SECOND_MODELS = [
+    m.strip()
+    for m in os.environ.get(
+        "BENCH_ROUTER_SECOND", "embedded:qwen2.5-coder-0.5b,embedded:qwen2.5-coder-1.5b"
+    ).split(",")
+    if m.strip()
+]
+"""Local models tried as the second stage (``BENCH_ROUTER_SECOND``; empty: none)."""
+SECOND_SHARE = 0.09
+"""Share of the training folds' questions the grey band may send to the second stage (so
+that the held-out share stays within the issue's 10 %)."""
+SECOND_TIMEOUT = 60.0
 
 
 def keyword_router(specs: Sequence[WorkerSpec]) -> Callable[[str], list[str]]:
@@ -182,10 +200,97 @@ def _matrix(title: str, confusion: list[list[int]]) -> tuple[str, list[str], lis
     )
 
 
+def _second_table(
+    learned: RouterEvalReport, seconds: Sequence[tuple[str, RouterEvalReport]]
+) -> tuple[list[list[str]], list[str]]:
+    """Rows of the second-stage table (the fast router alone first, from the same runs) and
+    notes on what the second stage changed."""
+    rows = [
+        [
+            f"learned alone ({FOLDS}-fold CV)",
+            f"{learned.overall.accuracy:.1%}",
+            f"{learned.overall.cross_recall:.1%}",
+            f"{learned.overall.none_precision:.1%}",
+            "0",
+            "–",
+            "–",
+            "–",
+        ]
+    ]
+    notes = []
+    for ref, rep in seconds:
+        asked = [r for r in rep.rows if r.fast is not None]
+        fast_rows = [
+            r.model_copy(update={"chosen": r.fast, "correct": set(r.fast) == set(r.expected)})
+            if r.fast is not None
+            else r
+            for r in rep.rows
+        ]
+        fast = metrics(fast_rows)
+        ms = [r.second_ms for r in asked if r.second_ms is not None]
+        before = sum(set(r.fast or []) == set(r.expected) for r in asked)
+        after = sum(r.correct for r in asked)
+        failed = [r for r in asked if r.stage != "second"]
+        m = rep.overall
+        rows.append(
+            [
+                f"learned + {ref}",
+                f"{m.accuracy:.1%} (alone {fast.accuracy:.1%})",
+                f"{m.cross_recall:.1%} ({fast.cross_recall:.1%})",
+                f"{m.none_precision:.1%} ({fast.none_precision:.1%})",
+                f"{len(asked)}/{len(rep.rows)} = {len(asked) / len(rep.rows):.1%}",
+                f"{median(ms):.0f} ms" if ms else "–",
+                f"{pct(ms, 95):.0f} ms" if ms else "–",
+                f"{before}/{len(asked)} → {after}/{len(asked)}",
+            ]
+        )
+        changed = "; ".join(
+            f"{','.join(r.expected) or 'none'}: {','.join(r.fast or []) or 'none'} → "
+            f"{','.join(r.chosen) or 'none'}{' ✓' if r.correct else ''}"
+            for r in asked
+            if set(r.fast or []) != set(r.chosen)
+        )
+        notes.append(
+            f"Second stage {ref}: asked for {len(asked)} of {len(rep.rows)} held-out questions "
+            f"(grey band chosen per fold on its training folds, ≤ {SECOND_SHARE:.0%} of them), "
+            f"exact {fast.accuracy:.1%} → {m.accuracy:.1%} "
+            f"({m.accuracy - fast.accuracy:+.1%}); on the grey questions the fast router was "
+            f"right for {before}, the second stage for {after}; replies not used (malformed or "
+            f"timed out): {len(failed)}; decisions it changed (label: fast → second): "
+            f"{changed or 'none'}."
+        )
+    if not seconds:
+        notes.append("Second stage: not measured (BENCH_ROUTER_SECOND empty).")
+    return rows, notes
+
+
 def run() -> BenchResult:
     data = load_routes(DATA / "routing_eval.jsonl")
     specs = builtin_specs()
     counts = {lab: sum(label_of(r.workers) == lab for r in data) for lab in LABELS}
+
+    async def second_stage() -> list[tuple[str, RouterEvalReport]]:
+        out = []
+        for ref in SECOND_MODELS:
+            stage = SecondStage(_backend(ref), specs, SECOND_TIMEOUT)
+            await stage.ask(PROBE)  # load the model: its latency is not a decision's
+            out.append(
+                (
+                    ref,
+                    await evaluate_router(
+                        specs,
+                        _backend(NEW_EMBED),
+                        RouterSettings(),
+                        data,
+                        folds=FOLDS,
+                        routes=builtin_routes(specs),
+                        cache_dir=scratch("tandem-bench-router-cv2-"),
+                        second=stage,
+                        second_share=SECOND_SHARE,
+                    ),
+                )
+            )
+        return out
 
     async def measure() -> tuple[RouterEvalReport, RouterEvalReport, Timing]:
         timing = await _learned_timing(specs, [r.question for r in data])  # a cold MiniLM first
@@ -207,6 +312,8 @@ def run() -> BenchResult:
         return learned, old, timing
 
     learned, old, timing = asyncio.run(measure())
+    seconds = asyncio.run(second_stage())
+    second_rows, second_notes = _second_table(learned, seconds)
     cold, fit, warm = median(timing.cold), median(timing.fit), median(timing.warm)
     p50, p95 = median(timing.p50), median(timing.p95)
 
@@ -329,6 +436,20 @@ def run() -> BenchResult:
                 ["router", "p50", "p95", "2nd stage", "start-up"],
                 latency,
             ),
+            (
+                "Second stage (local model on the grey-zone questions, same 5 folds)",
+                [
+                    "router",
+                    "exact",
+                    "cross",
+                    "none prec",
+                    "2nd-stage share",
+                    "2nd p50",
+                    "2nd p95",
+                    "grey: fast right → 2nd",
+                ],
+                second_rows,
+            ),
             _matrix("old router", _remap(old)),
             _matrix(f"learned router ({FOLDS}-fold CV)", _remap(learned)),
             _matrix("keyword overlap", _confusion(kw_rows)),
@@ -361,7 +482,7 @@ def run() -> BenchResult:
             + ", ".join(f"{x * 1000:.0f}" for x in timing.warm)
             + " ms. The old router (one pass) starts by loading the 0.5B model and embedding "
             "the profiles.",
-            "No second (small-model) stage exists: every decision is the learned model's.",
+            *second_notes,
             f"Old router: {old.overall.accuracy:.1%} exact; keyword: {kw.accuracy:.1%}; "
             f"learned − old = {m.accuracy - old.overall.accuracy:+.1%}.",
             f"Learned router, misrouted ({len(learned.misrouted)}): {misrouted}",

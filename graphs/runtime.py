@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 
 from tandem.agents.llm import BackendLLM, LangChainLLM, LiteLLM, SupervisorLLM
 from tandem.agents.privacy.endpoints import EndpointClass, classify_endpoint
-from tandem.agents.router import LabelledRoute, Router, load_routes
+from tandem.agents.router import LabelledRoute, Router, SecondStage, load_routes
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._egress import egress_hook, install_egress_hook
 from tandem.graphs.cascade import WorkerCascade, resolve
@@ -227,6 +227,7 @@ class Runtime:
             cfg.router,
             routes=routes,
             cache_dir=cfg.data_dir / "cache",
+            second=self.second_stage(specs),
         )
         if supervisor is None:
             llm = make_supervisor_llm(
@@ -300,6 +301,39 @@ class Runtime:
             install_egress_hook(backend, egress_hook(cfg.data_dir, policy, worker))
             return endpoint
         raise ConfigError(f"{role} ({ref}) is remote: {endpoint.reason}; {why}", hint=fix)
+
+    def second_stage(self, specs: Sequence[WorkerSpec]) -> SecondStage | None:
+        """The router's second stage (``[router] second_stage``), or ``None`` when off.
+
+        Raises:
+            ConfigError: The model is not local (it would receive every grey-zone question,
+                whatever the privacy policy: the second stage is never a remote model), or
+                the router is not the learned one.
+        """
+        cfg = self.config
+        ref = cfg.router.second_stage
+        if ref == "off":
+            return None
+        key = "router.second_stage"
+        if cfg.router.kind != "learned":
+            raise ConfigError(
+                f"{key} needs the learned router (kind = '{cfg.router.kind}')",
+                file=cfg.source,
+                hint='set [router] kind = "learned" or second_stage = "off"',
+            )
+        check_embedded_name(ref, key=key, file=cfg.source, chat=True)
+        backend = make_backend(ref, self.backend_settings)
+        endpoint = backend_endpoint(ref, backend, cfg.trusted_hosts())
+        if not endpoint.local:
+            raise ConfigError(
+                f"{key} ({ref}) is remote: {endpoint.reason}; the router's second stage only "
+                "ever asks a model on this machine",
+                file=cfg.source,
+                hint="name a bundled model (embedded:qwen2.5-coder-0.5b) or one served on this "
+                'machine, list the host in [privacy] trusted_hosts if it is yours, or set "off"',
+            )
+        self.endpoints["router second stage"] = endpoint
+        return SecondStage(backend, specs, cfg.router.second_stage_timeout)
 
     def router_training(
         self, *, feedback: bool = True
@@ -519,6 +553,7 @@ def embedded_models(runtime: Runtime) -> list[str]:
     """Names of the bundled models this runtime will load (to prepare them up front)."""
     cfg = runtime.config
     refs = [s.model for s in runtime.specs.values()] + [cfg.router.embed_model]
+    refs += [cfg.router.second_stage] if cfg.router.second_stage != "off" else []
     names = [r.removeprefix("embedded:") for r in refs if r.startswith("embedded:")]
     for llm in (runtime.supervisor.llm, *([runtime._local.llm] if runtime._local else [])):
         if llm.model.startswith("embedded:"):

@@ -21,6 +21,7 @@ from pathlib import Path
 from tandem.agents.router._centroid import CentroidRouter, split_parts
 from tandem.agents.router._data import LabelledRoute, load_routes
 from tandem.agents.router._learned import FitInfo, LearnedRouter
+from tandem.agents.router._second import SecondStage
 from tandem.agents.router.evaluate import RouterEvalReport, evaluate_router
 from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
@@ -36,6 +37,7 @@ __all__ = [
     "Router",
     "RouterEvalReport",
     "RouterSettings",
+    "SecondStage",
     "evaluate_router",
     "load_routes",
     "split_parts",
@@ -53,6 +55,7 @@ class Router:
         cache_dir: Directory for the on-disk caches (fitted model, embeddings).
         cache_path: Centroid router: its profile-embedding cache file (default: in
             ``cache_dir``).
+        second: Learned router: the second stage for grey-zone questions (``None``: off).
     """
 
     def __init__(
@@ -64,7 +67,9 @@ class Router:
         routes: Sequence[LabelledRoute] = (),
         cache_dir: Path | None = None,
         cache_path: Path | None = None,
+        second: SecondStage | None = None,
     ) -> None:
+        self.second = second
         self.workers = list(workers)
         self.embedder = embedder
         self.settings = settings
@@ -77,7 +82,7 @@ class Router:
             self.centroid = CentroidRouter(workers, embedder, settings, cache_path=cache_path)
         else:
             self.learned = LearnedRouter(
-                workers, embedder, settings, routes=routes, cache_dir=cache_dir
+                workers, embedder, settings, routes=routes, cache_dir=cache_dir, second=second
             )
 
     def refit(
@@ -102,6 +107,7 @@ class Router:
             self.settings,
             routes=old.routes if routes is None else routes,
             cache_dir=old.cache_dir,
+            second=None if self.second is None else self.second.with_workers(workers),
         )
         if self._refit is not None:
             self._refit.cancel()

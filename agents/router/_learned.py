@@ -19,10 +19,11 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from tandem.agents.router._data import (
@@ -45,6 +46,7 @@ from tandem.agents.router._model import (
     Thresholds,
     tune,
 )
+from tandem.agents.router._second import SecondStage, StageReply, grey_score
 from tandem.agents.router._seed import seed_vectors, text_key
 from tandem.agents.router._shipped import shipped_model, shipped_path
 from tandem.agents.router._text import clause_spans, strip_lead
@@ -150,6 +152,7 @@ class LearnedRouter:
         tune_all: Tune the thresholds on every labelled row (cross-validation does, so
             each fold chooses its own); otherwise only when ``settings.train`` has enough.
         use_shipped: Load the fit shipped with tandem when its key matches (:mod:`._shipped`).
+        second: The second stage asked about grey-zone questions (``None``: off).
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class LearnedRouter:
         exclude: Sequence[str] = (),
         tune_all: bool = False,
         use_shipped: bool = True,
+        second: SecondStage | None = None,
     ) -> None:
         self.workers = list(workers)
         self.use_shipped = use_shipped
@@ -174,6 +178,12 @@ class LearnedRouter:
         self.routes = list(routes)
         self.cache_dir = cache_dir
         self.model: RouterModel | None = None
+        self.second = second
+        self.band = settings.second_stage_band
+        """Grey-zone band of the second stage (:func:`~._second.grey_score` below it)."""
+        self.oof: tuple[list[Scored], NDArray[np.bool_]] | None = None
+        """After a fit that tuned its thresholds: the labelled rows scored out of fold and
+        the workers each needs (the second stage's grey zone is chosen on them)."""
         self.fit_info = FitInfo()
         """How the model was obtained (after :meth:`fit`)."""
 
@@ -345,7 +355,8 @@ class LearnedRouter:
                     vecs = np.vstack([vecs, clause_vecs[o : o + len(clause_texts[i])]])
                 scored.append(model.score(ts.texts[i], vecs))
                 truth.append([w in ts.labels[i] for w in ts.workers])
-        return tune(scored, np.array(truth, dtype=bool), start)
+        self.oof = (scored, np.array(truth, dtype=bool))
+        return tune(scored, self.oof[1], start)
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -388,7 +399,53 @@ class LearnedRouter:
         scored, vector = await self.score(query, calls)
         model = self.model
         assert model is not None  # fitted by score()
-        return explain(model, scored, model.choose(scored), self.settings.max_workers), vector
+        choice = model.choose(scored)
+        decision = explain(model, scored, choice, self.settings.max_workers)
+        if self.second is None:
+            return decision, vector
+        grey = grey_score(scored, model.thresholds)
+        if grey >= self.band:
+            return decision, vector
+        reply = await self.second.ask(query)
+        if calls is not None and reply.call is not None:
+            calls.append(reply.call)
+        return second_decision(model, scored, choice, decision, reply, grey, self.band), vector
+
+
+def second_decision(
+    model: RouterModel,
+    s: Scored,
+    fast: Choice,
+    decision: RouteDecision,
+    reply: StageReply,
+    grey: float,
+    band: float,
+) -> RouteDecision:
+    """The decision for a grey-zone question after the second stage: its choice (with the
+    fast router's probabilities and clause parts), or — when it failed — the fast decision
+    with a note."""
+    unsure = f"the fast router was unsure (margin {grey:.2f} < {band:.2f} log-odds)"
+    common = {
+        "second_stage": reply.note,
+        "second_stage_ms": round(reply.ms, 1),
+        "fast_workers": list(decision.workers),
+    }
+    if reply.workers is None:
+        return decision.model_copy(
+            update={**common, "reason": f"{decision.reason}; {unsure}, {reply.note}: kept"}
+        )
+    index = {n: k for k, n in enumerate(model.workers)}
+    picked = [index[w] for w in reply.workers]
+    order = [k for k in fast.workers if k in picked] + [k for k in picked if k not in fast.workers]
+    choice = replace(fast, workers=order, split=fast.split and set(order) == set(fast.workers))
+    out = explain(model, s, choice)
+    return out.model_copy(
+        update={
+            **common,
+            "stage": "second",
+            "reason": f"second stage: {reply.note} ({unsure}; it had: {decision.reason})",
+        }
+    )
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from tandem.agents.router._centroid import CentroidRouter
 from tandem.agents.router._data import LabelledRoute, stratified_folds, stratum
 from tandem.agents.router._learned import LearnedRouter
+from tandem.agents.router._second import SecondStage, grey_band
 from tandem.agents.router._text import normalize
 from tandem.agents.router.settings import RouteDecision, RouterSettings
 from tandem.workers.backends import Backend
@@ -47,6 +48,13 @@ class EvalRow(BaseModel):
     none_probability: float | None = None
     reason: str = ""
     ms: float = 0.0
+    fast: list[str] | None = None
+    """With a second stage: the fast router's choice when the question was grey (the
+    second stage was asked); ``None`` otherwise."""
+    second_ms: float | None = None
+    """How long the second stage took on this question."""
+    stage: str = "fast"
+    """Who decided: ``fast`` or ``second``."""
 
 
 class ClassMetrics(BaseModel):
@@ -132,6 +140,9 @@ def _row(route: LabelledRoute, decision: RouteDecision, fold: int, ms: float) ->
         none_probability=decision.none_probability,
         reason=decision.reason,
         ms=ms,
+        fast=decision.fast_workers,
+        second_ms=decision.second_stage_ms,
+        stage=decision.stage,
     )
 
 
@@ -161,6 +172,8 @@ async def evaluate_router(
     routes: Sequence[LabelledRoute] = (),
     cache_dir: Path | None = None,
     seed: int = 0,
+    second: SecondStage | None = None,
+    second_share: float | None = None,
 ) -> RouterEvalReport:
     """Score a router on labelled routes, optionally with k-fold cross-validation.
 
@@ -173,6 +186,10 @@ async def evaluate_router(
         routes: Labelled routes the router trains on besides ``settings.train``.
         cache_dir: Embedding cache for training texts (decisions always embed afresh).
         seed: Seed of the fold assignment.
+        second: The learned router's second stage for grey-zone questions (``None``: off).
+        second_share: With folds and ``second``: choose each fold's grey band on its
+            training folds' out-of-fold scores so that at most this share goes to the second
+            stage (``None``: ``settings.second_stage_band``).
 
     Raises:
         RunError: The embedding backend failed.
@@ -205,9 +222,12 @@ async def evaluate_router(
                 cache_dir=cache_dir,
                 exclude=[r.question for r in test] if k > 1 else (),
                 tune_all=k > 1,
+                second=second,
             )
             started = time.perf_counter()
-            await router.fit()
+            model = await router.fit()
+            if second is not None and second_share is not None and router.oof is not None:
+                router.band = grey_band(router.oof[0], model.thresholds, second_share)
             if k == 1:
                 trained = {normalize(t) for t in router.training_set().texts}
                 overlap = sum(normalize(r.question) in trained for r in test)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tandem.workers.modelref import parse_model_ref
 
 __all__ = ["RouteDecision", "RoutePart", "RouterSettings"]
 
@@ -61,6 +63,20 @@ class RouterSettings(BaseModel):
     max_none: float = Field(default=0.7, ge=0, le=1)
     """… and the question's none-probability is below this; otherwise no specialist fits
     and the supervisor answers alone (1.0: never decide "none" this way)."""
+    second_stage: str = "off"
+    """``off``, or a *local* chat model (``embedded:qwen2.5-coder-0.5b``,
+    ``ollama:qwen2.5:1.5b`` on this machine …) asked to choose the workers, with a JSON
+    schema, when the learned router is unsure (see ``second_stage_band``). A model whose
+    endpoint is not local is refused at start-up. Off by default: held out on the bundled
+    labelled set, the 0.5B routed worse than the fast router and the 1.5B gained 2 of 245
+    questions but lost cross-domain recall (``benchmarks/RESULTS.md`` §4)."""
+    second_stage_band: float = Field(default=0.44, ge=0)
+    """A question goes to the second stage when a worker's probability or its
+    none-probability lies within this many log-odds of the threshold that decides it. The
+    default sends 9 % of the bundled labelled set's questions, scored out of fold (4-fold
+    CV, default thresholds); ``tandem``'s benchmark chooses it inside every fold."""
+    second_stage_timeout: float = Field(default=20.0, gt=0)
+    """Seconds the second stage may take; then the fast decision stands (with a note)."""
     max_workers: int = Field(default=3, ge=1, le=16)
     """At most this many workers in a routed plan."""
     min_score: float = Field(default=0.125, ge=-1, le=1)
@@ -72,6 +88,14 @@ class RouterSettings(BaseModel):
     part_min_score: float | None = 0.1
     """``centroid`` only: score a part of a multi-part query needs to count (``None`` =
     ``min_score``)."""
+
+    @field_validator("second_stage")
+    @classmethod
+    def _check_second_stage(cls, value: str) -> str:
+        value = value.strip()
+        if value != "off":
+            parse_model_ref(value)  # a ValueError names the accepted forms
+        return value
 
 
 class RoutePart(BaseModel):
@@ -109,3 +133,12 @@ class RouteDecision(BaseModel):
     own, with its own text (a plan can be built from ``parts`` directly)."""
     reason: str = ""
     """Why, in one sentence."""
+    stage: Literal["fast", "second"] = "fast"
+    """Who decided: the learned router (``fast``) or the local model of its second stage."""
+    second_stage: str | None = None
+    """When the second stage was asked (a grey-zone question): what it chose, or why its
+    answer was not used (the fast decision then stands)."""
+    second_stage_ms: float | None = None
+    """How long the second stage took."""
+    fast_workers: list[str] | None = None
+    """When the second stage was asked: the workers the fast router had chosen."""

@@ -82,6 +82,17 @@ def render_router_report(out: Console, report: RouterEvalReport, *, show: int = 
         f" (incl. embedding){fit}{extra}",
         highlight=False,
     )
+    asked = [r for r in report.rows if r.fast is not None]
+    if asked:
+        ms = sorted(r.second_ms or 0.0 for r in asked)
+        right = sum(set(r.fast or []) == set(r.expected) for r in asked)
+        out.print(
+            f"second stage: {len(asked)} of {o.n} questions ({len(asked) / o.n:.1%}), p50 "
+            f"{ms[len(ms) // 2]:.0f} ms, p95 {ms[min(len(ms) - 1, int(0.95 * len(ms)))]:.0f} ms;"
+            f" on them the fast router was right for {right}, the router now for "
+            f"{sum(r.correct for r in asked)}",
+            highlight=False,
+        )
     wrong = report.misrouted
     if wrong and show:
         out.print(f"[bold]misrouted[/] ({len(wrong)}):", highlight=False)
@@ -125,7 +136,8 @@ def router_eval(
     ] = False,
 ) -> None:
     """Accuracy (exact specialists and route kind), recall per class, confusion matrix and
-    decision latency of the router on labelled questions."""
+    decision latency of the router on labelled questions; with ``[router] second_stage``,
+    how often it was asked, how long it took and what it changed."""
     if cv == 1:
         raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--cv")
     if kind not in (None, "learned", "centroid"):
@@ -140,8 +152,9 @@ def router_eval(
         if kind is not None:
             chosen: Literal["learned", "centroid"] = "centroid" if kind == "centroid" else "learned"
             settings = settings.model_copy(update={"kind": chosen})
-        prepare_models(rt, quiet=as_json, only=[settings.embed_model])
+        prepare_models(rt, quiet=as_json, only=[settings.embed_model, settings.second_stage])
         specs, routes = rt.router_training(feedback=feedback)
+        second = rt.router.second if settings.kind == "learned" else None
         if not as_json:
             err.print(f"evaluating on {len(data)} questions …", highlight=False)
         report = await evaluate_router(
@@ -152,6 +165,7 @@ def router_eval(
             folds=cv,
             routes=routes,
             cache_dir=rt.config.data_dir / "cache",
+            second=None if second is None else second.with_workers(specs),
         )
         if as_json:
             sys.stdout.write(json.dumps(report.model_dump(), ensure_ascii=False) + "\n")

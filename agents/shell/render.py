@@ -251,6 +251,9 @@ def answer_json(answer: Answer) -> dict[str, Any]:
             "none_probability": answer.route.none_probability,
             "parts": [p.model_dump() for p in answer.route.parts],
             "split": answer.route.split,
+            "stage": answer.route.stage,
+            "second_stage": answer.route.second_stage,
+            "fast_workers": answer.route.fast_workers,
         },
         "escalated": answer.escalated,
         "worker_results": [
