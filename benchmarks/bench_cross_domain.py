@@ -7,7 +7,8 @@ the route, who planned, the facts found in the answer (case-insensitive, as
 ``tandem eval``), whether each part is addressed (at least one of its facts present), the
 supervisor's calls and tokens, and the wall time. ``BENCH_CROSS_LIMIT`` = N questions
 (default all), after skipping the first ``BENCH_CROSS_SKIP`` (default 0: a held-out slice
-for checking a change tuned on the first questions); rows are appended to ``results/crossdomain_rows.jsonl`` as they finish.
+for checking a change tuned on the first questions); rows are appended to
+``results/crossdomain_rows.jsonl`` as they finish.
 """
 
 from __future__ import annotations

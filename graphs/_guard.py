@@ -200,15 +200,14 @@ def final_text(rt: Runtime, state: Mapping[str, Any]) -> str:
 
 def run_ledger(rt: Runtime, state: Mapping[str, Any]) -> Ledger:
     """The run's ledger: calls, egress records, and the all-supervisor counterfactual."""
-    plan = state.get("plan")
-    planned = plan is not None and state.get("phase") == "planned"
+    plan = state.get("plan") if state.get("phase") == "planned" else None
     return build_ledger(
         state.get("calls") or [],
         egress=state.get("egress") or [],
         supervisor_model=rt.supervisor.llm.model,
         prices=rt.config.cost.prices,
-        planned_by=plan.source if planned else None,
-        plan_rationale=plan.rationale if planned else "",
+        planned_by=plan.source if plan is not None else None,
+        plan_rationale=plan.rationale if plan is not None else "",
     )
 
 

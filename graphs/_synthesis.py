@@ -33,8 +33,9 @@ from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._stream import TokenStream
 from tandem.graphs.learning.recorder import COVERED
+from tandem.graphs.learning.records import LearnedPassage
 from tandem.graphs.runtime import Runtime
-from tandem.graphs.state import LearnedPassage, SeenPassages, TandemState
+from tandem.graphs.state import SeenPassages, TandemState
 from tandem.workers.records import CallRecord, Citation, WorkerResult
 
 __all__ = ["Synthesis", "cited", "in_context", "kept_citations", "seen_passages"]
