@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting, with_context
 from tandem.agents.planner import PlannerSettings, router_plan, synthesis_style
 from tandem.agents.router import RouteDecision, RoutePart, Router, RouterSettings
+from tandem.agents.router._learned import explain
+from tandem.agents.router._model import Choice, Scored, Thresholds
 from tandem.graphs.testing import ScriptedSupervisor
 from tandem.workers.backends import BackendSettings, make_backend
 from tandem.workers.builtin import specs as builtin_specs
@@ -461,3 +465,79 @@ async def test_a_planned_answer_cites_only_the_answers_it_kept(
     by_worker = {r.worker: r for r in answer.worker_results}
     assert by_worker["finance"].citations  # the unsure part cited passages …
     assert answer.citations and {c.worker for c in answer.citations} == {"tenancy"}  # … not kept
+
+
+# -- the router's fill, on hand-made scores ------------------------------------------------
+
+
+def _scored(text: str, clauses: list[str], probs: list[list[float]], asks: list[bool]) -> Any:
+    spans, at = [], 0
+    for c in clauses:
+        at = text.index(c, at)
+        spans.append((at, at + len(c)))
+        at += len(c)
+    return Scored(
+        text,
+        np.array([0.95, 0.9, 0.05]),  # tenancy, finance, health: the whole question
+        np.array([0.5, 0.45, 0.04, 0.01]),
+        spans,
+        np.array(probs),
+        asks,
+    )
+
+
+def _explain(scored: Any, clause_workers: list[int | None], chosen: list[int]) -> RouteDecision:
+    model = SimpleNamespace(
+        workers=["tenancy", "finance", "health"],
+        thresholds=Thresholds(0.7, 0.5, 1.0, 0.5, 0.05, 0.7),
+    )
+    conf = [0.9 if w is not None else 0.0 for w in clause_workers]
+    choice = Choice(chosen, clause_workers, conf, split=False, via_clauses=False)
+    return explain(model, scored, choice)  # type: ignore[arg-type]
+
+
+def test_a_missed_specialist_takes_the_asking_clause_it_scores_highest_on() -> None:
+    text = "My landlord kept my deposit. How much can I deduct, and how long do I keep receipts?"
+    clauses = [
+        "My landlord kept my deposit.",
+        "How much can I deduct",
+        "how long do I keep receipts?",
+    ]
+    probs = [[0.9, 0.05, 0.03, 0.02], [0.4, 0.58, 0.01, 0.01], [0.01, 0.97, 0.01, 0.01]]
+    # The rule matched both questions to finance; tenancy is chosen by the whole question.
+    decision = _explain(_scored(text, clauses, probs, [False, True, True]), [None, 1, 1], [0, 1])
+
+    assert decision.filled and not decision.split
+    assert [(p.worker, p.by, p.text) for p in decision.parts] == [
+        ("tenancy", "best clause", "My landlord kept my deposit. How much can I deduct"),
+        ("finance", "clause", "how long do I keep receipts?"),
+    ]  # the telling clause joins the part after it; tenancy's score on the clause: 0.40
+    assert decision.parts[0].probability == 0.4
+
+
+def test_a_missed_specialist_with_no_clause_to_spare_is_asked_the_whole_question() -> None:
+    text = "What is the deposit cap, and what is the ibuprofen dose?"
+    clauses = ["What is the deposit cap", "what is the ibuprofen dose?"]
+    probs = [[0.9, 0.05, 0.03, 0.02], [0.01, 0.02, 0.96, 0.01]]
+    decision = _explain(_scored(text, clauses, probs, [True, True]), [0, 2], [0, 2, 1])
+
+    assert decision.filled
+    assert [(p.worker, p.by) for p in decision.parts] == [
+        ("tenancy", "clause"),
+        ("health", "clause"),
+        ("finance", "question"),
+    ]
+    assert decision.parts[-1].text == text
+    assert "finance (the whole question)" in decision.reason
+    plan = router_plan(decision, decision.workers, PlannerSettings(), 4)
+    assert plan is not None and plan.subtasks[-1].instruction == text
+
+
+def test_no_clause_about_any_specialist_leaves_the_plan_to_the_supervisor() -> None:
+    text = "Is that right, and is it fair?"
+    clauses = ["Is that right", "is it fair?"]
+    probs = [[0.1, 0.1, 0.0, 0.8], [0.1, 0.1, 0.0, 0.8]]
+    decision = _explain(_scored(text, clauses, probs, [True, True]), [None, None], [0, 1])
+
+    assert decision.kind == "plan" and not decision.filled and not decision.parts
+    assert router_plan(decision, decision.workers, PlannerSettings(), 4) is None
