@@ -8,6 +8,8 @@ do the kept answers really rest on? No model calls.
 * :func:`supporting` — of the passages a worker cited, those that contain its answer's
   facts (a small model tends to cite every passage it was shown).
 * :func:`structured_answer` — one paragraph per part plus a joint conclusion.
+* :func:`with_context` — a bare figure ("15%", "105") with the passage sentence that
+  states it, so the part reads as an answer and keeps its conditions.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections.abc import Sequence
 
 from tandem.agents.supervisor import PlanStep
+from tandem.workers.grounding import sentences
 from tandem.workers.records import WorkerResult
 
 __all__ = [
@@ -28,7 +31,11 @@ __all__ = [
     "parts_in_order",
     "structured_answer",
     "supporting",
+    "with_context",
 ]
+
+TERSE_WORDS = 4
+"""An answer of at most this many words with a figure in it is a bare figure."""
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{4,}")
@@ -217,3 +224,27 @@ def checked_conclusion(conclusion: str, results: Sequence[WorkerResult], query: 
     supervisor's invented figure must not sit next to the specialists' real ones."""
     known = numbers(query).union(*(numbers(r.answer) for r in results))
     return conclusion if numbers(conclusion) <= known else ""
+
+
+def with_context(result: WorkerResult, passages: Sequence[str]) -> WorkerResult:
+    """``result`` with its bare figure ("15%", "105", "28": at most :data:`TERSE_WORDS`
+    words, a number the question does not hold) followed by the passage sentence that
+    states that figure and shares the most words with the question ("15%: The credit is
+    15% of the rent paid …, capped at VC 1,000 …"). Unchanged when no sentence states it,
+    or shares no word with the question (``passages`` in preference order)."""
+    answer = result.answer.strip()
+    if not is_answer(result) or len(answer.split()) > TERSE_WORDS:
+        return result
+    figures = numbers(answer) - numbers(result.instruction)
+    if not figures:
+        return result
+    asked = {w.lower() for w in _WORD.findall(result.instruction)} - _STOP
+    best, best_overlap = "", 0
+    for sentence in (s for p in passages for s in sentences(p)):
+        if figures <= numbers(sentence):
+            overlap = len(asked & {w.lower() for w in _WORD.findall(sentence)})
+            if overlap > best_overlap:
+                best, best_overlap = sentence, overlap
+    if not best:
+        return result
+    return result.model_copy(update={"answer": f"{answer.rstrip('.')}: {best}"})

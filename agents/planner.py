@@ -4,9 +4,13 @@ When the router split a question into parts and matched every part to a speciali
 confidence (:attr:`~tandem.agents.router.RouteDecision.parts` with
 :attr:`~tandem.agents.router.RouteDecision.split` set), the plan is built from
 those parts directly — one subtask per part, the part's own words as the instruction —
-and the supervisor's planning call is skipped. It still plans when the decomposition is
-unclear (a part without a specialist, an escalated direct answer, ``mode = "supervisor"``)
-and it always synthesizes.
+and the supervisor's planning call is skipped. So it is when the router chose a specialist
+by the whole question's probability but matched no clause to it and gave it its best
+clause or the whole question (:attr:`~tandem.agents.router.RouteDecision.filled`). The
+supervisor still plans when the decomposition is unclear — no clause of the question is
+about any specialist (the router gave no parts), a part without a specialist, a chosen
+specialist without a part, an escalated direct answer, ``mode = "supervisor"`` — and it
+always synthesizes.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ def router_plan(
         settings: The ``[planner]`` settings.
         max_subtasks: Upper bound on subtasks (a longer split is left to the supervisor).
     """
-    if settings.mode != "auto" or route.kind != "plan" or not route.split or not route.parts:
+    if settings.mode != "auto" or route.kind != "plan" or not route.parts:
+        return None
+    if not (route.split or route.filled):
         return None
     parts = route.parts
     if len(parts) > max_subtasks or any(
@@ -75,10 +81,13 @@ def router_plan(
     if {p.worker for p in parts} < set(route.workers):
         return None  # a chosen specialist has no part of its own: the split is incomplete
     steps = [PlanStep(worker=str(p.worker), instruction=p.text.strip()) for p in parts]
+    how = {"clause": "", "best clause": " (its best clause)", "question": " (the whole question)"}
     return Plan(
         subtasks=steps,
         rationale="built by the router from the question's parts: "
-        + "; ".join(f"{s.worker} ← {s.instruction!r}" for s in steps),
+        + "; ".join(
+            f"{s.worker}{how[p.by]} ← {s.instruction!r}" for s, p in zip(steps, parts, strict=True)
+        ),
         source="router",
     )
 

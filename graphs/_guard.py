@@ -200,14 +200,14 @@ def final_text(rt: Runtime, state: Mapping[str, Any]) -> str:
 
 def run_ledger(rt: Runtime, state: Mapping[str, Any]) -> Ledger:
     """The run's ledger: calls, egress records, and the all-supervisor counterfactual."""
-    plan = state.get("plan")
-    planned_by = plan.source if plan is not None and state.get("phase") == "planned" else None
+    plan = state.get("plan") if state.get("phase") == "planned" else None
     return build_ledger(
         state.get("calls") or [],
         egress=state.get("egress") or [],
         supervisor_model=rt.supervisor.llm.model,
         prices=rt.config.cost.prices,
-        planned_by=planned_by,
+        planned_by=plan.source if plan is not None else None,
+        plan_rationale=plan.rationale if plan is not None else "",
     )
 
 

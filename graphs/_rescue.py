@@ -16,20 +16,27 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import is_answer
+from tandem.agents.coverage import is_answer, supporting
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
 from tandem.graphs._stream import TokenStream, token_stream
+from tandem.graphs._synthesis import seen_passages
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.runtime import Runtime
-from tandem.graphs.state import SeenPassages, TandemState
+from tandem.graphs.state import TandemState
 from tandem.workers.errors import RunError
 from tandem.workers.records import CallRecord, Citation, WorkerResult
 
 __all__ = ["answers_escalations", "rescue", "rescue_parts"]
 
 _CITE = re.compile(r"\[S(\d+)\]")
+_MARKS = re.compile(r"\s*\[S\d+\](?:\s*,?\s*\[S\d+\])*")
+_NOT_ANSWERED = re.compile(
+    r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
+    r"(?:know|answer|find)|no information)",
+    re.I,
+)
 
 
 def answers_escalations(rt: Runtime, policy: str) -> bool:
@@ -41,21 +48,18 @@ def answers_escalations(rt: Runtime, policy: str) -> bool:
     return mode == "answer" or llm.model.startswith("embedded:")
 
 
-def _cited(text: str, worker: str, passages: Sequence[Any]) -> list[Citation]:
+def _cited(text: str, worker: str, passages: Sequence[Any], question: str = "") -> list[Citation]:
+    """The passages ``text`` cites as ``[S1]`` …; when it cites none (the 1.5B often
+    leaves the markers out) but answers, those holding its key facts
+    (:func:`~tandem.agents.coverage.supporting`), so its document is cited."""
     found = sorted({int(n) for n in _CITE.findall(text) if 0 < int(n) <= len(passages)})
+    if not found and passages and not _NOT_ANSWERED.match(text):
+        found = [i + 1 for i in supporting(text, [p.text for p in passages], question)]
     cites = [
         Citation(worker=worker, source=passages[i - 1].source, chunk=passages[i - 1].chunk)
         for i in found
     ]
     return list(dict.fromkeys(cites))
-
-
-def _passages(state: TandemState, attempt: WorkerResult) -> list[Any]:
-    seen: Sequence[SeenPassages] = state.get("seen") or []
-    for s in reversed(seen):
-        if s.worker == attempt.worker and s.instruction == attempt.instruction:
-            return list(s.passages)
-    return []
 
 
 async def _from_passages(
@@ -85,7 +89,7 @@ async def rescue(
 ) -> dict[str, Any]:
     """The supervisor's answer to an escalated direct question (see the module doc)."""
     attempt = state["results"][-1]
-    passages = _passages(state, attempt)
+    passages = seen_passages(state, attempt)
     sup = step.supervisor()
     stream = token_stream(
         rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
@@ -116,7 +120,7 @@ async def rescue(
                 + ("the specialist's unverified answer is shown" if kept else "no answer")
             ],
         }
-    citations = _cited(text, attempt.worker, passages)
+    citations = _cited(text, attempt.worker, passages, state["query"])
     answer = WorkerResult(
         worker=attempt.worker,
         instruction=attempt.instruction,
@@ -157,7 +161,7 @@ async def rescue_parts(
     for part in parts:
         if part.status != "ok" or is_answer(part):
             continue
-        passages = _passages(state, part)
+        passages = seen_passages(state, part)
         if not passages:
             continue
         try:
@@ -169,16 +173,20 @@ async def rescue_parts(
             notes.append(f"could not ask the supervisor about '{part.worker}''s part: {exc}")
             break
         calls.extend(c.model_copy(update={"purpose": "rescue"}) for c in made)
+        citations = _cited(text, part.worker, passages, part.instruction)
         added.append(
             WorkerResult(
                 worker=part.worker,
                 instruction=part.instruction,
                 status="ok",
-                answer=text,
+                # The part is shown as one paragraph of the answer, attributed to its
+                # specialist; its passages are the answer's citations, not "[S2]" marks.
+                answer=_MARKS.sub("", text).strip(),
                 confidence=0.5,
-                citations=_cited(text, part.worker, passages),
+                citations=citations,
                 reason=f"{COVERED} from {part.worker}'s passages: the specialist said it "
                 "was not covered",
+                grounded=bool(citations),
                 model=sup.model,
             )
         )

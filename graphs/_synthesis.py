@@ -6,6 +6,8 @@
   once more or added from the specialist's answer).
 * :func:`cited` — a worker result citing only the passages that state its answer.
 * :func:`kept_citations` — the citations of the answers the final text kept.
+* :func:`seen_passages` / :func:`in_context` — the passages a part's specialist saw, and
+  the parts with a bare figure given the passage sentence that states it.
 
 The coverage checks themselves are local text checks: :mod:`tandem.agents.coverage`.
 """
@@ -25,16 +27,40 @@ from tandem.agents.coverage import (
     parts_in_order,
     structured_answer,
     supporting,
+    with_context,
 )
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._stream import TokenStream
 from tandem.graphs.learning.recorder import COVERED
+from tandem.graphs.learning.records import LearnedPassage
 from tandem.graphs.runtime import Runtime
-from tandem.graphs.state import TandemState
+from tandem.graphs.state import SeenPassages, TandemState
 from tandem.workers.records import CallRecord, Citation, WorkerResult
 
-__all__ = ["Synthesis", "cited", "kept_citations"]
+__all__ = ["Synthesis", "cited", "in_context", "kept_citations", "seen_passages"]
+
+
+def seen_passages(state: TandemState, result: WorkerResult) -> list[LearnedPassage]:
+    """The passages ``result``'s specialist saw for its subtask (the latest time)."""
+    seen: Sequence[SeenPassages] = state.get("seen") or []
+    for s in reversed(seen):
+        if s.worker == result.worker and s.instruction == result.instruction:
+            return list(s.passages)
+    return []
+
+
+def in_context(state: TandemState, results: Sequence[WorkerResult]) -> list[WorkerResult]:
+    """The parts, a bare figure ("15%") followed by the sentence of its specialist's
+    passages (cited ones first) that states it (:func:`~tandem.agents.coverage.with_context`):
+    the 0.5B often answers with the figure alone, dropping its unit and conditions."""
+    out = []
+    for r in results:
+        passages = seen_passages(state, r)
+        cited = {(c.source, c.chunk) for c in r.citations}
+        passages.sort(key=lambda p: (p.source, p.chunk) not in cited)
+        out.append(with_context(r, [p.text for p in passages]))
+    return out
 
 
 def cited(result: WorkerResult, passages: Sequence[Document]) -> WorkerResult:

@@ -104,6 +104,9 @@ class Ledger(BaseModel):
     planned_by: Literal["router", "supervisor"] | None = None
     """Who planned the run: the router (from the question's parts, no planning call) or the
     supervisor; ``None`` when nothing was planned."""
+    plan_rationale: str = ""
+    """The plan's rationale, when planned: for a router-built plan, each specialist's part
+    and how it got it (a clause matched to it, its best clause, or the whole question)."""
 
 
 def build_ledger(
@@ -113,6 +116,7 @@ def build_ledger(
     supervisor_model: str | None = None,
     prices: Mapping[str, ModelPrice] | None = None,
     planned_by: Literal["router", "supervisor"] | None = None,
+    plan_rationale: str = "",
 ) -> Ledger:
     """Compute totals for ``calls``.
 
@@ -123,6 +127,7 @@ def build_ledger(
             call's tokens (embeddings excluded) at this model's price.
         prices: Custom prices (``[cost.prices]``), winning over litellm's.
         planned_by: Who planned the run, if it was planned.
+        plan_rationale: The plan's rationale, if it was planned.
     """
     rows = list(calls)
     t = LedgerTotals(
@@ -161,6 +166,7 @@ def build_ledger(
         egress=summarize_egress(egress),
         supervisor_model=supervisor_model or "",
         planned_by=planned_by,
+        plan_rationale=plan_rationale,
     )
 
 

@@ -43,7 +43,7 @@ from tandem.graphs._guard import (
 )
 from tandem.graphs._rescue import answers_escalations, rescue, rescue_parts
 from tandem.graphs._stream import answer_sink, emit, token_stream
-from tandem.graphs._synthesis import Synthesis, cited, kept_citations
+from tandem.graphs._synthesis import Synthesis, cited, in_context, kept_citations
 from tandem.graphs.cascade import decide, trusted_memory
 from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.runtime import Runtime, empty_workers
@@ -423,6 +423,8 @@ class Nodes:
             rescued, made, said = await rescue_parts(self.rt, sup, state, planned, history=history)
             added, calls, notes = [*added, *rescued], [*calls, *made], [*notes, *said]
         local = parts_in_order(steps, [*planned, *added])
+        if not remote:  # passage sentences stay on this machine
+            local = in_context(state, local)
         update: dict[str, Any] = {"results": added, "calls": calls, "notes": notes}
         # A remote supervisor synthesizes the other parts; local_only parts join here.
         kept = [r for r in local if r.worker in private]

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
-from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting
+from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting, with_context
 from tandem.agents.planner import PlannerSettings, router_plan, synthesis_style
 from tandem.agents.router import RouteDecision, RoutePart, Router, RouterSettings
+from tandem.agents.router._learned import explain
+from tandem.agents.router._model import Choice, Scored, Thresholds
 from tandem.graphs.testing import ScriptedSupervisor
 from tandem.workers.backends import BackendSettings, make_backend
 from tandem.workers.builtin import specs as builtin_specs
@@ -75,6 +79,88 @@ async def test_the_learned_routers_split_of_the_demo_question_is_the_plan(
     assert [s.worker for s in plan.subtasks] == ["tenancy", "finance"]
     assert "8%" in plan.subtasks[0].instruction
     assert "Tax Credit" in plan.subtasks[1].instruction
+
+
+# "I'm moving out soon: what's …" reads as scene-setting to the clause rule, so the router
+# matches only the finance clause; tenancy is chosen by the whole question's probability.
+MOVING_Q = (
+    "I'm moving out soon: what's the legal deadline for my landlord to return my deposit, "
+    "and what interest would the money earn in a Kestrel Bank Saver Plus account?"
+)
+
+
+async def test_a_chosen_specialist_the_split_missed_gets_its_best_clause(
+    tmp_path: Path,
+) -> None:
+    router = Router(
+        builtin_specs(),
+        make_backend("embedded:minilm", BackendSettings()),
+        RouterSettings(),
+        cache_dir=tmp_path,
+    )
+    decision, _ = await router.decide(MOVING_Q)
+    assert decision.kind == "plan" and not decision.split and decision.filled
+    by_worker = {p.worker: p for p in decision.parts}
+    assert set(by_worker) == {"tenancy", "finance"} == set(decision.workers)
+    assert by_worker["tenancy"].by == "best clause" and "deposit" in by_worker["tenancy"].text
+    assert "Kestrel" not in by_worker["tenancy"].text
+    assert by_worker["finance"].by == "clause" and "Kestrel" in by_worker["finance"].text
+    assert "tenancy (its best clause)" in decision.reason
+    plan = router_plan(decision, decision.workers, PlannerSettings(), 4)
+    assert plan is not None and plan.source == "router"
+    assert "tenancy (its best clause)" in plan.rationale
+
+
+def test_a_filled_split_is_the_plan_and_a_whole_question_part_is_asked_whole() -> None:
+    route = RouteDecision(
+        kind="plan",
+        workers=["tenancy", "finance"],
+        reason="multi-label",
+        parts=[
+            RoutePart(text=PARTS[1], worker="finance", probability=0.95),
+            RoutePart(text=CROSS_Q, worker="tenancy", probability=0.9, by="question"),
+        ],
+        filled=True,
+    )
+    plan = router_plan(route, {"tenancy", "finance"}, PlannerSettings(), 4)
+    assert plan is not None
+    assert [(s.worker, s.instruction) for s in plan.subtasks] == [
+        ("finance", PARTS[1]),
+        ("tenancy", CROSS_Q),
+    ]
+    assert "tenancy (the whole question)" in plan.rationale
+    # mode = "supervisor" still plans with the supervisor.
+    assert router_plan(route, {"tenancy", "finance"}, PlannerSettings(mode="supervisor"), 4) is None
+
+
+async def test_a_split_that_missed_a_specialist_is_planned_locally_and_asks_both(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    # The learned router on the bundled MiniLM (the suite's default is the centroid router
+    # on the fake's hashed embeddings).
+    graph = make_graph(**AUTO, router={"kind": "learned", "embed_model": "embedded:minilm"})
+    answer = (await graph.ainvoke({"query": MOVING_Q}))["answer"]
+
+    assert answer.route.kind == "plan" and answer.route.filled
+    assert "plan built from the router's parts (no planning call)" in answer.route.reason
+    # No planning call: the one large-model call is the synthesis.
+    assert [c.purpose for c in answer.ledger.calls if c.role == "supervisor"] == ["synthesize"]
+    assert all("response_format" not in b for b in fake_openai.completions())
+    assert answer.ledger.planned_by == "router"
+    assert "tenancy (its best clause)" in answer.ledger.plan_rationale
+    # Both specialists were asked, each its own part of the question.
+    tasks = [
+        r["messages"][-1]["content"].splitlines()[0]
+        for r in fake_ollama.chat_requests()
+        if r["messages"][-1]["content"].startswith("Task: ")
+    ]
+    assert len(tasks) == 2
+    assert any("deposit" in t and "Kestrel" not in t for t in tasks)
+    assert any("Kestrel" in t and "deposit" not in t for t in tasks)
+    asked = {r.worker: r.instruction for r in answer.worker_results}
+    assert set(asked) == {"tenancy", "finance"}
+    assert "deposit" in asked["tenancy"] and "Kestrel" not in asked["tenancy"]
+    assert "Kestrel" in asked["finance"] and "deposit" not in asked["finance"]
 
 
 @pytest.mark.parametrize(
@@ -213,6 +299,48 @@ def test_missing_parts_names_the_part_the_text_dropped() -> None:
     assert missing_parts(only_tax, [unsure]) == []
 
 
+CREDIT_PASSAGE = (
+    "Tenants who rent their main home privately can claim the Renters' Tax Credit. "
+    "The credit is 15% of the rent paid in the tax year, capped at VC 1,000 per person per "
+    "year. A deposit of 15% is not rent."
+)
+
+
+def test_a_bare_figure_gets_the_passage_sentence_that_states_it() -> None:
+    bare = _result("finance", PARTS[1], "15%")
+    assert with_context(bare, ["Deposits: five weeks.", CREDIT_PASSAGE]).answer == (
+        "15%: The credit is 15% of the rent paid in the tax year, capped at VC 1,000 per "
+        "person per year."
+    )
+    # A figure no sentence states, a sentence answer, or the question's own number (an
+    # echo, not an answer) stays as it is.
+    assert with_context(_result("finance", PARTS[1], "18%"), [CREDIT_PASSAGE]).answer == "18%"
+    said = _result("finance", PARTS[1], "The credit is 15% of the rent, at most VC 1,000.")
+    assert with_context(said, [CREDIT_PASSAGE]) == said
+    echo = _result("tenancy", PARTS[0], "8%")
+    assert with_context(echo, ["A rise of 8% needs notice."]).answer == "8%"
+
+
+async def test_a_structured_answer_shows_a_bare_figure_with_its_sentence(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    def terse(body: dict[str, Any]) -> str:
+        reply = json.loads(grounded_reply(body))
+        if "Tax Credit" in body["messages"][-1]["content"].split("\n", 1)[0]:
+            reply["answer"] = "15%"
+        return json.dumps(reply)
+
+    fake_ollama.respond_with("qwen2.5:1.5b", terse)
+    sup = ScriptedSupervisor("So the credit helps.", where="local")
+    graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "synthesis": "structured"})
+    answer = (await graph.ainvoke({"query": CROSS_Q}))["answer"]
+
+    finance = next(p for p in answer.text.split("\n\n") if p.endswith("[finance]"))
+    assert finance.startswith("15%: ") and "VC 1,000" in finance
+    # The specialist's own result is kept as it answered.
+    assert any(r.answer == "15%" for r in answer.worker_results)
+
+
 async def test_a_dropped_part_is_added_locally(make_graph: Any) -> None:
     sup = ScriptedSupervisor("Only one part is answered here.", where="local")
     graph = make_graph(supervisor_llm=sup, planner={"mode": "auto", "repair": "append"})
@@ -337,3 +465,79 @@ async def test_a_planned_answer_cites_only_the_answers_it_kept(
     by_worker = {r.worker: r for r in answer.worker_results}
     assert by_worker["finance"].citations  # the unsure part cited passages …
     assert answer.citations and {c.worker for c in answer.citations} == {"tenancy"}  # … not kept
+
+
+# -- the router's fill, on hand-made scores ------------------------------------------------
+
+
+def _scored(text: str, clauses: list[str], probs: list[list[float]], asks: list[bool]) -> Any:
+    spans, at = [], 0
+    for c in clauses:
+        at = text.index(c, at)
+        spans.append((at, at + len(c)))
+        at += len(c)
+    return Scored(
+        text,
+        np.array([0.95, 0.9, 0.05]),  # tenancy, finance, health: the whole question
+        np.array([0.5, 0.45, 0.04, 0.01]),
+        spans,
+        np.array(probs),
+        asks,
+    )
+
+
+def _explain(scored: Any, clause_workers: list[int | None], chosen: list[int]) -> RouteDecision:
+    model = SimpleNamespace(
+        workers=["tenancy", "finance", "health"],
+        thresholds=Thresholds(0.7, 0.5, 1.0, 0.5, 0.05, 0.7),
+    )
+    conf = [0.9 if w is not None else 0.0 for w in clause_workers]
+    choice = Choice(chosen, clause_workers, conf, split=False, via_clauses=False)
+    return explain(model, scored, choice)  # type: ignore[arg-type]
+
+
+def test_a_missed_specialist_takes_the_asking_clause_it_scores_highest_on() -> None:
+    text = "My landlord kept my deposit. How much can I deduct, and how long do I keep receipts?"
+    clauses = [
+        "My landlord kept my deposit.",
+        "How much can I deduct",
+        "how long do I keep receipts?",
+    ]
+    probs = [[0.9, 0.05, 0.03, 0.02], [0.4, 0.58, 0.01, 0.01], [0.01, 0.97, 0.01, 0.01]]
+    # The rule matched both questions to finance; tenancy is chosen by the whole question.
+    decision = _explain(_scored(text, clauses, probs, [False, True, True]), [None, 1, 1], [0, 1])
+
+    assert decision.filled and not decision.split
+    assert [(p.worker, p.by, p.text) for p in decision.parts] == [
+        ("tenancy", "best clause", "My landlord kept my deposit. How much can I deduct"),
+        ("finance", "clause", "how long do I keep receipts?"),
+    ]  # the telling clause joins the part after it; tenancy's score on the clause: 0.40
+    assert decision.parts[0].probability == 0.4
+
+
+def test_a_missed_specialist_with_no_clause_to_spare_is_asked_the_whole_question() -> None:
+    text = "What is the deposit cap, and what is the ibuprofen dose?"
+    clauses = ["What is the deposit cap", "what is the ibuprofen dose?"]
+    probs = [[0.9, 0.05, 0.03, 0.02], [0.01, 0.02, 0.96, 0.01]]
+    decision = _explain(_scored(text, clauses, probs, [True, True]), [0, 2], [0, 2, 1])
+
+    assert decision.filled
+    assert [(p.worker, p.by) for p in decision.parts] == [
+        ("tenancy", "clause"),
+        ("health", "clause"),
+        ("finance", "question"),
+    ]
+    assert decision.parts[-1].text == text
+    assert "finance (the whole question)" in decision.reason
+    plan = router_plan(decision, decision.workers, PlannerSettings(), 4)
+    assert plan is not None and plan.subtasks[-1].instruction == text
+
+
+def test_no_clause_about_any_specialist_leaves_the_plan_to_the_supervisor() -> None:
+    text = "Is that right, and is it fair?"
+    clauses = ["Is that right", "is it fair?"]
+    probs = [[0.1, 0.1, 0.0, 0.8], [0.1, 0.1, 0.0, 0.8]]
+    decision = _explain(_scored(text, clauses, probs, [True, True]), [None, None], [0, 1])
+
+    assert decision.kind == "plan" and not decision.filled and not decision.parts
+    assert router_plan(decision, decision.workers, PlannerSettings(), 4) is None

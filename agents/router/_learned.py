@@ -49,7 +49,7 @@ from tandem.agents.router._model import (
 from tandem.agents.router._second import SecondStage, StageReply, grey_score
 from tandem.agents.router._seed import seed_vectors, text_key
 from tandem.agents.router._shipped import shipped_model, shipped_path
-from tandem.agents.router._text import clause_spans, strip_lead
+from tandem.agents.router._text import clause_spans, mentions_ask, strip_lead
 from tandem.agents.router.settings import RouteDecision, RoutePart, RouterSettings
 from tandem.workers.backends import Backend
 from tandem.workers.records import CallRecord
@@ -453,46 +453,98 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _parts(s: Scored, choice: Choice, workers: list[str]) -> list[RoutePart]:
+def _fill(
+    s: Scored, matched: list[int | None], missing: Sequence[int]
+) -> tuple[set[int], set[int]]:
+    """Give each chosen worker in ``missing`` (no clause of its own) the clause it scores
+    highest on, in place in ``matched``: of the clauses that can be taken (unmatched, or
+    their worker keeps another clause), one that asks something if any
+    (:func:`~._text.mentions_ask`: "I'm moving out soon: what's the deadline …" too), else
+    any. Returns the clauses given this way and the workers left without one (they get the
+    whole question)."""
+    given: set[int] = set()
+    whole: set[int] = set()
+    for k in missing:
+        free = [
+            j
+            for j, w in enumerate(matched)
+            if w is None or any(i != j and matched[i] == w for i in range(len(matched)))
+        ]
+        pool = [j for j in free if mentions_ask(s.text[slice(*s.spans[j])])] or free
+        if not pool:
+            whole.add(k)
+            continue
+        j = max(pool, key=lambda j: float(s.clause_probs[j][k]))
+        matched[j] = k
+        given.add(j)
+    return given, whole
+
+
+def _parts(
+    s: Scored, choice: Choice, workers: list[str], chosen: Sequence[int] = ()
+) -> list[RoutePart]:
     """Clauses grouped into parts: an unmatched asking clause ("is he right?") joins the
-    part before it, an unmatched telling clause ("I lost my job") the part after it."""
+    part before it, an unmatched telling clause ("I lost my job") the part after it.
+
+    With ``chosen`` (a plan whose rule left a chosen worker without a clause of its own), a
+    clause matched to a worker not chosen counts as unmatched, and each chosen worker
+    without a clause is given its best clause (:func:`_fill`) or the whole question."""
     n = len(choice.clause_workers)
     if n == 0:
         return []
-    assigned: list[int | None] = list(choice.clause_workers)
-    if all(a is None for a in assigned):
+    matched: list[int | None] = list(choice.clause_workers)
+    if all(a is None for a in matched):
         return []
+    given: set[int] = set()
+    whole: set[int] = set()
+    if chosen:
+        matched = [w if w in chosen else None for w in matched]
+        have = {w for w in matched if w is not None}
+        given, whole = _fill(s, matched, [k for k in chosen if k not in have])
+    assigned = list(matched)
     for j in range(n):
         if assigned[j] is not None:
             continue
         before = next((assigned[i] for i in range(j - 1, -1, -1) if assigned[i] is not None), None)
-        after = next(
-            (
-                choice.clause_workers[i]
-                for i in range(j + 1, n)
-                if choice.clause_workers[i] is not None
-            ),
-            None,
-        )
+        after = next((matched[i] for i in range(j + 1, n) if matched[i] is not None), None)
         assigned[j] = (
             (before if before is not None else after)
             if s.asks[j]
             else (after if after is not None else before)
         )
-    parts: list[tuple[int, int, int, float]] = []  # start, end, worker, probability
+    parts: list[tuple[int, int, int, float, bool]] = []  # start, end, worker, probability, given
     for j, (a, b) in enumerate(s.spans):
         w = assigned[j]
         assert w is not None
-        conf = choice.clause_confidence[j] if choice.clause_workers[j] == w else 0.0
-        if parts and parts[-1][2] == w:
-            start, _, _, p = parts[-1]
-            parts[-1] = (start, b, w, max(p, conf))
+        if j in given:
+            conf = float(s.clause_probs[j][w])
         else:
-            parts.append((a, b, w, conf))
-    return [
-        RoutePart(text=strip_lead(s.text[a:b]), worker=workers[w], probability=round(p, 4))
-        for a, b, w, p in parts
+            conf = choice.clause_confidence[j] if choice.clause_workers[j] == w else 0.0
+        if parts and parts[-1][2] == w:
+            start, _, _, p, g = parts[-1]
+            parts[-1] = (start, b, w, max(p, conf), g or j in given)
+        else:
+            parts.append((a, b, w, conf, j in given))
+    out = [
+        RoutePart(
+            text=strip_lead(s.text[a:b]),
+            worker=workers[w],
+            probability=round(p, 4),
+            by="best clause" if g else "clause",
+        )
+        for a, b, w, p, g in parts
     ]
+    out += [
+        RoutePart(
+            text=s.text,
+            worker=workers[k],
+            probability=round(float(s.probabilities[k]), 4),
+            by="question",
+        )
+        for k in chosen
+        if k in whole
+    ]
+    return out
 
 
 def explain(model: RouterModel, s: Scored, choice: Choice, max_workers: int = 16) -> RouteDecision:
@@ -526,6 +578,7 @@ def explain(model: RouterModel, s: Scored, choice: Choice, max_workers: int = 16
     parts = _parts(s, choice, names)
     covered = {p.worker for p in parts if p.probability > 0}
     split = choice.split and set(chosen) <= covered
+    filled = False
     if split:
         reason = f"{len(parts)} parts on different specialists: " + "; ".join(
             f"{p.worker} {p.probability:.2f} '{_short(p.text, 40)}'" for p in parts
@@ -539,11 +592,27 @@ def explain(model: RouterModel, s: Scored, choice: Choice, max_workers: int = 16
                 + (", or a clause of its own)" if choice.via_clauses else ")")
             )
         )
+        if parts:  # some clause is about a specialist: give the others their best clause
+            index = {n: k for k, n in enumerate(names)}
+            parts = _parts(s, choice, names, [index[n] for n in chosen])
+            filled = {p.worker for p in parts} >= set(chosen)
+            if filled:
+                reason += "; parts: " + "; ".join(
+                    f"{p.worker}"
+                    + {
+                        "clause": "",
+                        "best clause": " (its best clause)",
+                        "question": " (the whole question)",
+                    }[p.by]
+                    + (f" '{_short(p.text, 40)}'" if p.by != "question" else "")
+                    for p in parts
+                )
     return RouteDecision(
         kind="plan",
         workers=chosen,
         parts=parts,
         split=split,
+        filled=filled,
         reason=reason,
         **common,
     )

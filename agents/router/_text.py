@@ -27,6 +27,7 @@ __all__ = [
     "clause_spans",
     "clauses",
     "is_ask",
+    "mentions_ask",
     "normalize",
     "strip_lead",
     "word_features",
@@ -45,11 +46,13 @@ _SPLIT = re.compile(
     re.I,
 )
 _LEAD = re.compile(r"^(?:and|also|plus|but|so|or)\b[,\s]*", re.I)
+_TAIL = re.compile(r"(?<=[?.!])\s+(?:and|also|plus|but|so|or)$", re.I)
 _ASK = re.compile(
     r"^(?:can|could|is|isn't|are|aren't|do|does|did|how|what|what's|when|when's|where|which|"
     r"who|whom|whose|why|should|would|will|am|may|might|must|has|have|was|were|shall)\b",
     re.I,
 )
+_WH = re.compile(r"\b(?:how|what|what's|which|whether)\b", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
 _STOP_WORDS = """a an the i my me we our you your is are was were be been am do does did to
 of in on for at by with from and or but if it its this that can could should would will shall
@@ -95,14 +98,22 @@ def clauses(text: str) -> list[str]:
 
 
 def strip_lead(text: str) -> str:
-    """A clause without its leading connective ("and …", "also, …") and edge punctuation."""
-    return _LEAD.sub("", text.strip(" ,;")).strip(" ,;")
+    """A clause without its leading connective ("and …", "also, …"), a connective left
+    after its question mark ("…like this? Also") and edge punctuation."""
+    return _TAIL.sub("", _LEAD.sub("", text.strip(" ,;")).strip(" ,;"))
 
 
 def is_ask(clause: str) -> bool:
     """Whether a clause asks something (ends with "?" or opens like a question)."""
     clause = clause.strip()
     return clause.endswith("?") or bool(_ASK.match(clause))
+
+
+def mentions_ask(clause: str) -> bool:
+    """Whether a clause asks something, or holds a question after its scene-setting ("I'm
+    moving out soon: what's the deadline …", "From which week …"): :func:`is_ask`, or a
+    how/what/which/whether in it."""
+    return is_ask(clause) or bool(_WH.search(clause))
 
 
 def normalize(text: str) -> str:

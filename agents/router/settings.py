@@ -107,6 +107,12 @@ class RoutePart(BaseModel):
     """The specialist this part is about (``None``: no confident match)."""
     probability: float = 0.0
     """How sure the router is of ``worker`` for this part (0–1)."""
+    by: Literal["clause", "best clause", "question"] = "clause"
+    """How the part got its worker: ``clause`` — the decision rule matched a clause to it;
+    ``best clause`` — the rule left this chosen specialist without a clause, so it was given
+    the clause it scores highest on (its probability is that clause's); ``question`` — no
+    clause could be given, the part is the whole question (its probability is the
+    question's)."""
 
 
 class RouteDecision(BaseModel):
@@ -131,6 +137,12 @@ class RouteDecision(BaseModel):
     split: bool = False
     """``plan`` only: the parts decided the plan — every chosen worker has a part of its
     own, with its own text (a plan can be built from ``parts`` directly)."""
+    filled: bool = False
+    """``plan`` only, not ``split``: the decision rule chose a specialist (its probability
+    reached the multi-label threshold) but matched no clause to it, and the router gave it
+    its best clause or the whole question (:attr:`RoutePart.by`), so every chosen
+    specialist has a part (a plan can be built from ``parts`` directly). Left unset when no
+    clause of the question is about any specialist: the decomposition is unclear."""
     reason: str = ""
     """Why, in one sentence."""
     stage: Literal["fast", "second"] = "fast"
