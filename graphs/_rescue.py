@@ -50,11 +50,15 @@ def _cited(text: str, worker: str, passages: Sequence[Any]) -> list[Citation]:
     return list(dict.fromkeys(cites))
 
 
-def _passages(state: TandemState, attempt: WorkerResult) -> list[Any]:
+def _passages(rt: Runtime, state: TandemState, attempt: WorkerResult) -> list[Any]:
+    """The passages the specialist saw for ``attempt``, best score first (the corpus and
+    answer memory alike), as many as the supervisor is shown (``[cascade]
+    rescue_passages``)."""
     seen: Sequence[SeenPassages] = state.get("seen") or []
     for s in reversed(seen):
         if s.worker == attempt.worker and s.instruction == attempt.instruction:
-            return list(s.passages)
+            ranked = sorted(s.passages, key=lambda p: -p.score if p.score is not None else 1.0)
+            return ranked[: rt.config.cascade.rescue_passages]
     return []
 
 
@@ -69,8 +73,9 @@ async def _from_passages(
     history: str = "",
     on_token: TokenStream | None = None,
 ) -> tuple[str, list[CallRecord]]:
-    """The supervisor's answer to ``query`` from ``passages`` (cited ``[S1]`` …), within
-    the run's deadline. Raises :class:`RunError` when it cannot answer."""
+    """The supervisor's answer to ``query`` from the first ``[cascade] rescue_passages`` of
+    ``passages`` (cited ``[S1]`` …), within the run's deadline. Raises :class:`RunError`
+    when it cannot answer."""
     shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
     return await within(
         state.get("deadline"),
@@ -85,7 +90,7 @@ async def rescue(
 ) -> dict[str, Any]:
     """The supervisor's answer to an escalated direct question (see the module doc)."""
     attempt = state["results"][-1]
-    passages = _passages(state, attempt)
+    passages = _passages(rt, state, attempt)
     sup = step.supervisor()
     stream = token_stream(
         rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
@@ -157,7 +162,7 @@ async def rescue_parts(
     for part in parts:
         if part.status != "ok" or is_answer(part):
             continue
-        passages = _passages(state, part)
+        passages = _passages(rt, state, part)
         if not passages:
             continue
         try:

@@ -228,6 +228,11 @@ class CascadeSettings(BaseModel):
     this; a remote supervisor plans instead). ``auto``: ``answer`` when the supervisor is the
     in-process engine (``embedded:…``, where every planning token costs seconds), else
     ``plan``."""
+    rescue_passages: int = Field(default=2, ge=1, le=20)
+    """How many of the specialist's passages (best first) the supervisor is shown when it
+    answers from them (``answer`` above, and planned parts a specialist found not covered).
+    Each passage is ~200 prompt tokens, ~5 s on the bundled 1.5B; with the bundled MiniLM
+    the right document was the first or second passage for 145 of 148 labelled questions."""
 
 
 class TandemConfig(BaseSettings):
