@@ -23,6 +23,7 @@ from tandem.graphs._guard import StepGuard
 from tandem.graphs._stream import TokenStream, token_stream
 from tandem.graphs._synthesis import seen_passages
 from tandem.graphs.learning.recorder import COVERED
+from tandem.graphs.learning.records import LearnedPassage
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import TandemState
 from tandem.workers.errors import RunError
@@ -62,6 +63,13 @@ def _cited(text: str, worker: str, passages: Sequence[Any], question: str = "") 
     return list(dict.fromkeys(cites))
 
 
+def _shown(rt: Runtime, passages: Sequence[LearnedPassage]) -> list[LearnedPassage]:
+    """The passages the supervisor is shown: best score first (the corpus and answer memory
+    alike), at most ``[cascade] rescue_passages``."""
+    ranked = sorted(passages, key=lambda p: -p.score if p.score is not None else 1.0)
+    return ranked[: rt.config.cascade.rescue_passages]
+
+
 async def _from_passages(
     rt: Runtime,
     sup: Supervisor,
@@ -73,8 +81,9 @@ async def _from_passages(
     history: str = "",
     on_token: TokenStream | None = None,
 ) -> tuple[str, list[CallRecord]]:
-    """The supervisor's answer to ``query`` from ``passages`` (cited ``[S1]`` …), within
-    the run's deadline. Raises :class:`RunError` when it cannot answer."""
+    """The supervisor's answer to ``query`` from the first ``[cascade] rescue_passages`` of
+    ``passages`` (cited ``[S1]`` …), within the run's deadline. Raises :class:`RunError`
+    when it cannot answer."""
     shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
     return await within(
         state.get("deadline"),
@@ -89,7 +98,7 @@ async def rescue(
 ) -> dict[str, Any]:
     """The supervisor's answer to an escalated direct question (see the module doc)."""
     attempt = state["results"][-1]
-    passages = seen_passages(state, attempt)
+    passages = _shown(rt, seen_passages(state, attempt))
     sup = step.supervisor()
     stream = token_stream(
         rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
@@ -161,7 +170,7 @@ async def rescue_parts(
     for part in parts:
         if part.status != "ok" or is_answer(part):
             continue
-        passages = seen_passages(state, part)
+        passages = _shown(rt, seen_passages(state, part))
         if not passages:
             continue
         try:

@@ -209,3 +209,47 @@ async def test_a_system_prompts_prefix_is_evaluated_once_and_replies_do_not_chan
     # The long system prompt's prefix: evaluated once, then restored twice. "Be brief." is
     # too short a prefix to be worth a saved state (the context is reset as before).
     assert loaded.prefixes.misses == 1 and loaded.prefixes.hits >= 2
+
+
+def _new_process(n_ctx: int) -> None:
+    """Forget the loaded instance, as a new process would not have it."""
+    key = next(k for k in _INSTANCES if k[1] == "chat" and k[2] == n_ctx)
+    _INSTANCES.pop(key).llama.close()
+
+
+async def test_a_saved_prefix_serves_the_next_process_and_a_corrupt_one_is_rebuilt(
+    model_cache: Path, tmp_path: Path
+) -> None:
+    for name in (f"{MODEL}.gguf", f"{MODEL}.gguf.sha256"):  # a cache of its own
+        (tmp_path / name).symlink_to(model_cache / name)
+    rules = "Rules: answer in a few words, from what you know. " * 10
+    ask: list[ChatMessage] = [
+        {"role": "system", "content": f"You are a Python expert. {rules}"},
+        {"role": "user", "content": "Which keyword defines a function?"},
+    ]
+    settings = EmbeddedSettings(cache_dir=tmp_path, max_tokens=16, n_ctx=1536)
+
+    async def answer() -> tuple[str, tuple[int, int, int]]:
+        backend = EmbeddedBackend(MODEL, settings)
+        reply = (await backend.chat(ask)).content
+        prefixes = backend._loaded["chat"].prefixes
+        assert prefixes is not None
+        return reply, (prefixes.misses, prefixes.loaded, prefixes.hits)
+
+    first, counts = await answer()
+    assert counts == (1, 0, 0)  # evaluated, then saved
+    (saved,) = (tmp_path / "prefix-states").glob("*.kv")
+    assert saved.stat().st_mode & 0o777 == 0o600
+
+    _new_process(1536)
+    again, counts = await answer()
+    assert (again, counts) == (first, (0, 1, 1))  # restored from disk: the same reply
+
+    data = bytearray(saved.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte in the KV values
+    saved.write_bytes(bytes(data))
+    _new_process(1536)
+    rebuilt, counts = await answer()
+    assert (rebuilt, counts) == (first, (1, 0, 0))  # refused, evaluated again, same reply
+    assert saved.read_bytes() != bytes(data)  # and saved whole again
+    _new_process(1536)

@@ -40,6 +40,25 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     assert any("answered from the" in n for n in answer.notes)
 
 
+async def test_the_supervisor_sees_only_the_best_scored_passages(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    shown = {}
+    for limit in (1, 2):
+        fake_ollama.script(MODEL, UNSURE)
+        fake_openai.script("Within 14 days [S1].")
+        graph = make_graph(cascade={"escalation": "answer", "rescue_passages": limit})
+        state = await graph.ainvoke({"query": QUESTION})
+        prompt = fake_openai.completions()[-1]["messages"][-1]["content"]
+        (seen,) = state["seen"]
+        assert len(seen.passages) > 2  # the specialist saw more than the supervisor is shown
+        best = sorted(seen.passages, key=lambda p: -(p.score or 0.0))
+        shown[limit] = prompt.count("<passage ")
+        for i, passage in enumerate(best[:limit], 1):
+            assert f'<passage id="S{i}" source="{passage.source}">' in prompt
+    assert shown == {1: 1, 2: 2}
+
+
 async def test_a_remote_supervisor_plans_instead_the_passages_stay_here(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
