@@ -170,9 +170,11 @@ class PrefixCache:
             return False
         head = len(_MAGIC) + 32
         payload = data[head:]
-        if data[: len(_MAGIC)] != _MAGIC or hashlib.sha256(payload).digest() != data[
-            len(_MAGIC) : head
-        ] or not payload:
+        if (
+            data[: len(_MAGIC)] != _MAGIC
+            or hashlib.sha256(payload).digest() != data[len(_MAGIC) : head]
+            or not payload
+        ):
             self._forget(key)
             return False
         buf = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
