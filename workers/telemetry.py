@@ -9,10 +9,20 @@ tracing (:mod:`tandem.graphs.tracing`) adds an observer that turns each call int
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tandem.workers.records import CallRecord
 
-__all__ = ["CallObserver", "add_call_observer", "call_finished", "remove_call_observer"]
+if TYPE_CHECKING:
+    from tandem.workers.backends import Backend, ChatResult
+
+__all__ = [
+    "CallObserver",
+    "add_call_observer",
+    "call_finished",
+    "chat_finished",
+    "remove_call_observer",
+]
 
 CallObserver = Callable[[CallRecord], None]
 """Called with each finished call, in the task (and context) that made it."""
@@ -43,3 +53,24 @@ def call_finished(call: CallRecord) -> CallRecord:
         except Exception:  # telemetry must never break a run
             continue
     return call
+
+
+def chat_finished(
+    backend: Backend, res: ChatResult | None, seconds: float, **fields: Any
+) -> CallRecord:
+    """The ledger row of a chat call on a worker-side model (a specialist's answer or
+    repair, the router's second stage), reported like :func:`call_finished`; ``host`` is
+    who answered. ``res`` is ``None`` when the call failed; ``fields`` are the rest of the
+    row (``purpose``, ``worker``, ``error``, …)."""
+    return call_finished(
+        CallRecord(
+            role="worker",
+            model=backend.ref,
+            where=backend.where,
+            tokens_in=res.tokens_in if res else 0,
+            tokens_out=res.tokens_out if res else 0,
+            seconds=seconds,
+            host=res.host if res and res.host else backend.host,
+            **fields,
+        )
+    )

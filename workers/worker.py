@@ -33,7 +33,7 @@ from tandem.workers.retry import RetryPolicy, with_retry
 from tandem.workers.signals import compute_signals
 from tandem.workers.spec import WorkerSpec
 from tandem.workers.store import WorkerStore
-from tandem.workers.telemetry import call_finished
+from tandem.workers.telemetry import call_finished, chat_finished
 
 __all__ = ["Worker", "WorkerRun", "build_worker_messages", "worker_schema"]
 
@@ -159,19 +159,13 @@ class Worker:
     def _record(
         self, purpose: str, res: ChatResult | None, started: float, **kw: Any
     ) -> CallRecord:
-        return call_finished(
-            CallRecord(
-                role="worker",
-                model=self.backend.ref,
-                where=self.backend.where,
-                tokens_in=res.tokens_in if res else 0,
-                tokens_out=res.tokens_out if res else 0,
-                seconds=time.perf_counter() - started,
-                worker=self.spec.name,
-                host=(res.host if res and res.host else self.backend.host),  # who answered
-                purpose=purpose,
-                **kw,
-            )
+        return chat_finished(
+            self.backend,
+            res,
+            time.perf_counter() - started,
+            worker=self.spec.name,
+            purpose=purpose,
+            **kw,
         )
 
     async def retrieve(

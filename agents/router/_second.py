@@ -35,7 +35,7 @@ from tandem.workers.backends import Backend, ChatMessage, ChatResult
 from tandem.workers.errors import RunError
 from tandem.workers.records import CallRecord
 from tandem.workers.spec import WorkerSpec
-from tandem.workers.telemetry import call_finished
+from tandem.workers.telemetry import chat_finished
 
 __all__ = ["SecondStage", "StageReply", "grey_band", "grey_score", "reply_schema"]
 
@@ -177,19 +177,7 @@ class SecondStage:
             return (time.perf_counter() - started) * 1000
 
         def record(res: ChatResult | None, error: str = "") -> CallRecord:
-            return call_finished(
-                CallRecord(
-                    role="worker",
-                    model=self.backend.ref,
-                    where=self.backend.where,
-                    tokens_in=res.tokens_in if res else 0,
-                    tokens_out=res.tokens_out if res else 0,
-                    seconds=ms() / 1000,
-                    host=res.host if res and res.host else self.backend.host,
-                    purpose="route",
-                    error=error,
-                )
-            )
+            return chat_finished(self.backend, res, ms() / 1000, purpose="route", error=error)
 
         try:
             res = await asyncio.wait_for(
