@@ -143,7 +143,9 @@ def trusted_memory(result: WorkerResult, trust_above: float | None) -> str:
     The learned passage is the supervisor's earlier answer to a question this close, kept by
     the approval policy; an answer that cites it, states nothing it does not back and
     mostly repeats it is that answer again — its risk is the passage's, not the small
-    model's. A passage that conflicts with the curated corpus is never trusted this way.
+    model's. An answer made only of the question's own words is not: it repeats the
+    question, not the passage. A passage that conflicts with the curated corpus is never
+    trusted this way.
     """
     m = result.memory
     if trust_above is None or m is None or result.status != "ok":
@@ -155,4 +157,6 @@ def trusted_memory(result: WorkerResult, trust_above: float | None) -> str:
         return ""
     if s is not None and (s.not_covered or s.truncated or s.needs_escalation):
         return ""
+    if s is not None and s.question_overlap >= 1.0:
+        return ""  # an echo of the question ("HMO" to "What does HMO stand for?") says nothing
     return f"answered from learned memory (record {m.record}, similarity {m.similarity:.2f})"

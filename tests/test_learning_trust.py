@@ -94,6 +94,8 @@ def test_trusted_memory_needs_similarity_support_and_no_conflict() -> None:
     assert trusted_memory(_result(conflict=True), 0.6) == ""
     said = _result().model_copy(update={"signals": AnswerSignals(not_covered=True)})
     assert trusted_memory(said, 0.6) == ""
+    echo = _result().model_copy(update={"signals": AnswerSignals(question_overlap=1.0)})
+    assert trusted_memory(echo, 0.6) == ""
     assert trusted_memory(_result().model_copy(update={"memory": None}), 0.6) == ""
 
 
@@ -136,6 +138,22 @@ async def test_an_answer_not_backed_by_the_learned_passage_still_escalates(
     assert not any("answered from learned memory" in n for n in answer.notes)
     memory = answer.worker_results[0].memory
     assert memory is not None and memory.unsupported == ["amount VC 120"]
+
+
+async def test_an_answer_that_only_echoes_the_question_still_escalates(
+    make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    question = "What does HMO stand for in a tenancy?"
+    graph = make_graph(learning={"trust_memory_above": -1.0})
+    await _kept(graph, question, "HMO stands for House in Multiple Occupation.")
+    # It cites the learned passage and every word of it is there, but it only says "HMO".
+    fake_ollama.respond_with(MODEL, _cites_learned("HMO.", 0.3))
+    fake_openai.script(PLAN, "House in Multiple Occupation. [tenancy]")
+    answer = await _ask(graph, question)
+    assert answer.escalated
+    assert not any("answered from learned memory" in n for n in answer.notes)
+    memory = answer.worker_results[0].memory
+    assert memory is not None and memory.overlap == 1.0  # backed, yet only the question's word
 
 
 async def test_a_learned_passage_that_conflicts_with_the_corpus_is_not_trusted(

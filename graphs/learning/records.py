@@ -56,7 +56,8 @@ class LearningSettings(BaseModel):
     """A direct answer grounded in a learned passage stays local, whatever the cascade's
     ``p_correct`` threshold, when that passage matched the question at least this well
     (retrieval cosine) and the answer cites it, every checkable span of the answer (figure,
-    date, name) is in it, at least half of the answer's words are in it, the model did not
+    date, name) is in it, at least half of the answer's words are in it, some of them are
+    not the question's own (an echo such as "HMO" is not an answer), the model did not
     ask to escalate or say "not covered", and the passage does not conflict with a retrieved
     curated passage (then the cascade decides as usual, and the answer names both sources).
     The answer carries a note: ``answered from learned memory (record 12, similarity 0.83)``.
