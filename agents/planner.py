@@ -81,12 +81,11 @@ def router_plan(
     if {p.worker for p in parts} < set(route.workers):
         return None  # a chosen specialist has no part of its own: the split is incomplete
     steps = [PlanStep(worker=str(p.worker), instruction=p.text.strip()) for p in parts]
-    how = {"clause": "", "best clause": " (its best clause)", "question": " (the whole question)"}
     return Plan(
         subtasks=steps,
         rationale="built by the router from the question's parts: "
         + "; ".join(
-            f"{s.worker}{how[p.by]} ← {s.instruction!r}" for s, p in zip(steps, parts, strict=True)
+            f"{s.worker}{p.how} ← {s.instruction!r}" for s, p in zip(steps, parts, strict=True)
         ),
         source="router",
     )

@@ -81,9 +81,9 @@ async def _from_passages(
     history: str = "",
     on_token: TokenStream | None = None,
 ) -> tuple[str, list[CallRecord]]:
-    """The supervisor's answer to ``query`` from the first ``[cascade] rescue_passages`` of
-    ``passages`` (cited ``[S1]`` …), within the run's deadline. Raises :class:`RunError`
-    when it cannot answer."""
+    """The supervisor's answer to ``query`` from ``passages`` (those :func:`_shown` chose,
+    cited ``[S1]`` …), within the run's deadline. Raises :class:`RunError` when it cannot
+    answer."""
     shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
     return await within(
         state.get("deadline"),

@@ -598,12 +598,7 @@ def explain(model: RouterModel, s: Scored, choice: Choice, max_workers: int = 16
             filled = {p.worker for p in parts} >= set(chosen)
             if filled:
                 reason += "; parts: " + "; ".join(
-                    f"{p.worker}"
-                    + {
-                        "clause": "",
-                        "best clause": " (its best clause)",
-                        "question": " (the whole question)",
-                    }[p.by]
+                    f"{p.worker}{p.how}"
                     + (f" '{_short(p.text, 40)}'" if p.by != "question" else "")
                     for p in parts
                 )

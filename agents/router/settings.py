@@ -98,6 +98,9 @@ class RouterSettings(BaseModel):
         return value
 
 
+_HOW = {"clause": "", "best clause": " (its best clause)", "question": " (the whole question)"}
+
+
 class RoutePart(BaseModel):
     """A part of the question and the specialist it is about."""
 
@@ -113,6 +116,13 @@ class RoutePart(BaseModel):
     the clause it scores highest on (its probability is that clause's); ``question`` — no
     clause could be given, the part is the whole question (its probability is the
     question's)."""
+
+    @property
+    def how(self) -> str:
+        """How the part got its worker, as said after the worker's name in a reason or a
+        plan's rationale: nothing for ``clause``, else `` (its best clause)`` / `` (the
+        whole question)``."""
+        return _HOW[self.by]
 
 
 class RouteDecision(BaseModel):
