@@ -216,20 +216,19 @@ def _is_number(tok: str) -> bool:
     return tok[0].isdigit()
 
 
-def _bare_value(want: list[str], text: str) -> bool:
+def _bare_value(want: list[str], text: str, spans: list[tuple[str, int]]) -> bool:
     """Whether ``text`` states the number of a number-with-unit fact (``21 days``,
     ``VC 900``, ``15%``) as its one value, without a unit: the text's only number is that
     number, nothing follows it but punctuation (``21.`` — not ``21 weeks``, ``21%``,
     ``21°C``, ``21-week``), and no currency precedes it (``$21`` for ``VC 21``). A number
     after a label (``Section 8``, ``RT-2``) or in a date (``1 March``) is no quantity with
-    a unit: it must be stated in full."""
+    a unit: it must be stated in full. ``spans``: :func:`_spans` of ``text``."""
     numbers = [i for i, t in enumerate(want) if _is_number(t)]
     if len(numbers) != 1 or len(want) < 2 or any(t in _MONTHS for t in want):
         return False
     k = numbers[0]  # a unit follows the number, or a currency precedes it — not a label
     if k > 1 or (k == 1 and want[0] not in _CURRENCY):  # ("Section 8", "RT-2")
         return False
-    spans = _spans(text)
     found = [i for i, (tok, _) in enumerate(spans) if _is_number(tok)]
     if len(found) != 1 or spans[found[0]][0] != want[k]:
         return False
@@ -249,11 +248,12 @@ def fact_in(fact: str, text: str) -> bool:
     want = _tokens(fact)
     if not want:
         return False
-    have = _tokens(text)
+    spans = _spans(text)
+    have = [tok for tok, _ in spans]
     n = len(want)
     if any(have[i : i + n] == want for i in range(len(have) - n + 1)):
         return True
-    return _bare_value(want, text)
+    return _bare_value(want, text, spans)
 
 
 def _percentile(values: Sequence[float], p: float) -> float:
