@@ -20,7 +20,7 @@ from tandem.agents.coverage import is_answer, supporting
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
-from tandem.graphs._stream import TokenStream, token_stream
+from tandem.graphs._stream import SOURCE_MARKS, TokenStream, token_stream
 from tandem.graphs._synthesis import seen_passages
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
@@ -32,7 +32,6 @@ from tandem.workers.records import CallRecord, Citation, WorkerResult
 __all__ = ["answers_escalations", "rescue", "rescue_parts"]
 
 _CITE = re.compile(r"\[S(\d+)\]")
-_MARKS = re.compile(r"\s*\[S\d+\](?:\s*,?\s*\[S\d+\])*")
 _NOT_ANSWERED = re.compile(
     r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
     r"(?:know|answer|find)|no information)",
@@ -101,7 +100,9 @@ async def rescue(
     passages = _shown(rt, seen_passages(state, attempt))
     sup = step.supervisor()
     stream = token_stream(
-        rt.config.privacy.allowed_link_hosts, lambda: step.scope().restore_mapping()
+        rt.config.privacy.allowed_link_hosts,
+        lambda: step.scope().restore_mapping(),
+        marks=True,  # the answer's citations name its sources
     )
     try:
         text, calls = await _from_passages(
@@ -130,6 +131,7 @@ async def rescue(
             ],
         }
     citations = _cited(text, attempt.worker, passages, state["query"])
+    text = SOURCE_MARKS.sub("", text).strip()
     answer = WorkerResult(
         worker=attempt.worker,
         instruction=attempt.instruction,
@@ -190,7 +192,7 @@ async def rescue_parts(
                 status="ok",
                 # The part is shown as one paragraph of the answer, attributed to its
                 # specialist; its passages are the answer's citations, not "[S2]" marks.
-                answer=_MARKS.sub("", text).strip(),
+                answer=SOURCE_MARKS.sub("", text).strip(),
                 confidence=0.5,
                 citations=citations,
                 reason=f"{COVERED} from {part.worker}'s passages: the specialist said it "

@@ -18,9 +18,11 @@ from langgraph.config import get_config, get_stream_writer
 from tandem.agents.privacy.streams import OutputStream
 
 __all__ = [
+    "SOURCE_MARKS",
     "STREAM_DRAFTS",
     "AnswerExtractor",
     "AnswerSink",
+    "SourceMarks",
     "TokenStream",
     "answer_sink",
     "emit",
@@ -93,6 +95,41 @@ class AnswerExtractor:
         return "".join(out)
 
 
+SOURCE_MARKS = re.compile(r"\s*\[S\d+\](?:\s*,?\s*\[S\d+\])*")
+"""The ``[S1]``, ``[S2], [S3]`` marks a supervisor answering from numbered passages cites
+them with. The user sees the answer's citations by source name instead."""
+
+_UNFINISHED_MARKS = re.compile(
+    r"(?:\s*\[S\d+\](?:\s*,?\s*\[S\d+\])*(?:\s*,?\s*(?:\[(?:S\d*)?)?)?|\s*\[(?:S\d*)?|\s+)$"
+)
+
+
+class SourceMarks:
+    """Drops :data:`SOURCE_MARKS` from text streamed piece by piece, holding back only a tail
+    that may still become one (trailing spaces, ``[``, ``[S1``, ``[S1],``).
+
+    >>> m = SourceMarks()
+    >>> m.feed("within 14 days [") + m.feed("S2], [S3].") + m.finish()
+    'within 14 days.'
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """Add text; return what can be shown now."""
+        text = self._held + piece
+        tail = _UNFINISHED_MARKS.search(text)
+        cut = tail.start() if tail else len(text)
+        self._held = text[cut:]
+        return SOURCE_MARKS.sub("", text[:cut])
+
+    def finish(self) -> str:
+        """The rest, once the text has ended."""
+        rest, self._held = SOURCE_MARKS.sub("", self._held), ""
+        return rest
+
+
 def _writer() -> Callable[[Any], None] | None:
     try:
         return get_stream_writer()
@@ -134,6 +171,7 @@ class TokenStream:
         mapping: Placeholder → original (or a function returning it), for a remote model's
             redacted reply.
         worker: The worker whose answer this is (added to each event).
+        marks: Drop :data:`SOURCE_MARKS` (the final answer shows citations by name).
     """
 
     def __init__(
@@ -143,14 +181,18 @@ class TokenStream:
         *,
         mapping: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         worker: str | None = None,
+        marks: bool = False,
     ) -> None:
         self.writer = writer
+        self.marks = SourceMarks() if marks else None
         self.allowed = tuple(allowed_hosts)
         self.mapping = mapping
         self.extra = {"worker": worker} if worker else {}
         self.out = OutputStream(mapping, self.allowed)
 
     def __call__(self, piece: str) -> None:
+        if self.marks is not None:
+            piece = self.marks.feed(piece)
         self._send(self.out.feed(piece))
 
     def _send(self, text: str) -> None:
@@ -159,22 +201,30 @@ class TokenStream:
 
     def flush(self) -> None:
         """Release what was held back (the call has ended)."""
+        if self.marks is not None:
+            self._send(self.out.feed(self.marks.finish()))
         self._send(self.out.finish())
         self.out = OutputStream(self.mapping, self.allowed)
 
     def reset(self, reason: str) -> None:
         """Drop the draft shown so far."""
         self.out = OutputStream(self.mapping, self.allowed)
+        self.marks = SourceMarks() if self.marks is not None else None
         self.writer({"event": "reset", "reason": reason})
 
 
 def token_stream(
     allowed_hosts: Sequence[str],
     mapping: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+    *,
+    marks: bool = False,
 ) -> TokenStream | None:
-    """A :class:`TokenStream` for the supervisor's reply (None outside a run)."""
+    """A :class:`TokenStream` for the supervisor's reply (None outside a run); ``marks``:
+    drop its ``[S1]`` source marks."""
     writer = _writer()
-    return None if writer is None else TokenStream(writer, allowed_hosts, mapping=mapping)
+    if writer is None:
+        return None
+    return TokenStream(writer, allowed_hosts, mapping=mapping, marks=marks)
 
 
 class AnswerSink:

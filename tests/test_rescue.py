@@ -27,7 +27,7 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     answer = (await graph.ainvoke({"query": QUESTION}))["answer"]
 
     assert answer.escalated
-    assert answer.text == "Brightwater returns the deposit within 14 days [S1]."
+    assert answer.text == "Brightwater returns the deposit within 14 days."  # cited by name
     (request,) = fake_openai.completions()  # one supervisor call: no plan, no synthesis
     prompt = request["messages"][-1]["content"]
     assert '<passage id="S1" source="' in prompt and "Brightwater" in prompt

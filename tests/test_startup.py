@@ -80,3 +80,47 @@ def test_custom_prices_win(monkeypatch: pytest.MonkeyPatch) -> None:
     price = cost.ModelPrice(input=1.0, output=2.0)
     assert cost.model_price("openai/mine", {"openai/mine": price}) == (1e-6, 2e-6)
     assert cost.model_price("openai/mine", {}) is None
+
+
+def _run_in(tmp_path: Path, code: str) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.integration
+def test_the_command_collects_garbage_again_once_its_runtime_exists(tmp_path: Path) -> None:
+    """The ``tandem`` command pauses the collector for its imports; a REPL or server session
+    must not run on without it."""
+    _run_in(
+        tmp_path,
+        "import gc\n"
+        "from tandem.agents.shell import _gc\n"
+        "from tandem.agents.shell._common import runtime\n"
+        "_gc.pause()\n"
+        "assert not gc.isenabled()\n"
+        "runtime(None, warn=False)\n"
+        "assert gc.isenabled()\n"
+        "assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()\n",
+    )
+
+
+@pytest.mark.integration
+def test_a_program_using_the_commands_keeps_its_collector_as_it_was(tmp_path: Path) -> None:
+    _run_in(
+        tmp_path,
+        "import gc\n"
+        "from tandem.agents.shell._common import runtime\n"
+        "runtime(None, warn=False)\n"
+        "assert gc.isenabled()\n"
+        "assert gc.get_freeze_count() == 0\n",
+    )

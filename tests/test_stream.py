@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tandem.graphs._stream import AnswerExtractor
+from tandem.graphs._stream import SOURCE_MARKS, AnswerExtractor, SourceMarks
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
 DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
@@ -104,3 +104,39 @@ async def test_the_supervisors_stream_shows_restored_text_once(
     assert "<EMAIL_1>" not in streamed and "<PHONE_1>" not in streamed
     assert "jane.doe@example.com" in streamed and "evil.example" not in streamed
     assert streamed.strip() == answer.text.strip()
+
+
+def test_source_marks_are_dropped_however_the_text_is_split() -> None:
+    cases = {
+        "Within 14 days [S2]. The cap is 21 days [S1], [S3] in law.": (
+            "Within 14 days. The cap is 21 days in law."
+        ),
+        "Deposits [S1],[S2]: within 14 days [S10]": "Deposits: within 14 days",
+        "An array a[1] and [Some text] and [S] stay; [S4]": (
+            "An array a[1] and [Some text] and [S] stay;"
+        ),
+        "Trailing space stays   ": "Trailing space stays   ",
+    }
+    for text, shown in cases.items():
+        assert SOURCE_MARKS.sub("", text) == shown
+        for size in (1, 2, 3, 5):
+            marks = SourceMarks()
+            pieces = [marks.feed(text[i : i + size]) for i in range(0, len(text), size)]
+            assert "".join(pieces) + marks.finish() == shown, (text, size)
+
+
+async def test_an_escalated_answers_stream_shows_no_source_marks(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    fake_ollama.script(
+        "qwen2.5:1.5b",
+        {"answer": "Maybe?", "confidence": 0.2, "citations": [], "needs_escalation": True},
+    )
+    fake_openai.chunk_chars = 2  # "[S1]" arrives split over tokens
+    fake_openai.script("Brightwater returns the deposit within 14 days [S1], [S2].")
+    graph = make_graph(cascade={"escalation": "answer"})
+    events, answer = await _events(graph, DIRECT_Q)
+    after_reset = events[max(i for i, e in enumerate(events) if e["event"] == "reset") + 1 :]
+    streamed = "".join(e["text"] for e in after_reset if e["event"] == "token")
+    assert streamed == answer.text == "Brightwater returns the deposit within 14 days."
+    assert answer.citations  # the sources are named in the citations instead

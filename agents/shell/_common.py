@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tandem.agents.shell import _gc
 from tandem.workers.errors import TandemError
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def runtime(config: Path | None, *, warn: bool = True) -> Runtime:
     from tandem.graphs import Runtime, load_config
 
     rt = Runtime(load_config(config))
+    _gc.resume()  # start-up's imports are done: collect as usual from here on
     if warn:
         warn_plugins(rt)
     return rt

@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from tandem.agents.privacy.terminal import strip_controls
+from tandem.agents.shell import _gc
 from tandem.agents.shell._calibrate import calibrate_command
 from tandem.agents.shell._common import (
     ConfigOpt,
@@ -438,4 +439,8 @@ async def _ask(session: Session, query: str, printer: StreamPrinter | None) -> A
 
 def main() -> None:
     """Entry point of the ``tandem`` console script."""
-    app()
+    _gc.pause()  # until the runtime exists (agents/shell/_gc.py)
+    try:
+        app()
+    finally:
+        _gc.at_exit()
