@@ -25,7 +25,7 @@ The passage is *for this very question* when all of these hold:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
@@ -33,6 +33,7 @@ from langchain_core.documents import Document
 from tandem.graphs.cascade import MIN_MEMORY_OVERLAP
 from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.learning.recorder import REFUSAL
+from tandem.graphs.runtime import Runtime
 from tandem.workers.grounding import content_words, find_spans, unsupported_spans
 from tandem.workers.memory import asks_else, find_conflicts, is_learned, recorded
 from tandem.workers.records import Citation, WorkerResult
@@ -61,7 +62,7 @@ def rests_on(answer: str, question: str, passage: str) -> bool:
     return bool(words - content_words(question))
 
 
-def _seen(state: dict[str, Any], result: WorkerResult) -> list[LearnedPassage]:
+def _seen(state: Mapping[str, Any], result: WorkerResult) -> list[LearnedPassage]:
     for item in reversed(state.get("seen") or []):
         if item.worker == result.worker and item.instruction == result.instruction:
             return list(item.passages)
@@ -69,7 +70,7 @@ def _seen(state: dict[str, Any], result: WorkerResult) -> list[LearnedPassage]:
 
 
 async def memory_answer(
-    rt: Any, state: dict[str, Any], result: WorkerResult
+    rt: Runtime, state: Mapping[str, Any], result: WorkerResult
 ) -> tuple[WorkerResult, str] | None:
     """The remembered answer to serve instead of escalating ``result``, with a note; ``None``
     when no learned passage the specialist saw is for this question (see the module doc)."""
