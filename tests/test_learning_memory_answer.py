@@ -156,3 +156,39 @@ def test_near_miss_questions_ask_something_else_paraphrases_do_not() -> None:
     assert asks_else(recorded, recorded, said) == ""
     # A word the remembered answer holds is no new ask.
     assert asks_else("Does the pancreas in the body produce insulin?", recorded, said) == ""
+
+
+async def test_a_right_answer_citing_the_wrong_passage_gets_the_remembered_answer(
+    make_graph: Callable[..., Any],
+    fake_ollama: FakeOllama,
+    fake_openai: FakeOpenAI,
+    monkeypatch: Any,
+) -> None:
+    """The bundled 0.5B's APR case: it says "Annual Percentage Rate", unsure, citing a
+    curated passage; the learned passage it retrieved holds exactly that."""
+    graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": 0.99})
+    _direct(graph, monkeypatch)
+    rid = await _kept(
+        graph, "What does APR stand for on a loan?", "APR stands for Annual Percentage Rate."
+    )
+
+    def respond(request: dict[str, Any]) -> str:
+        reply = {"answer": "Annual Percentage Rate.", "confidence": 0.2, "citations": ["S1"]}
+        return json.dumps({**reply, "needs_escalation": False})
+
+    fake_ollama.respond_with(MODEL, respond)
+    before = len(fake_openai.completions())
+    answer = await _ask(graph, "Lenders quote an APR on loans. What is the full term?")
+    assert len(fake_openai.completions()) == before and not answer.escalated
+    assert answer.text == "APR stands for Annual Percentage Rate."
+    assert [c.source for c in answer.citations] == [f"learned:{rid}"]
+    assert any("the specialist's answer rests on it" in n for n in answer.notes)
+    # An answer the passage does not hold is no agreement: the question bar (0.99) decides.
+    fake_ollama.respond_with(
+        MODEL,
+        lambda request: json.dumps(
+            {"answer": "Average Payment Ratio.", "confidence": 0.2, "citations": ["S1"]}
+        ),
+    )
+    fake_openai.script(PLAN, "Annual Percentage Rate. [tenancy]")
+    assert (await _ask(graph, "Lenders quote an APR on loans. What is the full term?")).escalated
