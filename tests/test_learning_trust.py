@@ -92,6 +92,7 @@ def test_trusted_memory_needs_similarity_support_and_no_conflict() -> None:
     assert trusted_memory(_result(unsupported=["amount VC 120"]), 0.6) == ""
     assert trusted_memory(_result(overlap=0.3), 0.6) == ""
     assert trusted_memory(_result(conflict=True), 0.6) == ""
+    assert trusted_memory(_result(asks_else="it names 'EPC'"), 0.6) == ""  # a near miss
     said = _result().model_copy(update={"signals": AnswerSignals(not_covered=True)})
     assert trusted_memory(said, 0.6) == ""
     echo = _result().model_copy(update={"signals": AnswerSignals(question_overlap=1.0)})
