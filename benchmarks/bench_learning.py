@@ -47,7 +47,7 @@ from _common import (
     scratch,
 )
 from _learning_why import cause, kept_sources, summary
-from _memory_guard import evaluate as memory_guard
+from _memory_guard import report as memory_guard_report
 
 from tandem.agents.router import RouteDecision
 from tandem.graphs import build_graph
@@ -450,33 +450,9 @@ def run(embed: str | None = None) -> BenchResult:
     ]
     notes.append(f"memory lookup: mean {mean:.1f} ms added with 1,000 learned passages")
     if embed == "minilm":  # the bars are for the bundled embeddings
-        from tandem.graphs.learning import LearningSettings
-
-        ls = LearningSettings()
-        g = memory_guard(
-            _embedder(embed)[1], ls.answer_memory_above or 2.0, ls.trust_memory_above or 2.0
-        )
-        q, w, at = g["question path"], g["agreement path, worst case"], g["question path at picked"]
-        figures.append(
-            Figure(
-                "near misses served from memory, question path (second set, of 40; see note)",
-                q["held-out near miss"],
-                "0",
-                q["held-out near miss"] == 0,
-                "{:.0f}",
-            )
-        )
-        notes.append(
-            f"memory step, question path at answer_memory_above {ls.answer_memory_above}: "
-            f"paraphrases {q['paraphrase']}/40, near misses {q['near miss']}/40 (tuning set), "
-            f"{q['held-out near miss']}/40 (second set), wrong memories {q['wrong memory']}; "
-            f"the tuning set alone picks {g['picked']:.2f}: paraphrases {at['paraphrase']}/40, "
-            f"second-set near misses {at['held-out near miss']}/40 (held out then; the shipped "
-            "bar was raised after that, so the second set no longer vouches for it); "
-            "agreement path if the "
-            f"specialist copied the passage (trust_memory_above {ls.trust_memory_above}): "
-            f"near misses {w['near miss']}/40 tuning, {w['held-out near miss']}/40 second set"
-        )
+        figure, note = memory_guard_report(_embedder(embed)[1])
+        figures.append(figure)
+        notes.append(note)
     seconds, valid = export_seconds()
     figures.append(
         Figure(
