@@ -154,6 +154,8 @@ def test_near_miss_questions_ask_something_else_paraphrases_do_not() -> None:
     # the supervisor (a supervisor request, never a wrong answer).
     assert "'makes'" in asks_else("Which organ of the body makes insulin?", recorded, said)
     assert asks_else(recorded, recorded, said) == ""
+    etf = "What does ETF stand for in investing?"
+    assert asks_else("My friend invests in ETFs. What is that short for?", etf, "") == ""
     # A word the remembered answer holds is no new ask.
     assert asks_else("Does the pancreas in the body produce insulin?", recorded, said) == ""
 

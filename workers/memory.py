@@ -105,7 +105,10 @@ def asks_else(question: str, recorded_question: str, answer: str) -> str:
       (:data:`SWAP_SHARE`) but adds a content word that neither of them has.
     """
     known = f"{recorded_question} {answer}"
-    spans = find_spans(question) + [Span("name", a) for a in _ACRONYM.findall(question)]
+    acronyms = [
+        a[:-1] if a[-1] == "s" and a[:-1].isupper() else a for a in _ACRONYM.findall(question)
+    ]
+    spans = find_spans(question) + [Span("name", a) for a in acronyms]  # "ETFs" is "ETF"
     new = unsupported_spans(spans, known)
     if new:
         return f"it names {new[0].text!r}, which the recorded question does not"

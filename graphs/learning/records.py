@@ -78,7 +78,7 @@ class LearningSettings(BaseModel):
     recorded question (cosine). ``None``: only when the specialist's answer rests on it.
     Embeddings score a question that asks something else in similar words (``What BMI counts
     as overweight?`` beside ``What does BMI stand for?``) as close as a paraphrase: on the
-    bundled MiniLM, 0.67 served none of 40 labelled near misses and 21 of 40 paraphrases of
+    bundled MiniLM, 0.67 served none of 40 labelled near misses and 22 of 40 paraphrases of
     the repeat workload, but 4 of 40 near misses written separately; the default 0.82
     serves none of either set, and 4 of the 40 paraphrases (exact repeats: all).
     ``benchmarks/_memory_guard.py`` measures it."""
