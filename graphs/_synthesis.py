@@ -31,6 +31,7 @@ from tandem.agents.coverage import (
 )
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
+from tandem.graphs._memory_answer import FROM_MEMORY
 from tandem.graphs._stream import TokenStream
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
@@ -86,6 +87,9 @@ def kept_citations(state: TandemState, text: str) -> list[Citation]:
         # The supervisor answered from the specialist's passages: its citations, not the
         # unreliable attempt's.
         results = [r for r in results if r.reason.startswith(COVERED)] or results
+    served = [r for r in results if r.reason.startswith(FROM_MEMORY)]
+    if served:  # the remembered answer replaced the specialist's unsure one: its citation
+        results = served
     if state.get("phase") == "planned" and state.get("plan") is not None:
         parts = parts_in_order(state["plan"].subtasks, results)
         results = [r for r in parts if r not in missing_parts(text, [r])]

@@ -143,15 +143,16 @@ def trusted_memory(result: WorkerResult, trust_above: float | None) -> str:
     The learned passage is the supervisor's earlier answer to a question this close, kept by
     the approval policy; an answer that cites it, states nothing it does not back and
     mostly repeats it is that answer again — its risk is the passage's, not the small
-    model's. An answer made only of the question's own words is not: it repeats the
-    question, not the passage. A passage that conflicts with the curated corpus is never
-    trusted this way.
+    model's — unless the question asks something else in the recorded question's words
+    (``MemoryGrounding.asks_else``: a new name or figure, a swapped word). An answer made
+    only of the question's own words is not: it repeats the question, not the passage. A passage
+    that conflicts with the curated corpus is never trusted this way.
     """
     m = result.memory
     if trust_above is None or m is None or result.status != "ok":
         return ""
     s = result.signals
-    if m.conflict or m.similarity < trust_above or m.unsupported:
+    if m.conflict or m.similarity < trust_above or m.unsupported or m.asks_else:
         return ""
     if m.overlap < MIN_MEMORY_OVERLAP or result.needs_escalation:
         return ""

@@ -41,6 +41,7 @@ from tandem.graphs._guard import (
     thread_id,
     timed_detect,
 )
+from tandem.graphs._memory_answer import memory_answer
 from tandem.graphs._rescue import answers_escalations, rescue, rescue_parts
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, in_context, kept_citations
@@ -291,6 +292,23 @@ class Nodes:
                 "draft": result.answer,
                 "escalated": False,
                 "notes": [f"'{result.worker}' {memory}; kept local although {why}"],
+            }
+        served = None if state.get("force_worker") else await memory_answer(self.rt, state, result)
+        if served is not None:  # the remembered supervisor answer, not the large model again
+            found, note = served
+            route = state["route"]
+            reason = f"{route.reason}; {found.citations[0].source} served from answer memory"
+            emit({"event": "reset", "reason": f"from answer memory: {why}"})
+            stream = token_stream(self.rt.config.privacy.allowed_link_hosts)
+            if stream is not None:
+                stream(found.answer)
+                stream.flush()
+            return {
+                "draft": found.answer,
+                "escalated": False,
+                "results": [found],
+                "route": route.model_copy(update={"reason": reason}),
+                "notes": [f"{note} ({why})"],
             }
         if state.get("force_worker"):
             # The caller chose this specialist: its answer stands (or its failure is said).

@@ -92,6 +92,7 @@ def test_trusted_memory_needs_similarity_support_and_no_conflict() -> None:
     assert trusted_memory(_result(unsupported=["amount VC 120"]), 0.6) == ""
     assert trusted_memory(_result(overlap=0.3), 0.6) == ""
     assert trusted_memory(_result(conflict=True), 0.6) == ""
+    assert trusted_memory(_result(asks_else="it names 'EPC'"), 0.6) == ""  # a near miss
     said = _result().model_copy(update={"signals": AnswerSignals(not_covered=True)})
     assert trusted_memory(said, 0.6) == ""
     echo = _result().model_copy(update={"signals": AnswerSignals(question_overlap=1.0)})
@@ -128,7 +129,9 @@ async def test_an_answer_grounded_in_a_learned_passage_stays_local_and_says_why(
 async def test_an_answer_not_backed_by_the_learned_passage_still_escalates(
     make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
-    graph = make_graph(learning={"trust_memory_above": 0.3})
+    # (answer_memory_above None: the memory step serves the remembered answer only when
+    # the specialist's answer rests on it — tests/test_learning_memory_answer.py)
+    graph = make_graph(learning={"trust_memory_above": 0.3, "answer_memory_above": None})
     await _kept(graph)
     # It cites the learned passage but states a figure the passage does not hold.
     fake_ollama.respond_with(MODEL, _cites_learned("Contents insurance costs VC 120 a year.", 0.3))
@@ -144,7 +147,7 @@ async def test_an_answer_that_only_echoes_the_question_still_escalates(
     make_graph: Callable[..., Any], fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
     question = "What does HMO stand for in a tenancy?"
-    graph = make_graph(learning={"trust_memory_above": -1.0})
+    graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": None})
     await _kept(graph, question, "HMO stands for House in Multiple Occupation.")
     # It cites the learned passage and every word of it is there, but it only says "HMO".
     fake_ollama.respond_with(MODEL, _cites_learned("HMO.", 0.3))
@@ -154,6 +157,13 @@ async def test_an_answer_that_only_echoes_the_question_still_escalates(
     assert not any("answered from learned memory" in n for n in answer.notes)
     memory = answer.worker_results[0].memory
     assert memory is not None and memory.overlap == 1.0  # backed, yet only the question's word
+    # With the memory step's question bar, the same question gets the remembered answer
+    # itself, not the echo, and no supervisor request.
+    served = make_graph(learning={"trust_memory_above": -1.0})
+    before = len(fake_openai.completions())
+    again = await _ask(served, question)
+    assert len(fake_openai.completions()) == before and not again.escalated
+    assert again.text == "HMO stands for House in Multiple Occupation."
 
 
 async def test_a_learned_passage_that_conflicts_with_the_corpus_is_not_trusted(

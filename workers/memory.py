@@ -18,13 +18,14 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from tandem.workers.grounding import content_words, find_spans, unsupported_spans
+from tandem.workers.grounding import Span, content_words, find_spans, unsupported_spans
 from tandem.workers.records import MemoryGrounding
 
 __all__ = [
     "LEARNED_PREFIX",
     "MEMORY_EMBED_KEY",
     "Conflict",
+    "asks_else",
     "figures",
     "find_conflicts",
     "is_learned",
@@ -32,6 +33,7 @@ __all__ = [
     "learned_text",
     "memory_grounding",
     "reconcile",
+    "recorded",
 ]
 
 LEARNED_PREFIX = "learned:"
@@ -58,6 +60,69 @@ def learned_text(question: str, answer: str) -> str:
     answer = " ".join(answer.split())
     question = " ".join(question.split()).replace('"', "'")
     return f'{_ANSWER_MARK} "{question}": {answer}'
+
+
+_LEARNED = re.compile(rf'^{_ANSWER_MARK} "(?P<q>.*?)": (?P<a>.*)$', re.S)
+
+
+def recorded(text: str) -> tuple[str, str] | None:
+    """The recorded question and the remembered answer of a learned passage's text (the
+    inverse of :func:`learned_text`); ``None`` for any other text."""
+    m = _LEARNED.match(text)
+    return (m.group("q"), m.group("a")) if m else None
+
+
+SWAP_SHARE = 0.4
+"""A question with at least this share of its content words in a recorded question, that
+adds a content word neither the recorded question nor its answer has, asks something else
+("Which organ produces bile?" beside "Which organ produces insulin?"). Chosen with the
+near-miss questions of ``benchmarks/data/memory_near_miss.jsonl`` (see
+``benchmarks/bench_memory_guard.py``): every near miss of the repeat workload shares at least
+0.22 of its words, every paraphrase at most 0.6, most below 0.35."""
+
+_ACRONYM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*[A-Z][A-Za-z]*\b")
+
+
+def _stem(word: str) -> str:
+    """A crude stem: "produce", "produces", "produced" and "producing" are one word here."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+
+
+def asks_else(question: str, recorded_question: str, answer: str) -> str:
+    """Why ``question`` may ask something other than ``recorded_question`` (whose remembered
+    answer is ``answer``) although the two are close in meaning, or ``""``.
+
+    Embeddings score a question that swaps one term of a recorded question ("low" for
+    "high" blood pressure, "EPC" for "HMO") as close as a paraphrase, often closer; two
+    lexical checks catch the swap:
+
+    * **a new name** — an acronym, name, figure or date of the question that neither the
+      recorded question nor its answer states;
+    * **a swapped word** — the question mostly repeats the recorded question's words
+      (:data:`SWAP_SHARE`) but adds a content word that neither of them has.
+    """
+    known = f"{recorded_question} {answer}"
+    acronyms = [
+        a[:-1] if a[-1] == "s" and a[:-1].isupper() else a for a in _ACRONYM.findall(question)
+    ]
+    spans = find_spans(question) + [Span("name", a) for a in acronyms]  # "ETFs" is "ETF"
+    new = unsupported_spans(spans, known)
+    if new:
+        return f"it names {new[0].text!r}, which the recorded question does not"
+    mine = content_words(question)
+    words = {_stem(w) for w in mine}
+    theirs = {_stem(w) for w in content_words(recorded_question)}
+    added = words - theirs - {_stem(w) for w in content_words(answer)}
+    if words and added and len(words & theirs) / len(words) >= SWAP_SHARE:
+        new_words = sorted(w for w in mine if _stem(w) in added)
+        return (
+            f"it repeats most of the recorded question's words but asks about "
+            f"{', '.join(repr(w) for w in new_words)}"
+        )
+    return ""
 
 
 def learned_metadata(
@@ -223,11 +288,18 @@ def reconcile(
     return f"{answer.rstrip()}\n\n{note}", conflicts
 
 
+def _asks_else_of(question: str, text: str) -> str:
+    found = recorded(text) if question else None
+    return asks_else(question, *found) if found is not None else ""
+
+
 def memory_grounding(
     answer: str,
     passages: Sequence[Document],
     cited: Sequence[str],
     conflicts: Sequence[Conflict] = (),
+    *,
+    question: str = "",
 ) -> MemoryGrounding | None:
     """How ``answer`` rests on the learned passages it cites: for the best-supported one
     (fewest unsupported spans, then most similar), its similarity to the question, the
@@ -239,6 +311,8 @@ def memory_grounding(
         passages: The passages the worker saw (learned ones carry their ``score``).
         cited: Sources the answer cites.
         conflicts: What :func:`reconcile` found for this answer.
+        question: What the worker was asked: when given, whether it asks something else
+            than the learned passage's recorded question (:func:`asks_else`).
     """
     spans = find_spans(answer)
     words = content_words(answer)
@@ -258,6 +332,7 @@ def memory_grounding(
             unsupported=[str(s) for s in unsupported_spans(spans, text)],
             overlap=round(len(words & held) / len(words), 4) if words else 0.0,
             conflict=src in clashing,
+            asks_else=_asks_else_of(question, text),
         )
         if best is None or (len(found.unsupported), -found.similarity) < (
             len(best.unsupported),

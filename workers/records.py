@@ -162,6 +162,9 @@ class MemoryGrounding(BaseModel):
     """Share of the answer's content words found in the learned passage."""
     conflict: bool = False
     """The learned passage disagrees with a retrieved curated passage (the answer says so)."""
+    asks_else: str = ""
+    """Why the question asks something other than the passage's recorded question although
+    close in wording (a new name or figure, a swapped word), or ``""``."""
 
 
 class WorkerResult(BaseModel):

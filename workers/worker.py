@@ -333,7 +333,9 @@ class Worker:
         if learned:
             # Memory never outranks the curated corpus silently: a conflict is said and cited.
             answer, conflicts = reconcile(answer, subtask.instruction, passages, learned)
-            memory = memory_grounding(reply.answer, passages, learned, conflicts)
+            memory = memory_grounding(
+                reply.answer, passages, learned, conflicts, question=subtask.instruction
+            )
             for c in conflicts:
                 extra = Citation(worker=self.spec.name, source=c.curated, chunk=c.chunk)
                 if extra not in citations:

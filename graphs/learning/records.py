@@ -68,6 +68,20 @@ class LearningSettings(BaseModel):
     a paraphrase of a recorded question scores 0.38–0.77 against its learned passage
     (median 0.62), the nearest *other* question's passage at most 0.63 (median 0.38), on
     the 40 questions of ``benchmarks/data/repeat_workload.jsonl``."""
+    answer_memory_above: float | None = Field(default=0.82, ge=-1.0, le=1.0)
+    """The cascade's memory step (local model → answer memory → supervisor): a direct answer
+    that may not stay local is replaced by the remembered supervisor answer of the learned
+    passage the specialist retrieved — when that passage matched at least
+    ``trust_memory_above``, the question asks nothing else in the recorded question's words
+    (no new name or figure, no swapped word), the curated corpus does not contradict it, and
+    either the specialist's answer rests on it or the question is at least this close to the
+    recorded question (cosine). ``None``: only when the specialist's answer rests on it.
+    Embeddings score a question that asks something else in similar words (``What BMI counts
+    as overweight?`` beside ``What does BMI stand for?``) as close as a paraphrase: on the
+    bundled MiniLM, 0.67 served none of 40 labelled near misses and 22 of 40 paraphrases of
+    the repeat workload, but 4 of 40 near misses written separately; the default 0.82
+    serves none of either set, and 4 of the 40 paraphrases (exact repeats: all).
+    ``benchmarks/_memory_guard.py`` measures it."""
     unrouted: bool = True
     """Learn from answers the supervisor gave alone (the router found no specialist): when
     the router, shown the question with that answer, routes it to one specialist — or gives
