@@ -51,7 +51,7 @@ __all__ = [
 DEFAULT_SUPERVISOR = "embedded/qwen2.5-coder-1.5b"
 """The zero-config supervisor: the bundled 1.5B model, in-process."""
 
-RECHECK_BELOW: float | None = None
+RECHECK_BELOW: float | None = 0.25
 """``[cascade] recheck_below`` by default (see :class:`CascadeSettings`)."""
 
 _TOML: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
