@@ -446,20 +446,26 @@ def split_concluded(text: str, rechecked: Collection[int]) -> tuple[dict[int, st
     """A conclusion written with ``recheck`` parts, split into the parts' answers (by index
     into the results, for the ``rechecked`` indexes only) and the conclusion.
 
-    The reply is ``Part N: …`` lines, then ``Conclusion: …``. Unlabelled text before the
-    conclusion is the answer of the only rechecked part; an unlabelled reply is all
-    conclusion (the caller checks it states no figure that no answer gives).
+    The reply is ``Part N: …`` lines, then ``Conclusion: …`` (or an unlabelled paragraph
+    after a part's). Unlabelled text before the conclusion is the answer of the only
+    rechecked part; an unlabelled reply is all conclusion (the caller checks it states no
+    figure that no answer gives).
     """
     labels = list(_LABEL.finditer(text))
     answers: dict[int, str] = {}
-    conclusion = ""
+    conclusion, after = "", ""
     for k, m in enumerate(labels):
         end = labels[k + 1].start() if k + 1 < len(labels) else len(text)
         body = text[m.end() : end].strip()
         if m.group(2):
             conclusion = body
-        elif body and int(m.group(1)) - 1 in rechecked:
-            answers.setdefault(int(m.group(1)) - 1, body)
+            continue
+        # A part's answer is its paragraph; what follows it unlabelled is the conclusion.
+        body, _, rest = body.partition("\n\n")
+        after = rest.strip() or after
+        if body.strip() and int(m.group(1)) - 1 in rechecked:
+            answers.setdefault(int(m.group(1)) - 1, body.strip())
+    conclusion = conclusion or after
     head = text[: labels[0].start()].strip() if labels else text.strip()
     if not labels:
         return {}, head

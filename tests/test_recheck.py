@@ -116,5 +116,10 @@ def test_the_reply_splits_into_the_rechecked_parts_and_the_conclusion() -> None:
         {0: "15% of the rent."},
         "Fine.",
     )
+    # An unlabelled paragraph after the parts is the conclusion.
+    assert split_concluded("Part 1: 5.5% a year.\n\nSo the rise is too high.", {0}) == (
+        {0: "5.5% a year."},
+        "So the rise is too high.",
+    )
     # No labels at all: the reply is the conclusion (checked for figures by the caller).
     assert split_concluded("Both apply.", {0}) == ({}, "Both apply.")
