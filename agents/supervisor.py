@@ -92,7 +92,7 @@ def _parts_block(
             )
             lines.append(
                 f'<result part="{i}" worker="{r.worker}">\nQuestion: {_esc(r.instruction)}\n'
-                f"Answer this part from its passages:\n{passages}</result>"
+                f"Passages to answer it from:\n{passages}</result>"
             )
             continue
         # A failure is named, its error text is not passed on (it would come back as an answer).
@@ -372,6 +372,9 @@ class Supervisor:
             user += f"<history>{_esc(history)}</history>\n\n"
         block = _parts_block(results, query, recheck) or "(none)"
         user += f"<query>{_esc(query)}</query>\n\nResults:\n{block}"
+        if recheck:  # the form of the reply, spelled out: the 1.5B copies a template best
+            slots = "".join(f"Part {i + 1}: <its short answer>\n" for i in sorted(recheck))
+            user += f"\n\nReply in this form:\n{slots}Conclusion: <one or two sentences>"
         messages: list[ChatMessage] = [
             {"role": "system", "content": system},
             {"role": "user", "content": user},
@@ -439,7 +442,9 @@ class Supervisor:
         return text.strip(), calls
 
 
-_LABEL = re.compile(r"^[\W_]*(?:part\s*(\d+)|(conclusion))\b[\W_]*", re.I | re.M)
+_LABEL = re.compile(
+    r"^[\W_]*part\s*(\d+)\b[\W_]*|(?:^[\W_]*|\b)(conclusion)\W*?:[\W_]*", re.I | re.M
+)
 
 
 def split_concluded(text: str, rechecked: Collection[int]) -> tuple[dict[int, str], str]:

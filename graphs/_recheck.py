@@ -44,13 +44,34 @@ def cited_passages(
     return list(dict.fromkeys(cites))
 
 
+_TAGS = re.compile(r"</?passage\b[^>]*>", re.I)
+_ANSWER_LABEL = re.compile(r"^\W*answer(?: from the passages?| to (?:this|the) part)?\W*:\s*", re.I)
+_WORDS = re.compile(r"[a-z0-9][a-z0-9'%.,-]*", re.I)
+
+
+def _cleaned(text: str, question: str) -> str:
+    """The answer a small supervisor wrote for a part, without what it copied from the
+    prompt: passage tags, a first line repeating the part's question, an ``Answer:`` label.
+    Empty when nothing but the question is left."""
+
+    def words(line: str) -> set[str]:
+        return {w.lower().strip(".,?") for w in _WORDS.findall(line)}
+
+    asked = words(question)
+    lines = _TAGS.sub("", text).strip().splitlines()
+    if lines and (lines[0].rstrip().endswith("?") or words(lines[0]) <= asked):
+        lines = lines[1:]  # the part's question, echoed
+    text = _ANSWER_LABEL.sub("", "\n".join(lines).strip()).strip()
+    return text if words(text) - asked else ""
+
+
 def rechecked(
     part: WorkerResult, text: str, passages: Sequence[LearnedPassage], model: str
 ) -> WorkerResult | None:
     """The supervisor's answer ``text`` to a weak ``part`` from ``passages``, as that part's
     result (citing the passages that state it), or ``None`` when it gives none: a weak part
     the specialist did answer keeps that answer then."""
-    text = MARKS.sub("", text).strip()
+    text = _cleaned(MARKS.sub("", text), part.instruction)
     if not text or (NOT_ANSWERED.match(text) and is_answer(part)):
         return None
     citations = cited_passages(text, part.worker, passages, part.instruction)

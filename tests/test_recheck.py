@@ -62,7 +62,7 @@ async def test_a_weak_part_is_answered_from_its_passages_in_the_synthesis_call(
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
     assert purposes == ["plan", "conclude"]  # one call answers the parts and concludes
     prompt = fake_openai.completions()[1]["messages"][-1]["content"]
-    assert prompt.count("Answer this part from its passages") == 2
+    assert prompt.count("Passages to answer it from") == 2
     assert "Yes, 8% is allowed" not in prompt  # the weak answers are not shown
     assert prompt.count("<passage ") == 4  # [cascade] rescue_passages = 2 per part
     assert "5.5%" in answer.text and "VC 1,000" in answer.text
@@ -105,6 +105,25 @@ async def test_a_weak_part_the_supervisor_cannot_answer_keeps_the_specialists_an
     assert any("gave no answer to 'tenancy''s part" in n for n in answer.notes)
 
 
+async def test_what_the_supervisor_copied_from_the_prompt_is_not_the_parts_answer(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    # The 1.5B often echoes the part's question and the passage tags before its answer,
+    # or answers a part with its question alone.
+    _workers(fake_ollama, "No: rises are capped at 5.5% a year.")
+    fake_openai.script(
+        PLAN,
+        f'Part 1: {RENT}\nAnswer: <passage source="x.md">Rises are capped at 5.5%.</passage>\n'
+        f"Part 2: {CREDIT}\nConclusion: The rise is too high.",
+    )
+    answer = await _ask(make_graph, 1.0)
+
+    assert answer.text.startswith("Rises are capped at 5.5%. [tenancy]")
+    assert "<passage" not in answer.text and "Answer:" not in answer.text
+    # Part 2 was answered with its question only: the specialist's answer stays.
+    assert "15% of the rent paid" in answer.text and CREDIT not in answer.text
+
+
 def test_the_reply_splits_into_the_rechecked_parts_and_the_conclusion() -> None:
     reply = "**Part 2:** 15% of the rent.\n**Conclusion:** Both apply."
     assert split_concluded(reply, {1}) == ({1: "15% of the rent."}, "Both apply.")
@@ -121,5 +140,8 @@ def test_the_reply_splits_into_the_rechecked_parts_and_the_conclusion() -> None:
         {0: "5.5% a year."},
         "So the rise is too high.",
     )
+    # A conclusion written on a part's line.
+    inline = "Part 1: Within 7 days. Conclusion: That is the rule."
+    assert split_concluded(inline, {0}) == ({0: "Within 7 days."}, "That is the rule.")
     # No labels at all: the reply is the conclusion (checked for figures by the caller).
     assert split_concluded("Both apply.", {0}) == ({}, "Both apply.")

@@ -177,7 +177,7 @@ async def _rescued(
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
     assert purposes == ["plan", "conclude"]
     prompt = fake_openai.completions()[1]["messages"][-1]["content"]
-    assert f"Question: {RENT}\nAnswer this part from its passages" in prompt
+    assert f"Question: {RENT}\nPassages to answer it from" in prompt
     assert "not covered" not in prompt  # the specialist's non-answer is not passed on
     return answer
 
