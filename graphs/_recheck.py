@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import is_answer, supporting
+from tandem.agents.coverage import is_answer, numbers, supporting
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
 from tandem.workers.records import Citation, WorkerResult
@@ -69,11 +69,16 @@ def rechecked(
     part: WorkerResult, text: str, passages: Sequence[LearnedPassage], model: str
 ) -> WorkerResult | None:
     """The supervisor's answer ``text`` to a weak ``part`` from ``passages``, as that part's
-    result (citing the passages that state it), or ``None`` when it gives none: a weak part
-    the specialist did answer keeps that answer then."""
+    result (citing the passages that state it), or ``None`` when it gives none or states a
+    figure that neither the part's question nor its passages hold (the 1.5B, shown several
+    parts at once, sometimes answers one with another's figure): the part keeps its
+    specialist's answer then."""
     text = _cleaned(MARKS.sub("", text), part.instruction)
     if not text or (NOT_ANSWERED.match(text) and is_answer(part)):
         return None
+    stated = numbers(part.instruction).union(*(numbers(p.text) for p in passages))
+    if numbers(text) - stated:
+        return None  # a figure none of its passages states: another part's, or made up
     citations = cited_passages(text, part.worker, passages, part.instruction)
     why = "its answer was not reliable" if is_answer(part) else "it said it was not covered"
     return WorkerResult(

@@ -150,7 +150,10 @@ class Synthesis:
             for i, passages in sorted(recheck.items()):
                 new = rechecked(parts[i], answers.get(i, ""), passages, self.sup.model)
                 if new is None:
-                    notes.append(f"the supervisor gave no answer to '{parts[i].worker}''s part")
+                    notes.append(
+                        f"the supervisor gave no answer to '{parts[i].worker}''s part that its "
+                        "passages state; the specialist's answer is kept"
+                    )
                     continue
                 notes.append(
                     f"'{parts[i].worker}''s answer to its part was not reliable; the supervisor "

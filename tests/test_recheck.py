@@ -124,6 +124,23 @@ async def test_what_the_supervisor_copied_from_the_prompt_is_not_the_parts_answe
     assert "15% of the rent paid" in answer.text and CREDIT not in answer.text
 
 
+async def test_a_weak_part_answered_with_a_figure_its_passages_do_not_state_keeps_its_own(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    # Shown both parts, the 1.5B sometimes answers one with the other's figure.
+    _workers(fake_ollama, "No: rises are capped at 5.5% a year.")
+    fake_openai.script(
+        PLAN,
+        "Part 1: The credit is 15% of the rent.\nPart 2: 15% of the rent paid, capped at "
+        "VC 1,000.\nConclusion: The credit helps.",
+    )
+    answer = await _ask(make_graph, 1.0)
+
+    assert answer.text.startswith("No: rises are capped at 5.5% a year. [tenancy]")
+    assert "capped at VC 1,000. [finance]" in answer.text  # its own passages state it
+    assert any("gave no answer to 'tenancy''s part" in n for n in answer.notes)
+
+
 def test_the_reply_splits_into_the_rechecked_parts_and_the_conclusion() -> None:
     reply = "**Part 2:** 15% of the rent.\n**Conclusion:** Both apply."
     assert split_concluded(reply, {1}) == ({1: "15% of the rent."}, "Both apply.")
