@@ -421,7 +421,7 @@ class Nodes:
         )
         style = synthesis_style(self.rt.config.planner, sup.llm.model)
         answers = down is None and answers_escalations(self.rt, state["guard"].policy)
-        if answers and style == "prose":  # one call per part said to be not covered
+        if answers:  # a part its specialist said is not covered: one focused call each
             rescued, made, said = await rescue_parts(self.rt, sup, state, planned, history=history)
             added, calls, notes = [*added, *rescued], [*calls, *made], [*notes, *said]
         local = parts_in_order(steps, [*planned, *added])
@@ -447,7 +447,8 @@ class Nodes:
             parts = [r for r in local if r.worker not in private]
             _, query, history, shown = step.outbound(sup, state["query"], history, parts)
             if style == "structured":
-                # Weak parts are answered from their passages within the same call.
+                # Parts answered with a low p_correct are re-answered from their passages
+                # within the same call (those said to be not covered were rescued above).
                 recheck = recheck_parts(self.rt, state, parts) if answers else {}
                 text, more, extra, own = await synthesis.structured(
                     query, history, parts, shown, recheck

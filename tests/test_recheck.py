@@ -1,6 +1,8 @@
 """Weak planned parts answered inside the synthesis call: a local supervisor with a
-structured synthesis is shown a weak part's passages instead of its specialist's answer and
-answers it there — one call for the parts and the conclusion, citing what states it."""
+structured synthesis is shown the passages of a part its specialist answered with a low
+``p_correct`` (``[cascade] recheck_below``) instead of that answer and answers it there — one
+call for the parts and the conclusion, citing what states it. (A part its specialist said
+is not covered gets a focused call of its own first: tests/test_rescue.py.)"""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ async def test_a_confident_part_keeps_its_answer_and_the_conclusion_is_all_that_
 ) -> None:
     _workers(fake_ollama, "No: rises are capped at 5.5% a year.")
     fake_openai.script(PLAN, "The rise is too high; the credit helps.")
-    answer = await _ask(make_graph, None)  # only "not covered" parts are weak
+    answer = await _ask(make_graph, None)  # no recheck_below: an answered part is not weak
 
     prompt = fake_openai.completions()[1]["messages"][-1]["content"]
     assert "<passage" not in prompt and "Answer: No: rises are capped at 5.5%" in prompt

@@ -27,7 +27,7 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     answer = (await graph.ainvoke({"query": QUESTION}))["answer"]
 
     assert answer.escalated
-    assert answer.text == "Brightwater returns the deposit within 14 days [S1]."
+    assert answer.text == "Brightwater returns the deposit within 14 days."  # cited by name
     (request,) = fake_openai.completions()  # one supervisor call: no plan, no synthesis
     prompt = request["messages"][-1]["content"]
     assert '<passage id="S1" source="' in prompt and "Brightwater" in prompt
@@ -170,15 +170,11 @@ async def _rescued(
         )
 
     fake_ollama.respond_with(MODEL, worker)
-    fake_openai.script(plan, f"Part 1: {rescue}\nConclusion: The rise is too high.")
+    fake_openai.script(plan, rescue, "The rise is too high.")
     graph = make_graph(cascade={"escalation": "answer"}, planner={"synthesis": "structured"})
     answer = (await graph.ainvoke({"query": CROSS}))["answer"]
-    # The part is answered within the synthesis call: no call of its own.
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
-    assert purposes == ["plan", "conclude"]
-    prompt = fake_openai.completions()[1]["messages"][-1]["content"]
-    assert f"Question: {RENT}\nPassages to answer it from" in prompt
-    assert "not covered" not in prompt  # the specialist's non-answer is not passed on
+    assert purposes == ["plan", "rescue", "conclude"]
     return answer
 
 
@@ -207,8 +203,7 @@ async def test_a_rescued_parts_s_marks_become_citations_not_text(
         make_graph, fake_ollama, fake_openai, "No: rises are capped at 5.5% a year [S1], [S2]."
     )
 
-    assert answer.text.startswith("No: rises are capped at 5.5% a year. [tenancy]\n\n15%")
-    assert answer.text.endswith("The rise is too high.")
+    assert "No: rises are capped at 5.5% a year. [tenancy]" in answer.text
     assert "[S1]" not in answer.text
     prompt = fake_openai.completions()[1]["messages"][-1]["content"]
     first_two = [s.split('"', 1)[0] for s in prompt.split('source="')[1:3]]
