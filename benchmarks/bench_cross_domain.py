@@ -73,6 +73,16 @@ def run() -> BenchResult:
                 "supervisor_purposes": [c.purpose for c in sup],
                 "seconds": round(seconds, 1),
                 "citations": sorted({f"{c.worker}:{c.source}" for c in answer.citations}),
+                # Every specialist (and supervisor-from-passages) answer, for reading losses.
+                "answers": [
+                    {
+                        "worker": r.worker,
+                        "model": r.model,
+                        "p_correct": r.p_correct,
+                        "answer": r.answer[:300],
+                    }
+                    for r in answer.worker_results
+                ],
                 "text": answer.text,
             }
             done.append(row)

@@ -12,14 +12,14 @@ this way (the passages would leave with the request otherwise); a remote one pla
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import is_answer, supporting
+from tandem.agents.coverage import is_answer
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
+from tandem.graphs._recheck import cited_passages
 from tandem.graphs._stream import SOURCE_MARKS, TokenStream, token_stream
 from tandem.graphs._synthesis import seen_passages
 from tandem.graphs.learning.recorder import COVERED
@@ -27,16 +27,9 @@ from tandem.graphs.learning.records import LearnedPassage
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import TandemState
 from tandem.workers.errors import RunError
-from tandem.workers.records import CallRecord, Citation, WorkerResult
+from tandem.workers.records import CallRecord, WorkerResult
 
-__all__ = ["answers_escalations", "rescue", "rescue_parts"]
-
-_CITE = re.compile(r"\[S(\d+)\]")
-_NOT_ANSWERED = re.compile(
-    r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
-    r"(?:know|answer|find)|no information)",
-    re.I,
-)
+__all__ = ["answers_escalations", "recheck_parts", "rescue", "rescue_parts"]
 
 
 def answers_escalations(rt: Runtime, policy: str) -> bool:
@@ -46,20 +39,6 @@ def answers_escalations(rt: Runtime, policy: str) -> bool:
     if mode == "plan" or llm.where != "local":
         return False
     return mode == "answer" or llm.model.startswith("embedded:")
-
-
-def _cited(text: str, worker: str, passages: Sequence[Any], question: str = "") -> list[Citation]:
-    """The passages ``text`` cites as ``[S1]`` …; when it cites none (the 1.5B often
-    leaves the markers out) but answers, those holding its key facts
-    (:func:`~tandem.agents.coverage.supporting`), so its document is cited."""
-    found = sorted({int(n) for n in _CITE.findall(text) if 0 < int(n) <= len(passages)})
-    if not found and passages and not _NOT_ANSWERED.match(text):
-        found = [i + 1 for i in supporting(text, [p.text for p in passages], question)]
-    cites = [
-        Citation(worker=worker, source=passages[i - 1].source, chunk=passages[i - 1].chunk)
-        for i in found
-    ]
-    return list(dict.fromkeys(cites))
 
 
 def _shown(rt: Runtime, passages: Sequence[LearnedPassage]) -> list[LearnedPassage]:
@@ -130,7 +109,7 @@ async def rescue(
                 + ("the specialist's unverified answer is shown" if kept else "no answer")
             ],
         }
-    citations = _cited(text, attempt.worker, passages, state["query"])
+    citations = cited_passages(text, attempt.worker, passages, state["query"])
     text = SOURCE_MARKS.sub("", text).strip()
     answer = WorkerResult(
         worker=attempt.worker,
@@ -184,7 +163,7 @@ async def rescue_parts(
             notes.append(f"could not ask the supervisor about '{part.worker}''s part: {exc}")
             break
         calls.extend(c.model_copy(update={"purpose": "rescue"}) for c in made)
-        citations = _cited(text, part.worker, passages, part.instruction)
+        citations = cited_passages(text, part.worker, passages, part.instruction)
         added.append(
             WorkerResult(
                 worker=part.worker,
@@ -206,3 +185,29 @@ async def rescue_parts(
             f"{len(passages)} passages it retrieved"
         )
     return added, calls, notes
+
+
+def _weak(part: WorkerResult, below: float | None) -> bool:
+    """A planned part whose specialist answer is not to be trusted as it is: "not covered"
+    (or asked to escalate), or a ``p_correct`` under ``[cascade] recheck_below``."""
+    if part.status != "ok":
+        return False  # a failed part is the supervisor's already (graphs/_fallback.py)
+    if not is_answer(part):
+        return True
+    return below is not None and part.p_correct is not None and part.p_correct < below
+
+
+def recheck_parts(
+    rt: Runtime, state: TandemState, parts: Sequence[WorkerResult]
+) -> dict[int, list[LearnedPassage]]:
+    """The weak parts (index into ``parts``) that retrieved passages, with the passages the
+    supervisor is shown (:func:`_shown`): a local supervisor answers them from those within
+    the synthesis call (:meth:`~tandem.graphs._synthesis.Synthesis.structured`)."""
+    below = rt.config.cascade.recheck_below
+    out: dict[int, list[LearnedPassage]] = {}
+    for i, part in enumerate(parts):
+        if _weak(part, below):
+            passages = _shown(rt, seen_passages(state, part))
+            if passages:
+                out[i] = passages
+    return out

@@ -14,7 +14,7 @@ The coverage checks themselves are local text checks: :mod:`tandem.agents.covera
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from langchain_core.documents import Document
@@ -29,9 +29,10 @@ from tandem.agents.coverage import (
     supporting,
     with_context,
 )
-from tandem.agents.supervisor import Supervisor
+from tandem.agents.supervisor import Supervisor, split_concluded
 from tandem.graphs._fallback import within
 from tandem.graphs._memory_answer import FROM_MEMORY
+from tandem.graphs._recheck import rechecked
 from tandem.graphs._stream import TokenStream
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
@@ -103,7 +104,8 @@ def kept_citations(state: TandemState, text: str) -> list[Citation]:
 class Synthesis:
     """One planned answer's synthesis by ``sup``, streamed to ``stream`` (if any).
 
-    Both styles return ``(text, calls, notes)``; ``parts`` are the results in plan order
+    Both styles return ``(text, calls, notes, added)`` (``added``: parts the supervisor
+    answered itself); ``parts`` are the results in plan order
     and ``shown`` the same results as the supervisor may see them (redacted if remote).
     """
 
@@ -117,28 +119,62 @@ class Synthesis:
             self.stream(text)
 
     async def structured(
-        self, query: str, history: str, parts: list[WorkerResult], shown: list[WorkerResult]
-    ) -> tuple[str, list[CallRecord], list[str]]:
-        """One paragraph per part (the specialists' answers, shown at once), then the
-        supervisor's short joint conclusion."""
-        self._send(structured_answer(parts))
-        conclusion, calls = await within(
+        self,
+        query: str,
+        history: str,
+        parts: list[WorkerResult],
+        shown: list[WorkerResult],
+        recheck: Mapping[int, Sequence[LearnedPassage]] | None = None,
+    ) -> tuple[str, list[CallRecord], list[str], list[WorkerResult]]:
+        """One paragraph per part (the specialists' answers), then the supervisor's short
+        joint conclusion. The ``recheck`` parts (index into ``parts``: weak answers, with
+        their specialist's passages) are answered by the supervisor from those passages in
+        the same call; the parts before the first of them are shown at once, the rest when
+        the call returns. Also returns the new results of the parts it answered."""
+        recheck = recheck or {}
+        first = min(recheck, default=len(parts))
+        self._send(structured_answer(parts[:first]))
+        raw, calls = await within(
             self.deadline,
-            self.sup.conclude(query, shown, history=history),
+            self.sup.conclude(
+                query,
+                shown,
+                history=history,
+                recheck={i: [(p.source, p.text) for p in ps] for i, ps in recheck.items()},
+            ),
             "the conclusion",
             self.rt,
         )
-        notes = []
+        notes: list[str] = []
+        added: list[WorkerResult] = []
+        conclusion = raw
+        if recheck:
+            parts, shown = list(parts), list(shown)
+            answers, conclusion = split_concluded(raw, recheck)
+            for i, passages in sorted(recheck.items()):
+                new = rechecked(parts[i], answers.get(i, ""), passages, self.sup.model)
+                if new is None:
+                    notes.append(
+                        f"the supervisor gave no answer to '{parts[i].worker}''s part that its "
+                        "passages state; the specialist's answer is kept"
+                    )
+                    continue
+                notes.append(
+                    f"'{parts[i].worker}''s answer to its part was not reliable; the supervisor "
+                    f"answered it from the {len(passages)} passages it retrieved"
+                )
+                parts[i] = shown[i] = new
+                added.append(new)
         kept = checked_conclusion(conclusion, shown, query)
         if conclusion and not kept:
             notes.append("dropped the supervisor's conclusion: it stated numbers no answer gave")
-        if kept:
-            self._send(f"\n\n{kept}")
-        return structured_answer(parts, kept), calls, notes
+        rest = structured_answer(parts[first:], kept)
+        self._send(f"\n\n{rest}" if first and rest else rest)
+        return structured_answer(parts, kept), calls, notes, added
 
     async def prose(
         self, query: str, history: str, parts: list[WorkerResult], shown: list[WorkerResult]
-    ) -> tuple[str, list[CallRecord], list[str]]:
+    ) -> tuple[str, list[CallRecord], list[str], list[WorkerResult]]:
         """The supervisor writes the answer; a part it leaves out is asked for once more
         (``reask``) or added from the specialist's answer (``append``)."""
         text, calls = await within(
@@ -176,4 +212,4 @@ class Synthesis:
                 + ", ".join(f"{r.worker}'s part" for r in missing)
                 + "; added the specialist's answer"
             )
-        return text, calls, notes
+        return text, calls, notes, []

@@ -42,7 +42,7 @@ from tandem.graphs._guard import (
     timed_detect,
 )
 from tandem.graphs._memory_answer import memory_answer
-from tandem.graphs._rescue import answers_escalations, rescue, rescue_parts
+from tandem.graphs._rescue import answers_escalations, recheck_parts, rescue, rescue_parts
 from tandem.graphs._stream import answer_sink, emit, token_stream
 from tandem.graphs._synthesis import Synthesis, cited, in_context, kept_citations
 from tandem.graphs.cascade import decide, trusted_memory
@@ -437,7 +437,9 @@ class Nodes:
             history=step.outbound(sup, "", history, ())[2],
             deadline=deadline,
         )
-        if down is None and answers_escalations(self.rt, state["guard"].policy):
+        style = synthesis_style(self.rt.config.planner, sup.llm.model)
+        answers = down is None and answers_escalations(self.rt, state["guard"].policy)
+        if answers:  # a part its specialist said is not covered: one focused call each
             rescued, made, said = await rescue_parts(self.rt, sup, state, planned, history=history)
             added, calls, notes = [*added, *rescued], [*calls, *made], [*notes, *said]
         local = parts_in_order(steps, [*planned, *added])
@@ -457,14 +459,21 @@ class Nodes:
                 stream.flush()
             return {**update, "draft": text}
         synthesis = Synthesis(self.rt, sup, deadline, stream)
-        style = synthesis_style(self.rt.config.planner, sup.llm.model)
-        write = synthesis.structured if style == "structured" else synthesis.prose
         try:
             if down is not None:
                 raise down  # the supervisor is unreachable: do not wait for it a second time
             parts = [r for r in local if r.worker not in private]
             _, query, history, shown = step.outbound(sup, state["query"], history, parts)
-            text, more, extra = await write(query, history, parts, shown)
+            if style == "structured":
+                # Parts answered with a low p_correct are re-answered from their passages
+                # within the same call (those said to be not covered were rescued above).
+                recheck = recheck_parts(self.rt, state, parts) if answers else {}
+                text, more, extra, own = await synthesis.structured(
+                    query, history, parts, shown, recheck
+                )
+                update["results"] = [*added, *own]
+            else:
+                text, more, extra, _ = await synthesis.prose(query, history, parts, shown)
             if kept:
                 merged = merge_local(text, kept)
                 if stream is not None and merged != text:

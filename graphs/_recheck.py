@@ -1,0 +1,94 @@
+"""A supervisor's answer to a part from its specialist's passages, as that part's result.
+
+Used by :mod:`tandem.graphs._rescue` (an escalated direct answer, a part said to be not
+covered, answered in a call of its own) and :mod:`tandem.graphs._synthesis` (weak parts
+answered within the synthesis call): the answer cites the passages it marks ``[S1]`` …, or
+else those that state its key facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tandem.agents.coverage import is_answer, numbers, supporting
+from tandem.graphs._stream import SOURCE_MARKS
+from tandem.graphs.learning.recorder import COVERED
+from tandem.graphs.learning.records import LearnedPassage
+from tandem.workers.records import Citation, WorkerResult
+
+__all__ = ["NOT_ANSWERED", "cited_passages", "rechecked"]
+
+CITE = re.compile(r"\[S(\d+)\]")
+NOT_ANSWERED = re.compile(
+    r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
+    r"(?:know|answer|find)|no information)",
+    re.I,
+)
+
+
+def cited_passages(
+    text: str, worker: str, passages: Sequence[Any], question: str = ""
+) -> list[Citation]:
+    """The passages ``text`` cites as ``[S1]`` …; when it cites none (the 1.5B often
+    leaves the markers out) but answers, those holding its key facts
+    (:func:`~tandem.agents.coverage.supporting`), so its document is cited."""
+    found = sorted({int(n) for n in CITE.findall(text) if 0 < int(n) <= len(passages)})
+    if not found and passages and not NOT_ANSWERED.match(text):
+        found = [i + 1 for i in supporting(text, [p.text for p in passages], question)]
+    cites = [
+        Citation(worker=worker, source=passages[i - 1].source, chunk=passages[i - 1].chunk)
+        for i in found
+    ]
+    return list(dict.fromkeys(cites))
+
+
+_TAGS = re.compile(r"</?passage\b[^>]*>", re.I)
+_ANSWER_LABEL = re.compile(r"^\W*answer(?: from the passages?| to (?:this|the) part)?\W*:\s*", re.I)
+_WORDS = re.compile(r"[a-z0-9][a-z0-9'%.,-]*", re.I)
+
+
+def _cleaned(text: str, question: str) -> str:
+    """The answer a small supervisor wrote for a part, without what it copied from the
+    prompt: passage tags, a first line repeating the part's question, an ``Answer:`` label.
+    Empty when nothing but the question is left."""
+
+    def words(line: str) -> set[str]:
+        return {w.lower().strip(".,?") for w in _WORDS.findall(line)}
+
+    asked = words(question)
+    lines = _TAGS.sub("", text).strip().splitlines()
+    if lines and (lines[0].rstrip().endswith("?") or words(lines[0]) <= asked):
+        lines = lines[1:]  # the part's question, echoed
+    text = _ANSWER_LABEL.sub("", "\n".join(lines).strip()).strip()
+    return text if words(text) - asked else ""
+
+
+def rechecked(
+    part: WorkerResult, text: str, passages: Sequence[LearnedPassage], model: str
+) -> WorkerResult | None:
+    """The supervisor's answer ``text`` to a weak ``part`` from ``passages``, as that part's
+    result (citing the passages that state it), or ``None`` when it gives none or states a
+    figure that neither the part's question nor its passages hold (the 1.5B, shown several
+    parts at once, sometimes answers one with another's figure): the part keeps its
+    specialist's answer then."""
+    text = _cleaned(SOURCE_MARKS.sub("", text), part.instruction)
+    if not text or (NOT_ANSWERED.match(text) and is_answer(part)):
+        return None
+    stated = numbers(part.instruction).union(*(numbers(p.text) for p in passages))
+    if numbers(text) - stated:
+        return None  # a figure none of its passages states: another part's, or made up
+    citations = cited_passages(text, part.worker, passages, part.instruction)
+    why = "its answer was not reliable" if is_answer(part) else "it said it was not covered"
+    return WorkerResult(
+        worker=part.worker,
+        instruction=part.instruction,
+        status="ok",
+        answer=text,
+        confidence=0.5,
+        citations=citations,
+        reason=f"{COVERED} from {part.worker}'s passages: {why}",
+        grounded=bool(citations),
+        model=model,
+    )
