@@ -18,7 +18,7 @@ from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
 from tandem.workers.records import Citation, WorkerResult
 
-__all__ = ["NOT_ANSWERED", "cited_passages", "rechecked"]
+__all__ = ["NOT_ANSWERED", "cited_passages", "passage_answer", "rechecked"]
 
 CITE = re.compile(r"\[S(\d+)\]")
 NOT_ANSWERED = re.compile(
@@ -79,13 +79,27 @@ def rechecked(
     stated = numbers(part.instruction).union(*(numbers(p.text) for p in passages))
     if numbers(text) - stated:
         return None  # a figure none of its passages states: another part's, or made up
-    citations = cited_passages(text, part.worker, passages, part.instruction)
     why = "its answer was not reliable" if is_answer(part) else "it said it was not covered"
+    return passage_answer(part, text, passages, part.instruction, model, why)
+
+
+def passage_answer(
+    part: WorkerResult,
+    text: str,
+    passages: Sequence[LearnedPassage],
+    question: str,
+    model: str,
+    why: str,
+) -> WorkerResult:
+    """``part`` as the supervisor answered it from ``passages`` (``text``): citing the
+    passages it marks, or with no marks those stating its facts (:func:`cited_passages`);
+    its marks dropped, for the citations name the sources; ``why`` ends its reason."""
+    citations = cited_passages(text, part.worker, passages, question)
     return WorkerResult(
         worker=part.worker,
         instruction=part.instruction,
         status="ok",
-        answer=text,
+        answer=SOURCE_MARKS.sub("", text).strip(),
         confidence=0.5,
         citations=citations,
         reason=f"{COVERED} from {part.worker}'s passages: {why}",

@@ -19,10 +19,9 @@ from tandem.agents.coverage import is_answer
 from tandem.agents.supervisor import Supervisor
 from tandem.graphs._fallback import within
 from tandem.graphs._guard import StepGuard
-from tandem.graphs._recheck import cited_passages
-from tandem.graphs._stream import SOURCE_MARKS, TokenStream, token_stream
+from tandem.graphs._recheck import passage_answer
+from tandem.graphs._stream import TokenStream, token_stream
 from tandem.graphs._synthesis import seen_passages
-from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
 from tandem.graphs.runtime import Runtime
 from tandem.graphs.state import TandemState
@@ -109,22 +108,12 @@ async def rescue(
                 + ("the specialist's unverified answer is shown" if kept else "no answer")
             ],
         }
-    citations = cited_passages(text, attempt.worker, passages, state["query"])
-    text = SOURCE_MARKS.sub("", text).strip()
-    answer = WorkerResult(
-        worker=attempt.worker,
-        instruction=attempt.instruction,
-        status="ok",
-        answer=text,
-        confidence=0.5,
-        citations=citations,
-        reason=f"{COVERED} from {attempt.worker}'s passages: its own answer was not reliable",
-        grounded=bool(citations),
-        model=sup.model,
+    answer = passage_answer(
+        attempt, text, passages, state["query"], sup.model, "its own answer was not reliable"
     )
     return {
         "results": [answer],
-        "draft": text,
+        "draft": answer.answer,
         "calls": calls,
         "notes": [
             f"the supervisor answered from the {len(passages)} passages '{attempt.worker}' "
@@ -163,23 +152,10 @@ async def rescue_parts(
             notes.append(f"could not ask the supervisor about '{part.worker}''s part: {exc}")
             break
         calls.extend(c.model_copy(update={"purpose": "rescue"}) for c in made)
-        citations = cited_passages(text, part.worker, passages, part.instruction)
-        added.append(
-            WorkerResult(
-                worker=part.worker,
-                instruction=part.instruction,
-                status="ok",
-                # The part is shown as one paragraph of the answer, attributed to its
-                # specialist; its passages are the answer's citations, not "[S2]" marks.
-                answer=SOURCE_MARKS.sub("", text).strip(),
-                confidence=0.5,
-                citations=citations,
-                reason=f"{COVERED} from {part.worker}'s passages: the specialist said it "
-                "was not covered",
-                grounded=bool(citations),
-                model=sup.model,
-            )
-        )
+        # The part is shown as one paragraph of the answer, attributed to its specialist;
+        # its passages are the answer's citations, not "[S2]" marks.
+        why = "the specialist said it was not covered"
+        added.append(passage_answer(part, text, passages, part.instruction, sup.model, why))
         notes.append(
             f"'{part.worker}' found its part not covered; the supervisor answered it from the "
             f"{len(passages)} passages it retrieved"
