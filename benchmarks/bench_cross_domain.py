@@ -99,9 +99,22 @@ def run() -> BenchResult:
     return summarize(done)
 
 
+STUDIED = 20
+"""Questions 1–20 of the set were studied while changing the planned path (thresholds,
+prompts); 21 onwards are held out, and the target is judged on them."""
+
+
+def _recall(rows: list[dict[str, Any]]) -> float:
+    facts = sum(r["facts"] for r in rows)
+    return sum(len(r["found"]) for r in rows) / facts if facts else 0.0
+
+
 def summarize(done: list[dict[str, Any]]) -> BenchResult:
     """The result from per-question rows (also used to rebuild it from the rows file)."""
     n = len(done)
+    order = {c["question"]: i for i, c in enumerate(load_jsonl("cross_domain.jsonl"))}
+    held = [r for r in done if order.get(r["question"], 0) >= STUDIED]
+    studied = [r for r in done if order.get(r["question"], 0) < STUDIED]
     facts = sum(r["facts"] for r in done)
     found = sum(len(r["found"]) for r in done)
     parts = sum(r["parts"] for r in done)
@@ -134,7 +147,21 @@ def summarize(done: list[dict[str, Any]]) -> BenchResult:
         headers=["question", "route", "facts", "parts", "sup calls", "sup tokens", "s"],
         rows=rows,
         figures=[
-            Figure("fact recall", recall, "≥ 0.80", recall >= 0.80, "{:.2f}"),
+            Figure(
+                f"fact recall, held out (questions {STUDIED + 1}–)",
+                _recall(held),
+                "≥ 0.80",
+                bool(held) and _recall(held) >= 0.80,
+                "{:.2f}",
+            ),
+            Figure(
+                f"fact recall, studied (questions 1–{STUDIED})",
+                _recall(studied),
+                "(reported)",
+                None,
+                "{:.2f}",
+            ),
+            Figure("fact recall, all questions", recall, "(reported)", None, "{:.2f}"),
             Figure(
                 "questions with every part addressed",
                 every / n if n else 0.0,
