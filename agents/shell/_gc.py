@@ -1,10 +1,10 @@
 """The garbage collector around a command's start-up and exit.
 
 A command that answers a question imports langgraph, langchain-core, chromadb and the model
-clients: about a million long-lived objects. While they load, every growth of the heap by a
-quarter triggers a full collection that walks all of them again, and at exit the interpreter
-walks them once more before it quits. Neither finds garbage worth the time (~0.3 s and
-~0.5 s of a ``tandem ask`` on 2 cores). So the ``tandem`` command
+clients: about a quarter of a million long-lived objects. While they load, every growth of
+the heap by a quarter triggers a full collection that walks all of them again, and at exit
+the interpreter walks them once more before it quits. Neither finds garbage worth the time
+(~0.3 s and ~0.5 s of a ``tandem ask`` on 2 cores). So the ``tandem`` command
 
 * starts with the collector paused (:func:`pause`),
 * freezes what start-up built and resumes collecting once the runtime exists
