@@ -28,21 +28,15 @@ longer vouches for it — the report says both.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from _common import Figure, load_jsonl
 
 from tandem.workers import memory as mem
+from tandem.workers.backends import cosine
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
-
-
-def _cos(a: Sequence[float], b: Sequence[float]) -> float:
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(x * x for x in b)) or 1.0
-    return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb)
 
 
 def _cases(embed: Embed) -> dict[str, dict[int, tuple[str, float, float, str]]]:
@@ -58,8 +52,8 @@ def _cases(embed: Embed) -> dict[str, dict[int, tuple[str, float, float, str]]]:
     n = len(rows)
 
     def case(text: str, v: Sequence[float]) -> tuple[int, tuple[str, float, float, str]]:
-        j = max(range(n), key=lambda k: _cos(v, lv[k]))
-        return j, (text, _cos(v, qv[j]), _cos(v, lv[j]), rows[j]["question"] + "\x00" + said[j])
+        j = max(range(n), key=lambda k: cosine(v, lv[k]))
+        return j, (text, cosine(v, qv[j]), cosine(v, lv[j]), rows[j]["question"] + "\x00" + said[j])
 
     out: dict[str, dict[int, tuple[str, float, float, str]]] = {
         "paraphrase": {},

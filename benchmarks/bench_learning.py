@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import math
 import os
 import re
 import sys
@@ -52,6 +51,7 @@ from _memory_guard import report as memory_guard_report
 from tandem.agents.router import RouteDecision
 from tandem.graphs import build_graph
 from tandem.graphs.evaluate import fact_in
+from tandem.workers.backends import cosine
 from tandem.workers.testing import FakeOllama, FakeOpenAI, hash_embed, rule_supervisor
 
 TAU = 0.55
@@ -87,12 +87,6 @@ def knowing_supervisor(data: list[dict[str, Any]]) -> Callable[[dict[str, Any]],
     return respond
 
 
-def _cos(a: Sequence[float], b: Sequence[float]) -> float:
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(x * x for x in b)) or 1.0
-    return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb)
-
-
 def semantic_specialist(embed: Embed, tau: float = TAU) -> Callable[[dict[str, Any]], str]:
     """A fake specialist that reads its passages by meaning (see the module doc)."""
 
@@ -112,7 +106,7 @@ def semantic_specialist(embed: Embed, tau: float = TAU) -> Callable[[dict[str, A
         if not passages:
             return json.dumps(escalate)
         vectors = embed([question, *(t for _, t in passages)])
-        sims = [_cos(vectors[0], v) for v in vectors[1:]]
+        sims = [cosine(vectors[0], v) for v in vectors[1:]]
         best = max(range(len(sims)), key=lambda i: sims[i])
         if sims[best] < tau:
             return json.dumps(escalate)

@@ -24,8 +24,7 @@ The passage is *for this very question* when all of these hold:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.documents import Document
@@ -34,6 +33,7 @@ from tandem.graphs.cascade import MIN_MEMORY_OVERLAP
 from tandem.graphs.learning import LearnedPassage
 from tandem.graphs.learning.recorder import REFUSAL
 from tandem.graphs.runtime import Runtime
+from tandem.workers.backends import cosine
 from tandem.workers.grounding import content_words, find_spans, unsupported_spans
 from tandem.workers.memory import asks_else, find_conflicts, is_learned, recorded
 from tandem.workers.records import Citation, WorkerResult
@@ -42,12 +42,6 @@ __all__ = ["FROM_MEMORY", "memory_answer", "rests_on"]
 
 FROM_MEMORY = "answered from answer memory"
 """How a result served from answer memory states its reason (and its note begins)."""
-
-
-def _cos(a: Sequence[float], b: Sequence[float]) -> float:
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(x * x for x in b)) or 1.0
-    return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb)
 
 
 def rests_on(answer: str, question: str, passage: str) -> bool:
@@ -112,7 +106,7 @@ async def memory_answer(
             res = await rt.embedder.embed([asked])
         except Exception:  # answer memory is a shortcut, never a reason to fail the run
             return None
-        close = _cos(vector, res.vectors[0])
+        close = cosine(vector, res.vectors[0])
         if close < bar:
             return None
         how = f"the question is {close:.2f} close to the recorded one"

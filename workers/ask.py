@@ -17,12 +17,11 @@ one that fails) the lexical ranking is used as it is.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from tandem.workers.backends import Backend, EmbedResult
+from tandem.workers.backends import Backend, EmbedResult, cosine
 from tandem.workers.errors import RunError
 from tandem.workers.grounding import ask_sentences
 
@@ -39,14 +38,6 @@ _CACHE: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 def clear_cache() -> None:
     """Forget the cached sentence vectors (for measurements of the uncached cost)."""
     _CACHE.clear()
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    if len(a) != len(b):
-        return 0.0
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
 
 
 async def rank_ask_sentences(
@@ -79,6 +70,6 @@ async def rank_ask_sentences(
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
     q = known[question] or []
-    sims = [_cosine(q, known[t] or []) for t in pool]
+    sims = [cosine(q, known[t] or []) for t in pool]
     order = sorted(range(len(pool)), key=lambda i: (-sims[i], i))
     return [pool[i] for i in order[:TOP]]

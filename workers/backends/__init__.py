@@ -11,6 +11,7 @@ from tandem.workers.backends._base import (
     TokenCallback,
     TokenLogprob,
     TokenMeasure,
+    cosine,
 )
 from tandem.workers.backends._bundled import BUNDLED_MODELS, default_cache_dir, ensure_model
 from tandem.workers.backends._factory import BackendSettings, make_backend
@@ -28,6 +29,7 @@ __all__ = [
     "TokenCallback",
     "TokenLogprob",
     "TokenMeasure",
+    "cosine",
     "default_cache_dir",
     "ensure_model",
     "make_backend",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -15,6 +16,7 @@ __all__ = [
     "TokenCallback",
     "TokenLogprob",
     "TokenMeasure",
+    "cosine",
 ]
 
 TokenCallback = Callable[[str], None]
@@ -75,6 +77,16 @@ class EmbedResult(BaseModel):
     host: str | None = None
     tokens_in: int = 0
     seconds: float = 0.0
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two embedding vectors; 0.0 when their lengths differ (two
+    embedders) or one is all zeros."""
+    if len(a) != len(b):
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
 
 
 @runtime_checkable
