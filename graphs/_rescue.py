@@ -164,8 +164,9 @@ async def rescue_parts(
 
 
 def _weak(part: WorkerResult, below: float | None) -> bool:
-    """A planned part whose specialist answer is not to be trusted as it is: "not covered"
-    (or asked to escalate), or a ``p_correct`` under ``[cascade] recheck_below``."""
+    """A planned part whose specialist answer is not to be trusted as it is: a ``p_correct``
+    under ``[cascade] recheck_below``, or "not covered" (or asked to escalate) — such a part
+    is here only when its own rescue call could not be made (:func:`rescue_parts`)."""
     if part.status != "ok":
         return False  # a failed part is the supervisor's already (graphs/_fallback.py)
     if not is_answer(part):
