@@ -13,32 +13,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tandem.graphs.learning import Record
 from tandem.workers.memory import asks_else
 from tandem.workers.testing import FakeOllama, FakeOpenAI
 
 from .test_learning import ESCALATE, MODEL, PLAN
+from .test_learning_trust import kept
 
 QUESTION = "What kind of insurance covers a tenant's own furniture in a rented flat?"
 REMEMBERED = "Contents insurance, which the tenant buys, covers the tenant's own furniture."
 NEAR_MISS = "What kind of insurance covers the landlord's building walls in a rented flat?"
 """Close in wording to QUESTION, asking something else (buildings insurance)."""
-
-
-async def _kept(graph: Any, question: str = QUESTION, answer: str = REMEMBERED) -> int:
-    rt = graph.runtime
-    record = rt.learning.store.add(
-        Record(
-            worker="tenancy",
-            kind="escalated",
-            question=question,
-            instruction=question,
-            answer=answer,
-            source_model="openai/fake-large",
-        )
-    )
-    await rt.learning.keep([record.id])
-    return int(record.id)
 
 
 async def _ask(graph: Any, query: str) -> Any:
@@ -81,7 +65,7 @@ async def test_an_unsure_specialist_is_answered_from_memory_without_the_supervis
 ) -> None:
     graph = make_graph(learning={"trust_memory_above": 0.3})
     _direct(graph, monkeypatch)
-    rid = await _kept(graph)
+    rid = await kept(graph, QUESTION, REMEMBERED)
     fake_ollama.respond_with(MODEL, lambda request: json.dumps(ESCALATE))  # "not covered"
     before = len(fake_openai.completions())
     answer = await _ask(graph, QUESTION)
@@ -110,7 +94,7 @@ async def test_a_question_that_asks_something_else_in_the_same_words_is_not_serv
     # the wrong remembered answer, and the specialist copies that answer.
     graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": -1.0})
     _direct(graph, monkeypatch)
-    rid = await _kept(graph)
+    rid = await kept(graph, QUESTION, REMEMBERED)
     fake_ollama.respond_with(MODEL, _copies_learned)
     fake_openai.script(PLAN, "Buildings insurance, which the landlord buys. [tenancy]")
     before = len(fake_openai.completions())
@@ -132,7 +116,7 @@ async def test_a_remembered_answer_the_curated_corpus_contradicts_is_not_served(
     question = "How quickly does Brightwater Lettings return deposits?"
     graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": -1.0})
     _direct(graph, monkeypatch)
-    await _kept(graph, question, "Brightwater Lettings returns deposits within 30 days.")
+    await kept(graph, question, "Brightwater Lettings returns deposits within 30 days.")
     fake_ollama.respond_with(MODEL, lambda request: json.dumps(ESCALATE))
     fake_openai.script(PLAN, "Within 14 days. [tenancy]")
     answer = await _ask(graph, question)
@@ -171,7 +155,7 @@ async def test_a_right_answer_citing_the_wrong_passage_gets_the_remembered_answe
     curated passage; the learned passage it retrieved holds exactly that."""
     graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": 0.99})
     _direct(graph, monkeypatch)
-    rid = await _kept(
+    rid = await kept(
         graph, "What does APR stand for on a loan?", "APR stands for Annual Percentage Rate."
     )
 

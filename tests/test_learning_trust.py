@@ -44,7 +44,8 @@ def _cites_learned(answer: str, confidence: float) -> Callable[[dict[str, Any]],
     return respond
 
 
-async def _kept(graph: Any, question: str = QUESTION, answer: str = LEARNED) -> int:
+async def kept(graph: Any, question: str = QUESTION, answer: str = LEARNED) -> int:
+    """Record ``answer`` to ``question`` for 'tenancy' and keep it as answer memory."""
     rt = graph.runtime
     record = rt.learning.store.add(
         Record(
@@ -109,7 +110,7 @@ async def test_an_answer_grounded_in_a_learned_passage_stays_local_and_says_why(
     )
     # Without the rule the unsure answer escalates (the cascade's bar is 0.5) …
     strict = make_graph(learning={"trust_memory_above": None})
-    rid = await _kept(strict)
+    rid = await kept(strict)
     fake_openai.script(PLAN, "Contents insurance. [tenancy]")
     assert (await _ask(strict)).escalated
     # … with it, the learned passage the answer rests on keeps it local, and it says so.
@@ -132,7 +133,7 @@ async def test_an_answer_not_backed_by_the_learned_passage_still_escalates(
     # (answer_memory_above None: the memory step serves the remembered answer only when
     # the specialist's answer rests on it — tests/test_learning_memory_answer.py)
     graph = make_graph(learning={"trust_memory_above": 0.3, "answer_memory_above": None})
-    await _kept(graph)
+    await kept(graph)
     # It cites the learned passage but states a figure the passage does not hold.
     fake_ollama.respond_with(MODEL, _cites_learned("Contents insurance costs VC 120 a year.", 0.3))
     fake_openai.script(PLAN, "Contents insurance. [tenancy]")
@@ -148,7 +149,7 @@ async def test_an_answer_that_only_echoes_the_question_still_escalates(
 ) -> None:
     question = "What does HMO stand for in a tenancy?"
     graph = make_graph(learning={"trust_memory_above": -1.0, "answer_memory_above": None})
-    await _kept(graph, question, "HMO stands for House in Multiple Occupation.")
+    await kept(graph, question, "HMO stands for House in Multiple Occupation.")
     # It cites the learned passage and every word of it is there, but it only says "HMO".
     fake_ollama.respond_with(MODEL, _cites_learned("HMO.", 0.3))
     fake_openai.script(PLAN, "House in Multiple Occupation. [tenancy]")
@@ -171,7 +172,7 @@ async def test_a_learned_passage_that_conflicts_with_the_corpus_is_not_trusted(
 ) -> None:
     question = "How quickly does Brightwater Lettings return deposits?"
     graph = make_graph(learning={"trust_memory_above": -1.0})
-    await _kept(graph, question, "Brightwater Lettings returns deposits within 30 days.")
+    await kept(graph, question, "Brightwater Lettings returns deposits within 30 days.")
     fake_ollama.respond_with(MODEL, _cites_learned("Within 30 days.", 0.3))
     fake_openai.script(PLAN, "Within 14 days. [tenancy]")
     answer = await _ask(graph, question)
