@@ -129,11 +129,14 @@ async def rescue_parts(
     parts: Sequence[WorkerResult],
     *,
     history: str = "",
+    limit: int | None = None,
 ) -> tuple[list[WorkerResult], list[CallRecord], list[str]]:
     """Planned parts a specialist answered "not covered" (or asked to escalate) although it
     retrieved passages, answered by the (local) supervisor from those passages — one call
     each, before the synthesis, so a part is not dropped only because a small model misread
-    its passages. Returns the new results, the calls and notes."""
+    its passages. At most ``limit`` such calls (the first parts in plan order; ``None``: no
+    limit): the parts left are re-answered within the structured synthesis call instead
+    (:func:`recheck_parts`). Returns the new results, the calls and notes."""
     added: list[WorkerResult] = []
     calls: list[CallRecord] = []
     notes: list[str] = []
@@ -142,6 +145,13 @@ async def rescue_parts(
             continue
         passages = _shown(rt, seen_passages(state, part))
         if not passages:
+            continue
+        if limit is not None and len(added) >= limit:
+            notes.append(
+                f"'{part.worker}' found its part not covered; the supervisor answers it from "
+                f"the {len(passages)} passages it retrieved within the synthesis call "
+                "([cascade] rescue_calls)"
+            )
             continue
         try:
             text, made = await _from_passages(
@@ -166,7 +176,8 @@ async def rescue_parts(
 def _weak(part: WorkerResult, below: float | None) -> bool:
     """A planned part whose specialist answer is not to be trusted as it is: a ``p_correct``
     under ``[cascade] recheck_below``, or "not covered" (or asked to escalate) — such a part
-    is here only when its own rescue call could not be made (:func:`rescue_parts`)."""
+    is here only when it got no rescue call of its own (:func:`rescue_parts`: past
+    ``[cascade] rescue_calls``, or the call could not be made)."""
     if part.status != "ok":
         return False  # a failed part is the supervisor's already (graphs/_fallback.py)
     if not is_answer(part):

@@ -232,9 +232,16 @@ class CascadeSettings(BaseModel):
     """A planned part whose specialist answered it with a ``p_correct`` below this is
     answered again by a local supervisor from the specialist's passages, in the structured
     synthesis call itself (no extra call); ``None``: never. (A part said to be "not
-    covered" gets a focused call of its own first: ``escalation`` above.) Chosen on
+    covered" gets a focused call of its own first: ``rescue_calls`` below.) Chosen on
     questions 1–20 of the cross-domain set: below 0.25 fell 12 of the 14 wrong parts and 3
     right ones."""
+    rescue_calls: int | None = Field(default=1, ge=0)
+    """With a local supervisor answering escalations (``escalation`` above) and a structured
+    synthesis: at most this many planned parts said to be "not covered" get a focused
+    supervisor call of their own (the first in plan order); the others are answered from
+    their passages within the synthesis call, one supervisor call fewer each. ``None``: every
+    such part gets its own call. ``0`` folded every part into the synthesis call: on the
+    cross-domain set that cost the demo question its first part ("Yes, it is allowed")."""
     rescue_passages: int = Field(default=2, ge=1, le=20)
     """How many of the specialist's passages (best first) the supervisor is shown when it
     answers from them (``answer`` above, and planned parts a specialist found not covered).

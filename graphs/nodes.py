@@ -439,8 +439,12 @@ class Nodes:
         )
         style = synthesis_style(self.rt.config.planner, sup.llm.model)
         answers = down is None and answers_escalations(self.rt, state["guard"].policy)
-        if answers:  # a part its specialist said is not covered: one focused call each
-            rescued, made, said = await rescue_parts(self.rt, sup, state, planned, history=history)
+        if answers:  # a part its specialist said is not covered: a focused call (the
+            # first [cascade] rescue_calls parts; a structured synthesis re-answers the rest)
+            limit = self.rt.config.cascade.rescue_calls if style == "structured" else None
+            rescued, made, said = await rescue_parts(
+                self.rt, sup, state, planned, history=history, limit=limit
+            )
             added, calls, notes = [*added, *rescued], [*calls, *made], [*notes, *said]
         local = parts_in_order(steps, [*planned, *added])
         if not remote:  # passage sentences stay on this machine
@@ -466,7 +470,7 @@ class Nodes:
             _, query, history, shown = step.outbound(sup, state["query"], history, parts)
             if style == "structured":
                 # Parts answered with a low p_correct are re-answered from their passages
-                # within the same call (those said to be not covered were rescued above).
+                # within the same call, and so are "not covered" parts not rescued above.
                 recheck = recheck_parts(self.rt, state, parts) if answers else {}
                 text, more, extra, own = await synthesis.structured(
                     query, history, parts, shown, recheck

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tandem.graphs.testing import FakeOllama, FakeOpenAI
 
 MODEL = "qwen2.5:1.5b"
@@ -127,6 +129,55 @@ async def test_a_part_said_to_be_not_covered_is_answered_from_its_passages(
     assert '<passage id="S1"' in rescue_prompt and f"<query>{rent}</query>" in rescue_prompt
     assert "5.5%" in answer.text and "15%" in answer.text
     assert any("found its part not covered" in n for n in answer.notes)
+    assert answer.missing == []
+
+
+@pytest.mark.parametrize("rescue_calls", [1, None])
+async def test_parts_past_the_rescue_budget_are_answered_inside_the_synthesis_call(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, rescue_calls: int | None
+) -> None:
+    rent = "Is an 8% rent increase allowed?"
+    credit = "How much is the Renters' Tax Credit?"
+    plan = {
+        "subtasks": [
+            {"worker": "tenancy", "instruction": rent},
+            {"worker": "finance", "instruction": credit},
+        ],
+        "rationale": "two parts",
+    }
+    said = {"answer": "not covered", "confidence": 0.9, "citations": [], "needs_escalation": False}
+    fake_ollama.respond_with(MODEL, lambda body: json.dumps(said))
+    rescue = "No: increases are capped at 5.5% a year [S1]."
+    fake_openai.script(
+        plan,
+        rescue,
+        *(
+            ["The credit is 15% of the rent, capped at VC 1,000 [S1]."]
+            if rescue_calls is None
+            else []
+        ),
+        "Part 2: 15% of the rent paid, capped at VC 1,000.\nConclusion: 8% is too high.",
+    )
+    graph = make_graph(
+        cascade={"escalation": "answer", "rescue_calls": rescue_calls},
+        planner={"synthesis": "structured"},
+    )
+    query = (
+        "My landlord says my rent is going up by 8% — is that allowed? "
+        "And how much of my rent can I claim back through the Renters' Tax Credit?"
+    )
+    answer = (await graph.ainvoke({"query": query}))["answer"]
+
+    purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
+    if rescue_calls == 1:  # the first part gets its own call; the second is folded
+        assert purposes == ["plan", "rescue", "conclude"]
+        conclude = fake_openai.completions()[2]["messages"][-1]["content"]
+        assert conclude.count("Passages to answer it from") == 1
+        assert any("within the synthesis call" in n for n in answer.notes)
+    else:
+        assert purposes == ["plan", "rescue", "rescue", "conclude"]
+    assert "5.5%" in answer.text and "VC 1,000" in answer.text
+    assert "not covered" not in answer.text
     assert answer.missing == []
 
 
