@@ -10,6 +10,8 @@ import pytest
 
 from tandem.graphs.testing import FakeOllama, FakeOpenAI
 
+from .test_recheck import CROSS, PLAN, RENT
+
 MODEL = "qwen2.5:1.5b"
 QUESTION = "How quickly does Brightwater Lettings return a tenant's deposit?"
 UNSURE = {
@@ -92,41 +94,28 @@ async def test_an_unreachable_supervisor_keeps_the_specialists_answer_and_says_s
 async def test_a_part_said_to_be_not_covered_is_answered_from_its_passages(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
-    rent = "Is an 8% rent increase allowed?"
-    credit = "How much is the Renters' Tax Credit?"
-    plan = {
-        "subtasks": [
-            {"worker": "tenancy", "instruction": rent},
-            {"worker": "finance", "instruction": credit},
-        ],
-        "rationale": "two parts",
-    }
 
     def worker(body: dict[str, Any]) -> str:
         prompt = body["messages"][-1]["content"]
-        answer = "Not covered by the passages." if rent in prompt else "15% of the rent."
+        answer = "Not covered by the passages." if RENT in prompt else "15% of the rent."
         return json.dumps(
             {"answer": answer, "confidence": 0.9, "citations": ["S1"], "needs_escalation": False}
         )
 
     fake_ollama.respond_with(MODEL, worker)
     fake_openai.script(
-        plan,
+        PLAN,
         "No: increases are capped at 5.5% a year [S1].",
         "No, 8% is above the 5.5% cap; the credit is 15% of the rent.",
     )
     graph = make_graph(cascade={"escalation": "answer"})
-    query = (
-        "My landlord says my rent is going up by 8% — is that allowed? "
-        "And how much of my rent can I claim back through the Renters' Tax Credit?"
-    )
-    answer = (await graph.ainvoke({"query": query}))["answer"]
+    answer = (await graph.ainvoke({"query": CROSS}))["answer"]
     assert answer.route.kind == "plan"
 
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
     assert purposes == ["plan", "rescue", "synthesize"]
     rescue_prompt = fake_openai.completions()[1]["messages"][-1]["content"]
-    assert '<passage id="S1"' in rescue_prompt and f"<query>{rent}</query>" in rescue_prompt
+    assert '<passage id="S1"' in rescue_prompt and f"<query>{RENT}</query>" in rescue_prompt
     assert "5.5%" in answer.text and "15%" in answer.text
     assert any("found its part not covered" in n for n in answer.notes)
     assert answer.missing == []
@@ -136,20 +125,11 @@ async def test_a_part_said_to_be_not_covered_is_answered_from_its_passages(
 async def test_parts_past_the_rescue_budget_are_answered_inside_the_synthesis_call(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, rescue_calls: int | None
 ) -> None:
-    rent = "Is an 8% rent increase allowed?"
-    credit = "How much is the Renters' Tax Credit?"
-    plan = {
-        "subtasks": [
-            {"worker": "tenancy", "instruction": rent},
-            {"worker": "finance", "instruction": credit},
-        ],
-        "rationale": "two parts",
-    }
     said = {"answer": "not covered", "confidence": 0.9, "citations": [], "needs_escalation": False}
     fake_ollama.respond_with(MODEL, lambda body: json.dumps(said))
     rescue = "No: increases are capped at 5.5% a year [S1]."
     fake_openai.script(
-        plan,
+        PLAN,
         rescue,
         *(
             ["The credit is 15% of the rent, capped at VC 1,000 [S1]."]
@@ -162,11 +142,7 @@ async def test_parts_past_the_rescue_budget_are_answered_inside_the_synthesis_ca
         cascade={"escalation": "answer", "rescue_calls": rescue_calls},
         planner={"synthesis": "structured"},
     )
-    query = (
-        "My landlord says my rent is going up by 8% — is that allowed? "
-        "And how much of my rent can I claim back through the Renters' Tax Credit?"
-    )
-    answer = (await graph.ainvoke({"query": query}))["answer"]
+    answer = (await graph.ainvoke({"query": CROSS}))["answer"]
 
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
     if rescue_calls == 1:  # the first part gets its own call; the second is folded
@@ -193,25 +169,11 @@ async def test_memory_auto_keeps_the_supervisors_answer_from_the_passages(
     assert answer.learning.kept == answer.learning.records  # its checks passed: remembered
 
 
-CROSS = (
-    "My landlord says my rent is going up by 8% — is that allowed? "
-    "And how much of my rent can I claim back through the Renters' Tax Credit?"
-)
-RENT = "Is an 8% rent increase allowed?"
-
-
 async def _rescued(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, rescue: str
 ) -> Any:
     """The two-part question, the tenancy part said to be not covered and answered by the
     local supervisor from its passages as ``rescue``; a structured synthesis."""
-    plan = {
-        "subtasks": [
-            {"worker": "tenancy", "instruction": RENT},
-            {"worker": "finance", "instruction": "How much is the Renters' Tax Credit?"},
-        ],
-        "rationale": "two parts",
-    }
 
     def worker(body: dict[str, Any]) -> str:
         prompt = body["messages"][-1]["content"]
@@ -221,7 +183,7 @@ async def _rescued(
         )
 
     fake_ollama.respond_with(MODEL, worker)
-    fake_openai.script(plan, rescue, "The rise is too high.")
+    fake_openai.script(PLAN, rescue, "The rise is too high.")
     graph = make_graph(cascade={"escalation": "answer"}, planner={"synthesis": "structured"})
     answer = (await graph.ainvoke({"query": CROSS}))["answer"]
     purposes = [c.purpose for c in answer.ledger.calls if c.role == "supervisor"]
