@@ -32,7 +32,10 @@ def routing_path() -> Path:
 def training_path() -> Path:
     """Labelled routes written for the router to learn from (not evaluation data), in the
     ``tandem eval`` JSONL format: single-domain questions of each demo specialist across its
-    corpus's topics (beyond the few ``examples`` in ``workers.toml``), then cross-domain ones.
+    corpus's topics (beyond the few ``examples`` in ``workers.toml``) — some of them naming
+    another specialist's field only in passing ("I sublet my spare room … Do I need to tell
+    the tax office?" is finance alone) — then cross-domain ones, then a few out-of-scope
+    questions that use the specialists' words (``expected_workers: []``).
 
     None of them is taken from ``routing.jsonl``, and none is within cosine 0.78 (MiniLM)
     of any of its questions, so cross-validated figures on that set stay honest.
