@@ -22,6 +22,7 @@ from tandem.workers.grounding import sentences
 from tandem.workers.records import WorkerResult
 
 __all__ = [
+    "NOT_ANSWERED",
     "answer_part",
     "checked_conclusion",
     "is_answer",
@@ -40,9 +41,12 @@ TERSE_WORDS = 4
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{4,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_NOT_COVERED = re.compile(
-    r"^\W*(not covered|the passages do not|i (?:do not|don't) know|no information)", re.I
+NOT_ANSWERED = re.compile(
+    r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
+    r"(?:know|answer|find)|no information)",
+    re.I,
 )
+"""An answer that opens by saying the passages do not answer the question."""
 _STOP = frozenset(
     (
         "about",
@@ -117,7 +121,7 @@ def is_answer(result: WorkerResult) -> bool:
         result.status == "ok"
         and bool(result.answer.strip())
         and not result.needs_escalation
-        and not _NOT_COVERED.match(result.answer)
+        and not NOT_ANSWERED.match(result.answer)
     )
 
 

@@ -12,20 +12,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import is_answer, numbers, supporting
+from tandem.agents.coverage import NOT_ANSWERED, is_answer, numbers, supporting
 from tandem.graphs._stream import SOURCE_MARKS
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
 from tandem.workers.records import Citation, WorkerResult
 
-__all__ = ["NOT_ANSWERED", "cited_passages", "passage_answer", "rechecked"]
+__all__ = ["cited_passages", "passage_answer", "rechecked"]
 
 CITE = re.compile(r"\[S(\d+)\]")
-NOT_ANSWERED = re.compile(
-    r"^\W*(?:not covered|the passages do(?: not|n't)|i (?:do not|don't|cannot|can't) "
-    r"(?:know|answer|find)|no information)",
-    re.I,
-)
 
 
 def cited_passages(

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tandem.agents.coverage import key_facts, missing_parts, numbers, supporting, with_context
+from tandem.agents.coverage import (
+    is_answer,
+    key_facts,
+    missing_parts,
+    numbers,
+    supporting,
+    with_context,
+)
 from tandem.agents.planner import PlannerSettings, router_plan, synthesis_style
 from tandem.agents.router import RouteDecision, RoutePart, Router, RouterSettings
 from tandem.agents.router._learned import explain
@@ -541,3 +548,21 @@ def test_no_clause_about_any_specialist_leaves_the_plan_to_the_supervisor() -> N
 
     assert decision.kind == "plan" and not decision.filled and not decision.parts
     assert router_plan(decision, decision.workers, PlannerSettings(), 4) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Not covered by the passages.",
+        "The passages don't say how long the landlord has.",
+        "I can't find the deadline in the passages.",
+        "I cannot answer that from the passages.",
+    ],
+)
+def test_a_part_that_opens_by_saying_it_cannot_answer_is_no_answer(answer: str) -> None:
+    assert not is_answer(_result("tenancy", "How long does the landlord have?", answer))
+
+
+def test_a_part_that_merely_mentions_missing_information_later_is_an_answer() -> None:
+    answer = "Within 10 days; the passages give no information on fees."
+    assert is_answer(_result("tenancy", "How long does the landlord have?", answer))
