@@ -15,7 +15,7 @@ do the kept answers really rest on? No model calls.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from tandem.agents.supervisor import PlanStep
 from tandem.workers.grounding import sentences
@@ -30,6 +30,7 @@ __all__ = [
     "missing_parts",
     "numbers",
     "parts_in_order",
+    "states_only_known",
     "structured_answer",
     "supporting",
     "with_context",
@@ -223,11 +224,17 @@ def parts_in_order(
     return out
 
 
+def states_only_known(text: str, sources: Iterable[str]) -> bool:
+    """Whether every number ``text`` states is held by one of ``sources``: a small model's
+    figure that no source states (invented, or another part's) must not pass as checked."""
+    return numbers(text) <= set().union(*(numbers(s) for s in sources))
+
+
 def checked_conclusion(conclusion: str, results: Sequence[WorkerResult], query: str) -> str:
     """``conclusion`` unless it states a number no answer (nor the query) holds: a small
     supervisor's invented figure must not sit next to the specialists' real ones."""
-    known = numbers(query).union(*(numbers(r.answer) for r in results))
-    return conclusion if numbers(conclusion) <= known else ""
+    known = [query, *(r.answer for r in results)]
+    return conclusion if states_only_known(conclusion, known) else ""
 
 
 def with_context(result: WorkerResult, passages: Sequence[str]) -> WorkerResult:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import NOT_ANSWERED, is_answer, numbers, supporting
+from tandem.agents.coverage import NOT_ANSWERED, is_answer, states_only_known, supporting
 from tandem.graphs._stream import SOURCE_MARKS
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
@@ -71,8 +71,7 @@ def rechecked(
     text = _cleaned(SOURCE_MARKS.sub("", text), part.instruction)
     if not text or (NOT_ANSWERED.match(text) and is_answer(part)):
         return None
-    stated = numbers(part.instruction).union(*(numbers(p.text) for p in passages))
-    if numbers(text) - stated:
+    if not states_only_known(text, [part.instruction, *(p.text for p in passages)]):
         return None  # a figure none of its passages states: another part's, or made up
     why = "its answer was not reliable" if is_answer(part) else "it said it was not covered"
     return passage_answer(part, text, passages, part.instruction, model, why)
