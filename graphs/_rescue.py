@@ -147,12 +147,7 @@ async def rescue_parts(
         if not passages:
             continue
         if limit is not None and len(added) >= limit:
-            notes.append(
-                f"'{part.worker}' found its part not covered; the supervisor answers it from "
-                f"the {len(passages)} passages it retrieved within the synthesis call "
-                "([cascade] rescue_calls)"
-            )
-            continue
+            continue  # re-answered within the synthesis call, which says so
         try:
             text, made = await _from_passages(
                 rt, sup, state, part.instruction, passages, history=history

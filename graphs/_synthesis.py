@@ -159,9 +159,14 @@ class Synthesis:
                         "passages state; the specialist's answer is kept"
                     )
                     continue
+                said = (
+                    "'s answer to its part was not reliable"
+                    if is_answer(parts[i])
+                    else " found its part not covered"
+                )
                 notes.append(
-                    f"'{parts[i].worker}''s answer to its part was not reliable; the supervisor "
-                    f"answered it from the {len(passages)} passages it retrieved"
+                    f"'{parts[i].worker}'{said}; the supervisor answered it from the "
+                    f"{len(passages)} passages it retrieved, within the synthesis call"
                 )
                 parts[i] = shown[i] = new
                 added.append(new)

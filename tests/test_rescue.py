@@ -149,7 +149,11 @@ async def test_parts_past_the_rescue_budget_are_answered_inside_the_synthesis_ca
         assert purposes == ["plan", "rescue", "conclude"]
         conclude = fake_openai.completions()[2]["messages"][-1]["content"]
         assert conclude.count("Passages to answer it from") == 1
-        assert any("within the synthesis call" in n for n in answer.notes)
+        # one note for the folded part, saying what its specialist said
+        about = [n for n in answer.notes if n.startswith("'finance'")]
+        assert len(about) == 1
+        assert about[0].startswith("'finance' found its part not covered;")
+        assert about[0].endswith("within the synthesis call")
     else:
         assert purposes == ["plan", "rescue", "rescue", "conclude"]
     assert "5.5%" in answer.text and "VC 1,000" in answer.text
