@@ -23,6 +23,7 @@ from tandem.workers.records import WorkerResult
 
 __all__ = [
     "NOT_ANSWERED",
+    "TERSE_WORDS",
     "answer_part",
     "checked_conclusion",
     "is_answer",

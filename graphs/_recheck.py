@@ -9,17 +9,29 @@ else those that state its key facts.
 from __future__ import annotations
 
 import re
+from textwrap import shorten
 from collections.abc import Sequence
 from typing import Any
 
-from tandem.agents.coverage import NOT_ANSWERED, is_answer, states_only_known, supporting
+from tandem.agents.coverage import (
+    NOT_ANSWERED,
+    TERSE_WORDS,
+    is_answer,
+    states_only_known,
+    supporting,
+)
 from tandem.graphs._stream import SOURCE_MARKS
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
+from tandem.workers.ask import rank_ask_sentences
+from tandem.workers.backends import Backend
+from tandem.workers.grounding import content_words, sentences
 from tandem.workers.records import Citation, WorkerResult
 
-__all__ = ["cited_passages", "passage_answer", "rechecked"]
+__all__ = ["QUOTED", "cited_passages", "passage_answer", "quoted", "rechecked"]
 
+QUOTED = "quoted from its passages"
+"""The reason of a part shown as the passage sentence that answers its question."""
 CITE = re.compile(r"\[S(\d+)\]")
 
 
@@ -99,4 +111,62 @@ def passage_answer(
         reason=f"{COVERED} from {part.worker}'s passages: {why}",
         grounded=bool(citations),
         model=model,
+    )
+
+
+_QUOTE_WORDS = 6
+"""A sentence worth quoting has at least this many words (not a passage's title line)."""
+
+
+def _stems(text: str) -> set[str]:
+    """Content words cut to five letters ("increases" and "increase" alike)."""
+    return {w[:5] for w in content_words(text)}
+
+
+async def quoted(
+    part: WorkerResult, passages: Sequence[LearnedPassage], embedder: Backend | None
+) -> WorkerResult | None:
+    """A weak ``part`` whose answer its passages do not bear out ("not covered", a figure
+    none of them states, or a bare figure no passage sentence backed — the 0.5B's "12"
+    for "2 months", lifted from "the first 12 months") and that the supervisor gave no
+    answer to either: the passage sentence that best answers its question
+    (:func:`~tandem.workers.ask.rank_ask_sentences`, the ranking its specialist's signals
+    used, so its vectors are cached), quoted and cited, rather than an answer nothing
+    supports. ``None`` when the answer is borne out by its passages or no sentence of
+    :data:`_QUOTE_WORDS` words or more shares two content words with the question."""
+    texts = [p.text for p in passages]
+    borne_out = (
+        is_answer(part)
+        and len(part.answer.split()) > TERSE_WORDS  # not a bare figure no sentence backed
+        and states_only_known(part.answer, [part.instruction, *texts])
+    )
+    if not texts or borne_out:
+        return None
+    asked = _stems(part.instruction)
+    candidates = [
+        s
+        for t in texts
+        for s in sentences(t)
+        if len(s.split()) >= _QUOTE_WORDS and len(asked & _stems(s)) >= 2
+    ]
+    if not candidates:
+        return None
+    best = (await rank_ask_sentences(embedder, part.instruction, candidates))[0]
+    source = next((p for p in passages if best in p.text), passages[0])
+    said = (
+        f"its specialist's answer ({shorten(part.answer, 40, placeholder='…')!r}) is not "
+        "backed by them"
+        if is_answer(part)
+        else "its specialist said they do not cover it"
+    )
+    return WorkerResult(
+        worker=part.worker,
+        instruction=part.instruction,
+        status="ok",
+        answer=f"Its passages say: \u201c{' '.join(best.split())}\u201d",
+        confidence=0.0,
+        citations=[Citation(worker=part.worker, source=source.source, chunk=source.chunk)],
+        reason=f"{QUOTED}: {said}",
+        grounded=True,
+        model=part.model,
     )

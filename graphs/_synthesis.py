@@ -32,7 +32,7 @@ from tandem.agents.coverage import (
 from tandem.agents.supervisor import Supervisor, split_concluded
 from tandem.graphs._fallback import within
 from tandem.graphs._memory_answer import FROM_MEMORY
-from tandem.graphs._recheck import rechecked
+from tandem.graphs._recheck import quoted, rechecked
 from tandem.graphs._stream import TokenStream
 from tandem.graphs.learning.recorder import COVERED
 from tandem.graphs.learning.records import LearnedPassage
@@ -154,10 +154,20 @@ class Synthesis:
             for i, passages in sorted(recheck.items()):
                 new = rechecked(parts[i], answers.get(i, ""), passages, self.sup.model)
                 if new is None:
+                    quote = await quoted(parts[i], passages, self.rt.embedder)
+                    if quote is None:
+                        notes.append(
+                            f"the supervisor gave no answer to '{parts[i].worker}''s part that "
+                            "its passages state; the specialist's answer is kept"
+                        )
+                        continue
                     notes.append(
                         f"the supervisor gave no answer to '{parts[i].worker}''s part that its "
-                        "passages state; the specialist's answer is kept"
+                        f"passages state, and {quote.reason.split(': ', 1)[1]}: the passage "
+                        "sentence that answers its question is quoted instead"
                     )
+                    parts[i] = shown[i] = quote
+                    added.append(quote)
                     continue
                 said = (
                     "'s answer to its part was not reliable"

@@ -164,3 +164,25 @@ def test_the_reply_splits_into_the_rechecked_parts_and_the_conclusion() -> None:
     assert split_concluded(inline, {0}) == ({0: "Within 7 days."}, "That is the rule.")
     # No labels at all: the reply is the conclusion (checked for figures by the caller).
     assert split_concluded("Both apply.", {0}) == ({}, "Both apply.")
+
+
+async def test_a_weak_part_nothing_supports_is_shown_as_its_passages_sentence(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
+) -> None:
+    # The 0.5B answers with a figure its passages do not hold, and the 1.5B answers the
+    # part with the other part's figure: neither is shown; the sentence of the part's own
+    # passages that answers its question is, quoted and cited.
+    _workers(fake_ollama, "Yes, up to 9.5% is allowed.")
+    fake_openai.script(
+        PLAN,
+        "Part 1: The credit is 15% of the rent.\nPart 2: 15% of the rent paid, capped at "
+        "VC 1,000.\nConclusion: The credit helps.",
+    )
+    answer = await _ask(make_graph, 1.0)
+
+    first = answer.text.split("\n\n")[0]
+    assert first.startswith("Its passages say: \u201c") and first.endswith("\u201d [tenancy]")
+    assert "9.5%" not in answer.text
+    assert "capped at VC 1,000. [finance]" in answer.text
+    assert any(c.worker == "tenancy" and "rent-increases" in c.source for c in answer.citations)
+    assert any("is quoted instead" in n and "'tenancy'" in n for n in answer.notes)
