@@ -9,8 +9,8 @@ else those that state its key facts.
 from __future__ import annotations
 
 import re
-from textwrap import shorten
 from collections.abc import Sequence
+from textwrap import shorten
 from typing import Any
 
 from tandem.agents.coverage import (
