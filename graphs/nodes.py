@@ -108,7 +108,7 @@ def _without_empty(
     if decision.kind == "direct" or not left:
         why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
         return decision.model_copy(
-            update={"kind": "supervisor", "workers": [], "reason": why}
+            update={"kind": "supervisor", "workers": [], "best_match": False, "reason": why}
         ), notes
     return decision.model_copy(update={"workers": left}), notes
 
