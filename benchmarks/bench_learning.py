@@ -16,6 +16,11 @@ Against the fakes, three stand-ins are explicit (each replaces what another issu
   ``TAU``, and escalates otherwise (calibrated escalation is issue 15). Passage choice is the
   model's; which passages it sees — curated top-k plus answer memory — is tandem's.
 
+Under ``memory = "auto"`` approved routing feedback re-fits the learned router in the
+background; each question is asked once that re-fit has finished (a user's questions are
+seconds apart, a fit takes a few seconds here). Asked back to back, the re-fits cancelled
+one another and the configured router's figures varied from run to run with their timing.
+
 Embeddings are the run's embedding model: the bundled MiniLM (``embedded:minilm``) when this
 build has it, else the fakes' hashed bag of words (which cannot match paraphrases that share
 no words; the report says which was used).
@@ -164,6 +169,7 @@ async def _pass(
     for i, r in enumerate(data):
         asked = len(openai.completions())
         state = await graph.ainvoke({"query": r[key]})
+        await graph.runtime.router.refitted()  # see the module doc: approved routing feedback
         answer = state["answer"]
         out["escalated"] += answer.escalated
         out["memory"] += bool(answer.learning.used)
@@ -274,6 +280,7 @@ async def run_bundled(n: int, memory: str, passes: Sequence[str]) -> dict[str, A
         started = time.perf_counter()
         for i, r in enumerate(data):
             state = await graph.ainvoke({"query": r[key]})
+            await rt.router.refitted()
             answer = state["answer"]
             if key == "paraphrase" and answer.ledger.totals.supervisor_calls:
                 res["why"].append(cause(state, kept[i]))

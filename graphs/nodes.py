@@ -108,7 +108,7 @@ def _without_empty(
     if decision.kind == "direct" or not left:
         why = f"{', '.join(skipped)} has no knowledge; the supervisor answers"
         return decision.model_copy(
-            update={"kind": "supervisor", "workers": [], "reason": why}
+            update={"kind": "supervisor", "workers": [], "best_match": False, "reason": why}
         ), notes
     return decision.model_copy(update={"workers": left}), notes
 
@@ -187,7 +187,7 @@ class Nodes:
                 "notes": [f"routing failed, the supervisor plans instead: {exc}"],
             }
         decision, notes = _without_empty(decision, await empty_workers(self.rt))
-        if decision.kind == "supervisor":
+        if decision.kind == "supervisor" or decision.best_match:
             decision = await self._memory_route(decision, vector)
         return {
             "route": decision,
@@ -198,8 +198,10 @@ class Nodes:
         }
 
     async def _memory_route(self, decision: RouteDecision, vector: Any) -> RouteDecision:
-        """No specialist fits by the router, but one holds a learned passage this close to
-        the question (``[learning] trust_memory_above``): that specialist answers."""
+        """The router was unsure — it found no specialist, or took the best one alone below
+        its threshold (``best_match``) — but a specialist holds a learned passage at least
+        ``[learning] trust_memory_above`` close to the question: that specialist answers.
+        (A best match that holds the closest learned passage itself is kept as it is.)"""
         try:
             found = await self.rt.learning.memory_route(vector)
         except Exception:  # answer memory is a shortcut, never a reason to fail the run
@@ -207,10 +209,14 @@ class Nodes:
         if found is None or found[0] in await empty_workers(self.rt):
             return decision
         worker, source, score = found
+        if decision.kind == "direct" and decision.workers == [worker]:
+            return decision
         return decision.model_copy(
             update={
                 "kind": "direct",
                 "workers": [worker],
+                "best_match": False,
+                "parts": [],
                 "reason": f"answer memory: {source} of '{worker}' matches the question at "
                 f"{score:.2f} ({decision.reason})",
             }

@@ -307,3 +307,56 @@ async def test_a_structured_answers_conclusion_is_what_the_supervisor_supplied(
     record = graph.runtime.learning.store.get(rid)
     assert record is not None and record.kind == "escalated"
     assert record.answer == LEARNED and record.checks_passed, record.checks
+
+
+def _unsure_router(rt: Any, monkeypatch: pytest.MonkeyPatch, worker: str, best_match: bool) -> None:
+    """The router sends every question to ``worker`` alone: below its threshold (the best
+    weak match) with ``best_match``, else confidently."""
+
+    async def decide(query: str, calls: Any = None) -> tuple[RouteDecision, list[float]]:
+        vector = (await rt.router.embedder.embed([query])).vectors[0]
+        probs = {"tenancy": 0.05, "finance": 0.05, "health": 0.05, worker: 0.9}
+        if best_match:
+            probs[worker] = 0.15
+        return RouteDecision(
+            kind="direct",
+            workers=[worker],
+            probabilities=probs,
+            best_match=best_match,
+            reason=f"one specialist: {worker}" + (" (best match)" if best_match else ""),
+        ), vector
+
+    monkeypatch.setattr(rt.router, "decide", decide)
+
+
+async def test_an_unsure_route_goes_to_the_specialist_whose_memory_holds_the_answer(
+    make_graph: Callable[..., Any],
+    fake_ollama: FakeOllama,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graph = make_graph(learning={"memory": "auto", "trust_memory_above": 0.2})
+    rid = await kept(graph)
+    _unsure_router(graph.runtime, monkeypatch, "finance", best_match=True)
+    fake_ollama.respond_with(
+        MODEL, _cites_learned("Contents insurance, bought by the tenant.", 0.9)
+    )
+    before = len(fake_openai.completions())
+    answer = await _ask(graph)
+    assert len(fake_openai.completions()) == before  # answered locally, from tenancy's memory
+    assert answer.route.kind == "direct" and answer.route.workers == ["tenancy"]
+    assert answer.route.reason.startswith(f"answer memory: learned:{rid} of 'tenancy'")
+    assert "(one specialist: finance (best match))" in answer.route.reason
+    assert answer.learning.used == [f"learned:{rid}"] and not answer.escalated
+
+
+async def test_a_confident_route_is_not_redirected_by_memory(
+    make_graph: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graph = make_graph(learning={"memory": "auto", "trust_memory_above": 0.2})
+    await kept(graph)
+    _unsure_router(graph.runtime, monkeypatch, "finance", best_match=False)
+    answer = await _ask(graph)
+    assert answer.route.workers == ["finance"]
+    assert not answer.route.reason.startswith("answer memory")

@@ -166,7 +166,18 @@ async def test_direct_decisions_carry_probabilities_and_one_part(router: Router)
     assert decision.none_probability is not None and decision.none_probability < 0.1
     assert [p.worker for p in decision.parts] == ["tenancy"]
     assert decision.reason.startswith("one specialist: tenancy")
+    assert not decision.best_match  # tenancy reached the threshold
     assert len(vector) == len(hash_embed("x"))
+
+
+async def test_a_best_match_below_the_threshold_says_the_router_was_unsure(
+    routes: list[LabelledRoute],
+) -> None:
+    settings = RouterSettings(multi_label=1.0, min_probability=0.0, max_none=1.0, tune=False)
+    r = Router(builtin_specs(), HashEmbedder(), settings, routes=routes)  # type: ignore[arg-type]
+    decision, _ = await r.decide("How much deposit can my landlord ask for my flat?")
+    assert decision.kind == "direct" and decision.workers == ["tenancy"]
+    assert decision.best_match and "(best match, below 1.00)" in decision.reason
 
 
 @pytest.mark.parametrize(

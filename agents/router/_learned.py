@@ -443,6 +443,7 @@ def second_decision(
         update={
             **common,
             "stage": "second",
+            "best_match": False,  # the second stage chose it
             "reason": f"second stage: {reply.note} ({unsure}; it had: {decision.reason})",
         }
     )
@@ -573,6 +574,7 @@ def explain(model: RouterModel, s: Scored, choice: Choice, max_workers: int = 16
             workers=chosen,
             parts=[RoutePart(text=s.text, worker=w, probability=probs[w])],
             reason=f"one specialist: {w} {probs[w]:.2f}{how}{tail}",
+            best_match=bool(how),
             **common,
         )
     parts = _parts(s, choice, names)

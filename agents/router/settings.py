@@ -155,6 +155,12 @@ class RouteDecision(BaseModel):
     clause of the question is about any specialist: the decomposition is unclear."""
     reason: str = ""
     """Why, in one sentence."""
+    best_match: bool = False
+    """``direct`` only (learned router): no specialist reached the multi-label threshold, and
+    the best one answers alone because its probability reached ``min_probability`` while the
+    none-probability stayed under ``max_none`` — the router was unsure. (A specialist whose
+    answer memory holds a learned passage at least ``[learning] trust_memory_above`` close to
+    the question then answers instead: see ``Learning.memory_route``.)"""
     stage: Literal["fast", "second"] = "fast"
     """Who decided: the learned router (``fast``) or the local model of its second stage."""
     second_stage: str | None = None
