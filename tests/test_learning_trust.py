@@ -360,3 +360,19 @@ async def test_a_confident_route_is_not_redirected_by_memory(
     answer = await _ask(graph)
     assert answer.route.workers == ["finance"]
     assert not answer.route.reason.startswith("answer memory")
+
+
+def test_an_answer_about_the_passages_is_not_kept_as_a_passage_of_its_own() -> None:
+    from tandem.graphs.learning import LearningSettings
+    from tandem.graphs.learning.recorder import Part, checks
+
+    state: dict[str, Any] = {"notes": [], "calls": [], "route": None}
+
+    def self_contained(text: str) -> bool:
+        part = Part("tenancy", "planned", "Which insurance covers my furniture?", text, None)
+        return checks(part, state, LearningSettings(), [])[0]["self_contained"]
+
+    assert not self_contained("The passage in states that the landlord insures the building.")
+    assert not self_contained("According to the passages, the landlord insures it.")
+    assert self_contained("Contents insurance, bought by the tenant, covers your furniture.")
+    assert self_contained("The tenant's own contents insurance covers it; see the passage.")

@@ -57,6 +57,13 @@ REFUSAL = re.compile(
     r"unable to (?:answer|help)|no specialist could|is unavailable|could not answer)\b",
     re.I,
 )
+PASSAGE_TALK = re.compile(
+    r"^\W*(?:(?:according to|based on|from|in) )?(?:the|this|these) (?:provided |given |above )?"
+    r"(?:passages?|sources?|documents?|texts?)\b",
+    re.I,
+)
+"""An answer that opens by talking about "the passage": kept as a passage of its own it
+would point at text the store does not hold (the bundled 1.5B's "The passage in states…")."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 TAG = re.compile(r"\s*\[[\w.-]+\]")
 """A ``[worker]`` citation tag in the supervisor's text."""
@@ -223,6 +230,7 @@ def checks(
         and len(part.text) <= settings.max_answer_chars
         and not REFUSAL.search(part.text),
         "restored": not PLACEHOLDER.search(part.text),
+        "self_contained": not PASSAGE_TALK.match(part.text),
         "consistent_with_corpus": not conflicts,
         "standalone": route is None or not route.reason.startswith(FOLLOW_UP),
     }
