@@ -30,6 +30,7 @@ from tandem.workers.grounding import (
     question_overlap,
     unsupported_spans,
 )
+from tandem.workers.memory import is_learned
 from tandem.workers.records import AnswerSignals, WorkerReply
 
 __all__ = ["answer_logprobs", "answer_value_span", "compute_signals"]
@@ -103,7 +104,13 @@ def compute_signals(
     """
     started = time.perf_counter()
     values = answer_logprobs(content, logprobs) if logprobs else []
-    scores = [float(d.metadata["score"]) for d in passages if "score" in d.metadata]
+    # The embedding's own order: keyword ranking (workers/_rerank.py) may put a passage with a
+    # lower embedding score first; the retrieval signals stay about the embedding's best two.
+    # Answer memory's passages come after the corpus's, as retrieved.
+    scored = [d for d in passages if "score" in d.metadata]
+    scores = sorted(
+        (float(d.metadata["score"]) for d in scored if not is_learned(_source(d))), reverse=True
+    ) + [float(d.metadata["score"]) for d in scored if is_learned(_source(d))]
     by_id = {f"S{i}": d.page_content for i, d in enumerate(passages, 1)}
     cited_ids = [c.strip().strip("[]") for c in reply.citations]
     valid = [c for c in dict.fromkeys(cited_ids) if c in by_id]
@@ -139,3 +146,7 @@ def compute_signals(
     )
     signals.seconds = time.perf_counter() - started
     return signals
+
+
+def _source(doc: Document) -> str:
+    return str(doc.metadata.get("source", ""))

@@ -35,6 +35,11 @@ class WorkerSpec(BaseModel):
     """Files or folders (``.txt``/``.md``) to ingest into the worker's store."""
     top_k: int = Field(default=4, ge=1, le=50)
     """How many passages to retrieve per subtask."""
+    keyword_weight: float = Field(default=0.05, ge=0.0, le=1.0)
+    """How much keyword overlap counts when ranking passages: each of the embedding's nearest
+    candidates scores its embedding similarity plus this weight × its BM25 match with the
+    question (scaled 0–1 over the candidates), so a passage naming what the question names
+    wins a near-tie. ``0`` ranks by the embedding alone."""
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     """Below this self-reported confidence a direct answer escalates to the supervisor."""
     sensitivity: Literal["normal", "local_only"] = "normal"

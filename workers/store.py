@@ -33,6 +33,7 @@ from tandem.workers._local_store import (
     bounded_call,
     store_error,
 )
+from tandem.workers._rerank import keyword_rerank, pool_size
 from tandem.workers._store_memory import AnswerMemory
 from tandem.workers.backends import Backend, TokenMeasure
 from tandem.workers.chunking import CHUNKER_VERSION, DEFAULT_WINDOW, chunk_text
@@ -500,9 +501,18 @@ class WorkerStore(AnswerMemory):
             )
             report.added += len(part)
 
-    async def search(self, vector: Sequence[float], k: int) -> list[Document]:
-        """The ``k`` passages closest to an already-embedded query, best first."""
-        return await self._nearest(self._coll, vector, k)
+    async def search(
+        self, vector: Sequence[float], k: int, *, query: str = "", keyword_weight: float = 0.0
+    ) -> list[Document]:
+        """The ``k`` passages closest to an already-embedded query, best first.
+
+        With the query's text and a ``keyword_weight`` above 0, the embedding's nearest
+        :func:`~tandem.workers._rerank.pool_size` passages are re-ranked by embedding score
+        plus keyword overlap (:func:`~tandem.workers._rerank.keyword_rerank`)."""
+        if not query or keyword_weight <= 0:
+            return await self._nearest(self._coll, vector, k)
+        pool = await self._nearest(self._coll, vector, pool_size(k))
+        return keyword_rerank(query, pool, k, keyword_weight)
 
     async def _nearest(
         self, open_collection: Callable[[], Any], vector: Sequence[float], k: int

@@ -185,12 +185,12 @@ class Worker:
                 )
             if self.memory_k:  # answer memory is looked up alongside the corpus, not after
                 docs, found = await asyncio.gather(
-                    self.store.search(query_vector, self.spec.top_k),
+                    self._search(subtask, query_vector),
                     self.store.search_memory(query_vector, self.memory_k),
                 )
                 docs += [d for d in found if d.metadata["score"] >= self.memory_min_score]
             else:
-                docs = await self.store.search(query_vector, self.spec.top_k)
+                docs = await self._search(subtask, query_vector)
         except (StoreError, RunError) as exc:
             if isinstance(exc, StoreError):
                 run.store_error = exc
@@ -198,6 +198,16 @@ class Worker:
         if not docs:
             return [], "the knowledge store is empty"
         return docs, ""
+
+    async def _search(self, subtask: Subtask, vector: Sequence[float]) -> list[Document]:
+        """The curated corpus's top-k for the subtask (embedding + keyword ranking)."""
+        assert self.store is not None
+        return await self.store.search(
+            vector,
+            self.spec.top_k,
+            query=subtask.instruction,
+            keyword_weight=self.spec.keyword_weight,
+        )
 
     async def run(
         self,

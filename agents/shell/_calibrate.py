@@ -43,8 +43,10 @@ def calibrate_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON.")] = False,
 ) -> None:
-    """Fit p_correct on labelled questions: each is asked to its specialist, the answer
-    labelled by its facts; stored under the data dir and used by every later run."""
+    """Fit p_correct on labelled questions; every later run uses the fit.
+
+    Each question is asked to its specialist and the answer labelled by its facts; the fit
+    is stored under the data dir."""
     if per not in ("worker", "model"):
         raise typer.BadParameter("worker or model", param_hint="--per")
     scope: Literal["worker", "model"] = "worker" if per == "worker" else "model"

@@ -258,8 +258,9 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: serve.port, 8400).")] = None,
 ) -> None:
-    """Serve tandem as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/models,
-    /metrics, /healthz, /readyz.
+    """Serve tandem as an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models).
+
+    Also /metrics, /healthz and /readyz.
 
     Without API keys (serve.api_keys in tandem.toml, or TANDEM_API_KEYS) it listens on
     loopback only. SIGTERM/Ctrl-C lets in-flight requests finish (serve.shutdown_grace).

@@ -112,7 +112,9 @@ class Learning:
                 (part.worker, None), []
             )
             if part.kind == "unrouted":  # what the specialist would have seen
-                passages = await self._corpus(part.worker, state.get("query_vector"))
+                passages = await self._corpus(
+                    part.worker, state.get("query_vector"), str(state.get("query") or "")
+                )
             result, conflict = checks(part, state, self.settings, passages)
             attempt = part.attempt
             record = Record(
@@ -187,13 +189,15 @@ class Learning:
             return None
         return Part(worker, "unrouted", context_query(state), text, None)
 
-    async def _corpus(self, worker: str, vector: Any) -> list[LearnedPassage]:
+    async def _corpus(self, worker: str, vector: Any, text: str) -> list[LearnedPassage]:
         """The curated passages ``worker`` would have retrieved for the run's question."""
         store, spec = self.rt.stores.get(worker), self.rt.specs.get(worker)
         if store is None or spec is None or vector is None:
             return []
         try:
-            docs = await store.search(vector, spec.top_k)
+            docs = await store.search(
+                vector, spec.top_k, query=text, keyword_weight=spec.keyword_weight
+            )
         except Exception:
             return []
         return [LearnedPassage.of(d) for d in docs]
