@@ -72,6 +72,11 @@ ROUND_TWO = [
 come from the passage sentences that match the question (``ask_support``), does it state
 the kind of quantity asked for, does it say "not covered", are its figures and names in
 any passage."""
+ROUND_THREE = [*(f for f in ROUND_TWO if f != "kind_missing"), "answer_locus"]
+"""The third round's set (issue 15, designed on the 168 cached answers, checked on the 34
+held-out ones): the second round's, with the question's similarity to the passage sentence
+that holds the answer (``answer_locus``, graded where ``ask_support`` is nearly yes/no) and
+without ``kind_missing`` (weight −0.003 in the second round's fit)."""
 FIRST_ROUND = [
     "logprob_mean",
     "logprob_min",
@@ -94,6 +99,8 @@ FIRST_ROUND = [
 CANDIDATES: dict[str, list[str]] = {
     "round two": ROUND_TWO,
     "round two without kind_missing": [f for f in ROUND_TWO if f != "kind_missing"],
+    "round three": ROUND_THREE,
+    "round two + answer_locus": [*ROUND_TWO, "answer_locus"],
     "first round": FIRST_ROUND,
     "first round + ask_support, kind_missing": [*FIRST_ROUND, "ask_support", "kind_missing"],
 }
