@@ -257,6 +257,22 @@ async def test_minilm_puts_the_copied_figure_far_from_the_question() -> None:
     assert right is not None and copied is not None and right > copied + 0.1
 
 
+def test_the_shipped_calibration_lowers_p_correct_for_an_answer_from_elsewhere() -> None:
+    cal = shipped().bundled
+    assert "answer_locus" in cal.features
+    assert dict(zip(cal.features, cal.weights, strict=True))["answer_locus"] > 0
+    reply = WorkerReply(answer="28 days", confidence=0.9, citations=["S1"], needs_escalation=False)
+    ask = answer_sentences("28 days", TEXTS)
+    on_topic = compute_signals(reply, PASSAGES, QUESTION, ask=ask, locus=0.75)
+    elsewhere = compute_signals(reply, PASSAGES, QUESTION, ask=ask, locus=0.2)
+    assert cal.p_correct(elsewhere) < cal.p_correct(on_topic)
+    why = cal.explain(elsewhere, limit=3)
+    assert any("about something else than the question (similarity 0.20)" in w for w in why)
+    unknown = compute_signals(reply, PASSAGES, QUESTION, ask=ask)  # no local embedder
+    assert unknown.answer_locus is None
+    assert cal.p_correct(elsewhere) < cal.p_correct(unknown) < cal.p_correct(on_topic)
+
+
 DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
 
 
