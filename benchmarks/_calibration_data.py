@@ -2,11 +2,13 @@
 own signals, recomputed from the raw replies (so a change to the signal code needs no new
 model run).
 
-The passage sentences that answer the question's ask are found as a run finds them
-(:func:`tandem.workers.ask.rank_ask_sentences` with the bundled MiniLM embedder, the one
-the answers were retrieved with). The signals' cost is re-measured here, with that
-embedder's sentence cache emptied before every answer (the cost of a corpus seen for the
-first time), and added to the cost the collector recorded for the other signals."""
+The passage sentences that answer the question's ask, and the question's similarity to
+the sentence that holds the answer, are found as a run finds them
+(:func:`tandem.workers.ask.rank_ask_sentences`, :func:`~tandem.workers.ask.answer_locus`
+with the bundled MiniLM embedder, the one the answers were retrieved with). The signals'
+cost is re-measured here, with that embedder's sentence cache emptied before every answer
+(the cost of a corpus seen for the first time), and added to the cost the collector
+recorded for the other signals."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from langchain_core.documents import Document
 
 from tandem.graphs.calibrate import label
 from tandem.graphs.evaluate import EvalCase, fact_in
-from tandem.workers.ask import clear_cache, rank_ask_sentences
+from tandem.workers.ask import answer_locus, clear_cache, rank_ask_sentences
 from tandem.workers.backends import Backend, TokenLogprob, make_backend
 from tandem.workers.calibration import feature_values
 from tandem.workers.records import AnswerSignals, WorkerReply
@@ -63,11 +65,14 @@ def _reply(call: dict[str, Any]) -> tuple[WorkerReply | None, bool]:
         return None, False
 
 
-async def _ask(embedder: Backend, question: str, passages: list[str]) -> tuple[list[str], float]:
+async def _ask(
+    embedder: Backend, question: str, answer: str, passages: list[str]
+) -> tuple[list[str], float | None, float]:
     clear_cache()
     started = time.perf_counter()
     found = await rank_ask_sentences(embedder, question, passages)
-    return found, time.perf_counter() - started
+    locus = await answer_locus(embedder, question, answer, passages)
+    return found, locus, time.perf_counter() - started
 
 
 def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
@@ -88,8 +93,8 @@ def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
         signals = None
         ask_seconds = 0.0
         if reply is not None:
-            ask, ask_seconds = asyncio.run(
-                _ask(embedder, row["question"], [p.page_content for p in passages])
+            ask, locus, ask_seconds = asyncio.run(
+                _ask(embedder, row["question"], reply.answer, [p.page_content for p in passages])
             )
             tokens = [
                 TokenLogprob(token=t, logprob=lp, bytes=[0] * size)
@@ -104,6 +109,7 @@ def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
                 truncated=truncated,
                 repaired=len(calls) > 1,
                 ask=ask,
+                locus=locus,
             )
         answer = reply.answer if reply else ""
         case = EvalCase(

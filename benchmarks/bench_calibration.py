@@ -18,13 +18,19 @@ figure is cross-validated, never scored on the answers a model was fitted on:
   given how many answers are right at all (the ceiling on coverage);
 * the feature set and ridge, chosen by nested CV among ``fit_calibration.CANDIDATES``
   (the choice made inside each outer fold, scored on the held-out fold), beside the fixed
-  shipped set, the first round's (all 16 signals, ridge 1) and the shipped set without
-  each of the second round's signals (an ablation).
+  shipped set, the first round's (all 16 signals, ridge 1), the second round's and the
+  shipped set without ``ask_support`` or ``answer_locus`` (an ablation).
   The signals were designed while looking at these answers, so the figures are somewhat
-  optimistic for new questions. AUROC is given as mean ± spread over the seeds' pooled
-  predictions, and the spread of the per-fold AUROC (folds of ~17 answers);
+  optimistic for new questions — hence the held-out line below. AUROC is given as mean ±
+  spread over the seeds' pooled predictions, and the spread of the per-fold AUROC (folds
+  of ~17 answers);
 * the cost of the signals (their computation time against the worker call's; the
   sentence re-ranking re-measured here with an empty cache for every answer);
+* held out: with ``results/calibration_answers_holdout.jsonl`` present (the 34 questions
+  the design cache lacks, collected only after the third round's signal was designed), the
+  second and third rounds' sets are fitted on all design answers and scored there: AUROC,
+  the error among the top 20 % / 30 % by ``p_correct``, and what the ``max_local_error``
+  threshold keeps (34 answers: a few answers move these figures a lot);
 * with ``results/calibration_answers_before.jsonl`` present, fact recall before/after the
   concise-specialist prompt on the same questions.
 """
@@ -38,7 +44,7 @@ from pathlib import Path
 
 from _calibration_data import Answer, load_answers
 from _common import HERE, BenchResult, Figure
-from fit_calibration import FIRST_ROUND, GENERIC_FEATURES, nested_choice
+from fit_calibration import FIRST_ROUND, GENERIC_FEATURES, ROUND_THREE, ROUND_TWO, nested_choice
 
 from tandem.workers.calibration import shipped, threshold_for
 from tandem.workers.calibration_fit import (
@@ -47,12 +53,16 @@ from tandem.workers.calibration_fit import (
     cross_validated,
     ece,
     fit,
+    fit_calibration,
     folds,
     predict,
     risk_coverage,
 )
 
 ANSWERS = HERE / "results" / "calibration_answers.jsonl"
+HOLDOUT = HERE / "results" / "calibration_answers_holdout.jsonl"
+"""Answers to the questions :data:`ANSWERS` lacks, collected after the third round's signals
+were designed (``collect_calibration.py --holdout``)."""
 BEFORE = HERE / "results" / "calibration_answers_before.jsonl"
 SEEDS = tuple(range(20))
 """Repeats of every cross-validation (the policy's error among a dozen kept answers moves by
@@ -127,6 +137,55 @@ def evaluate(
     }
 
 
+def held_out(
+    answers: Sequence[Answer], unseen: Sequence[Answer], features: Sequence[str]
+) -> dict[str, float]:
+    """One feature set fitted on every design answer and scored on the held-out ones: AUROC,
+    error among the top 20 % and 30 % by ``p_correct``, and what the max-local-error
+    threshold (read off the design answers' cross-validated curve) keeps of them."""
+    scored = [a for a in answers if a.signals is not None]
+    cal = fit_calibration(
+        [a.features for a in scored], [int(a.right) for a in scored], features, model="held-out"
+    )
+    test = [a for a in unseen if a.signals is not None]
+    p = [cal.p_correct(a.signals) for a in test if a.signals is not None]
+    y = [int(a.right) for a in test]
+    top = risk_coverage(p, y, (0.2, 0.3))
+    found = cal.threshold_for(TARGET)
+    keep = [pi >= found[0] for pi in p] if found else [False] * len(p)
+    return {
+        "auroc": auroc(p, y) or 0.0,
+        "top20": top[0].error,
+        "top30": top[1].error,
+        "kept": sum(keep),
+        "kept_wrong": sum(k and not r for k, r in zip(keep, y, strict=True)),
+    }
+
+
+def _held_out_note(
+    answers: Sequence[Answer], unseen: Sequence[Answer]
+) -> tuple[str, dict[str, float]]:
+    """The held-out line of the notes, and each round's AUROC there."""
+    right = sum(a.right for a in unseen)
+    shown = []
+    scores = {}
+    for name, feats in (("round two", ROUND_TWO), ("round three", ROUND_THREE)):
+        r = held_out(answers, unseen, feats)
+        scores[name] = r["auroc"]
+        shown.append(
+            f"{name} AUROC {r['auroc']:.3f}, error among the top 20 % {r['top20']:.0%} / "
+            f"30 % {r['top30']:.0%}, max_local_error {TARGET} keeps {r['kept']:.0f} "
+            f"({r['kept_wrong']:.0f} wrong)"
+        )
+    note = (
+        f"Held out: {len(unseen)} questions never seen while the signals were designed "
+        f"({sum(a.answerable for a in unseen)} answerable, {right} answered right; "
+        "collect_calibration.py --holdout), scored by each set fitted on all "
+        f"{len(answers)} design answers: " + "; ".join(shown) + "."
+    )
+    return note, scores
+
+
 def _chart(answers: Sequence[Answer], p: list[float], path: Path) -> None:
     import matplotlib
 
@@ -192,8 +251,9 @@ def run() -> BenchResult:
     previous = evaluate(answers, FIRST_ROUND, l2=1.0)
     without = {
         f: evaluate(answers, [g for g in cal.bundled.features if g != f])
-        for f in ("ask_support", "kind_missing")
+        for f in ("ask_support", "answer_locus")
     }
+    round_two = evaluate(answers, ROUND_TWO)
     nested, chosen = nested_choice([a.features for a in scored], y, SEEDS)
     ceiling, needed = _ceiling(answers, TARGET)
     conf = [a.signals.self_confidence for a in scored if a.signals is not None]
@@ -229,7 +289,10 @@ def run() -> BenchResult:
         + "; ".join(f"{n}, ridge {l2:g}: {c}" for (n, l2), c in chosen.most_common())
         + ".",
         f"The first round's 16 signals (ridge 1) on the same labels: AUROC "
-        f"{previous['auroc']:.3f} ± {previous['auroc_sd']:.3f}. Ablation, shipped set without "
+        f"{previous['auroc']:.3f} ± {previous['auroc_sd']:.3f}; the second round's set (shipped "
+        f"before answer_locus): AUROC {round_two['auroc']:.3f} ± {round_two['auroc_sd']:.3f}, "
+        f"keeps {round_two['coverage']:.1%} at {round_two['kept_error']:.1%} error. Ablation, "
+        "shipped set without "
         + ", ".join(
             f"{f}: AUROC {r['auroc']:.3f} ({r['auroc'] - full['auroc']:+.3f}), keeps "
             f"{r['coverage']:.1%} at {r['kept_error']:.1%} error"
@@ -252,6 +315,11 @@ def run() -> BenchResult:
         f"Signal cost: median {statistics.median(cost):.2%} of the worker call's time "
         f"(max {max(cost):.2%}).",
     ]
+    held: float | None = None
+    if HOLDOUT.exists():
+        note, rounds = _held_out_note(answers, load_answers(HOLDOUT))
+        notes.append(note)
+        held = rounds["round three" if cal.bundled.features == ROUND_THREE else "round two"]
     if BEFORE.exists():
         before = load_answers(BEFORE)
         ids = {a.qid for a in before}
@@ -273,6 +341,11 @@ def run() -> BenchResult:
             statistics.mean(nested),
             "≥ 0.85",
             statistics.mean(nested) >= 0.85,
+        ),
+        *(
+            [Figure("AUROC p_correct, held-out answers", held, "≥ 0.85", held >= 0.85)]
+            if held is not None
+            else []
         ),
         Figure("AUROC self-reported", self_auc, "(compare)", None),
         Figure("ECE p_correct", full["ece"], "(lower is better)", None),

@@ -11,7 +11,16 @@ they never run a model.
 Usage (≈ 30–60 s a question on 2 busy cores; resumable — done questions are skipped)::
 
     flock /tmp/tandem-cpu.lock .venv/bin/python benchmarks/collect_calibration.py
+    flock /tmp/tandem-cpu.lock .venv/bin/python benchmarks/collect_calibration.py --holdout
     .venv/bin/python benchmarks/collect_calibration.py --rules before --out results/x.jsonl
+
+The two caches never share a question. ``results/calibration_answers.jsonl`` holds the
+answers the signals were designed and fitted on (the first 168 of the spread order);
+``--holdout`` collects the questions that file does not hold into
+``results/calibration_answers_holdout.jsonl`` — answers no signal was designed on, for an
+honest check of a new signal set (``bench_calibration.py`` reports it on its own line).
+A run without ``--holdout`` skips the questions already held out, so the held-out set is
+never folded into the design set by a resumed collection.
 
 ``--rules before`` uses the worker settings as they were before the concise-specialist change
 (issue 19 item 3: the old prompt, the 512-token cap, no repeat penalty) — for the
@@ -55,6 +64,20 @@ does, 0.1 when it does not.
 """The worker rules before the concise-specialist change (main at 244702f): 512-token cap,
 no repeat penalty."""
 BEFORE_MAX_TOKENS = 512
+
+
+ANSWERS = HERE / "results" / "calibration_answers.jsonl"
+"""The answers the signals are designed and fitted on."""
+HOLDOUT = HERE / "results" / "calibration_answers_holdout.jsonl"
+"""Answers to the questions :data:`ANSWERS` does not hold, collected after the signals were
+designed (``--holdout``): the held-out check."""
+
+
+def _qids(path: Path) -> set[int]:
+    """The questions a cache already holds."""
+    if not path.exists():
+        return set()
+    return {json.loads(line)["qid"] for line in path.read_text().splitlines() if line.strip()}
 
 
 class Recording:
@@ -118,12 +141,18 @@ def _row(
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "calibration.jsonl")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration_answers.jsonl")
+    ap.add_argument("--out", type=Path, default=None, help=f"default: {ANSWERS.name}")
+    ap.add_argument(
+        "--holdout",
+        action="store_true",
+        help=f"collect the questions {ANSWERS.name} does not hold into {HOLDOUT.name}",
+    )
     ap.add_argument("--rules", choices=("current", "before"), default="current")
     ap.add_argument("--limit", type=int, default=0, help="N questions spread over the set")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    out = args.out if args.out.is_absolute() else HERE / args.out
+    out = args.out or (HOLDOUT if args.holdout else ANSWERS)
+    out = out if out.is_absolute() else HERE / out
     if args.rules == "before":
         worker_module.RULES = BEFORE_RULES
     cases = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
@@ -133,9 +162,10 @@ async def main() -> None:
     chosen.sort(key=lambda item: (item[0] * 0.6180339887) % 1.0)
     if args.limit:
         chosen = chosen[: args.limit]
-    done = set()
-    if out.exists():
-        done = {json.loads(line)["qid"] for line in out.read_text().splitlines() if line.strip()}
+    done = _qids(out)
+    if args.rules == "current":
+        # Design and held-out caches are disjoint: skip what the other one holds.
+        done |= _qids(ANSWERS if args.holdout else HOLDOUT)
     before = args.rules == "before"
     extra: dict[str, Any] = {"worker_max_tokens": BEFORE_MAX_TOKENS} if before else {}
     config = TandemConfig(

@@ -1,27 +1,46 @@
-"""``ask_support`` and ``kind_missing``: does the answer come from the passage sentences that
-answer the question's ask, and does it state the kind of quantity asked for?
+"""``ask_support``, ``answer_locus`` and ``kind_missing``: does the answer come from the
+passage sentences that answer the question's ask, how closely does the sentence that holds
+it match the question, and does it state the kind of quantity asked for?
 
 The passages hold two true figures, 21 days (returning a deposit) and 28 days (the
 adjudicator's decision); a small model often copies the wrong one. The real bundled MiniLM
 finds the ask (it is fast enough for the fast tier, as in ``test_onnx_embed.py``); the
-lexical fallback is checked without it.
+lexical fallback is checked without it. A small model that copies a true figure from a
+sentence about something else (a letting agent's 4-hour repair target for how fast it
+returns deposits) gets a lower ``p_correct`` from ``answer_locus``, and the note says why —
+even when every figure it states is in the cited passage.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from langchain_core.documents import Document
 
-from tandem.workers.ask import TOP, clear_cache, rank_ask_sentences
+from tandem.workers.ask import TOP, answer_locus, clear_cache, rank_ask_sentences
 from tandem.workers.backends import Backend, EmbedResult, make_backend
-from tandem.workers.calibration import FEATURES, feature_values, shipped
-from tandem.workers.grounding import ask_sentences, ask_support, asked_kind, sentences
+from tandem.workers.calibration import (
+    FEATURES,
+    Calibration,
+    CalibrationFile,
+    calibration_path,
+    feature_values,
+    shipped,
+)
+from tandem.workers.grounding import (
+    answer_sentences,
+    ask_sentences,
+    ask_support,
+    asked_kind,
+    sentences,
+)
 from tandem.workers.records import AnswerSignals, WorkerReply
 from tandem.workers.signals import compute_signals
+from tandem.workers.testing import FakeOllama, FakeOpenAI
 
 RETURN = (
     "Getting the deposit back\nSection 10 of the Velorian Tenancy Act 2019 requires the "
@@ -176,3 +195,129 @@ def test_the_shipped_calibration_uses_the_new_signals() -> None:
 
 def test_a_backend_double_is_a_backend() -> None:
     assert isinstance(_Fixed("local", ""), Backend)
+
+
+TEXTS = [d.page_content for d in PASSAGES]
+REF = "ollama:qwen2.5:1.5b"
+
+
+def test_the_sentences_that_hold_an_answer() -> None:
+    assert answer_sentences("28 days", TEXTS) == [
+        "The adjudicator decides on written evidence, normally within 28 days, and the "
+        "disputed money stays protected until then."
+    ]
+    assert len(answer_sentences("VC 40", TEXTS)) == 1  # the fee, in the other passage
+    # Without numbers: a sentence holding at least half of the answer's terms.
+    assert answer_sentences("the free adjudication service", TEXTS)[0].startswith("If the")
+    assert answer_sentences("90 days", TEXTS) == []  # in no passage
+    assert answer_sentences("not covered", TEXTS) == []  # says nothing to locate
+
+
+class _Near:
+    """An embedder that puts the question next to one chosen sentence, orthogonal to the
+    rest."""
+
+    ref = "fake:near"
+    host = None
+
+    def __init__(self, near: str, where: Literal["local", "remote"] = "local") -> None:
+        self.near, self.where, self.calls = near, where, 0
+
+    async def chat(self, *a: object, **k: object) -> object:
+        raise AssertionError
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        self.calls += 1
+        vecs = [[1.0, 0.0] if t in (QUESTION, self.near) else [0.0, 1.0] for t in texts]
+        return EmbedResult(vectors=vecs, model=self.ref)
+
+
+async def test_the_locus_is_the_closest_sentence_holding_the_answer_and_local_only() -> None:
+    clear_cache()
+    near = answer_sentences("28 days", TEXTS)[0]
+    local = _Near(near)
+    assert await answer_locus(local, QUESTION, "28 days", TEXTS) == 1.0  # type: ignore[arg-type]
+    assert await answer_locus(local, QUESTION, "21 days", TEXTS) == 0.0  # type: ignore[arg-type]
+    assert local.calls == 2  # the question's vector came from the cache the second time
+    assert await answer_locus(local, QUESTION, "28 days", TEXTS) == 1.0  # type: ignore[arg-type]
+    assert local.calls == 2
+    remote = _Near(near, "remote")  # would see this run's passages: not asked
+    assert await answer_locus(remote, QUESTION, "28 days", TEXTS) is None  # type: ignore[arg-type]
+    assert remote.calls == 0
+    assert await answer_locus(None, QUESTION, "28 days", TEXTS) is None
+    assert await answer_locus(local, QUESTION, "not covered", TEXTS) is None  # type: ignore[arg-type]
+
+
+@needs_minilm
+async def test_minilm_puts_the_copied_figure_far_from_the_question() -> None:
+    clear_cache()
+    embedder = make_backend("embedded:minilm")
+    right = await answer_locus(embedder, QUESTION, "28 days", [RETURN])
+    copied = await answer_locus(embedder, QUESTION, "21 days", [RETURN])
+    assert right is not None and copied is not None and right > copied + 0.1
+
+
+def test_the_shipped_calibration_lowers_p_correct_for_an_answer_from_elsewhere() -> None:
+    cal = shipped().bundled
+    assert "answer_locus" in cal.features
+    assert dict(zip(cal.features, cal.weights, strict=True))["answer_locus"] > 0
+    reply = WorkerReply(answer="28 days", confidence=0.9, citations=["S1"], needs_escalation=False)
+    ask = answer_sentences("28 days", TEXTS)
+    on_topic = compute_signals(reply, PASSAGES, QUESTION, ask=ask, locus=0.75)
+    elsewhere = compute_signals(reply, PASSAGES, QUESTION, ask=ask, locus=0.2)
+    assert cal.p_correct(elsewhere) < cal.p_correct(on_topic)
+    why = cal.explain(elsewhere, limit=3)
+    assert any("about something else than the question (similarity 0.20)" in w for w in why)
+    unknown = compute_signals(reply, PASSAGES, QUESTION, ask=ask)  # no local embedder
+    assert unknown.answer_locus is None
+    assert cal.p_correct(elsewhere) < cal.p_correct(unknown) < cal.p_correct(on_topic)
+
+
+DIRECT_Q = "How quickly does Brightwater Lettings return deposits?"
+
+
+def _locus_calibrated(data_dir: Path) -> None:
+    """A user calibration (as `tandem calibrate` stores it) on ``answer_locus`` alone."""
+    cal = Calibration(
+        model=REF,
+        features=["answer_locus"],
+        mean=[0.19],  # between the fakes' hashed bag-of-words similarities of the two
+        scale=[0.02],
+        weights=[3.0],
+        bias=0.0,
+        questions=8,
+        right=4,
+        curve=[(0.95, 1), (0.9, 1), (0.85, 1), (0.8, 1), (0.3, 0), (0.2, 0), (0.1, 0), (0.05, 0)],
+    )
+    path = calibration_path(data_dir, REF)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(CalibrationFile(model=REF, pooled=cal).model_dump_json())
+
+
+def _reply(answer: str) -> dict[str, Any]:
+    return {
+        "answer": answer,
+        "confidence": 0.9,
+        "citations": ["S1", "S2", "S3"],
+        "needs_escalation": False,
+    }
+
+
+async def test_a_true_figure_from_an_unrelated_sentence_escalates_and_says_why(
+    make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, data_dir: Path
+) -> None:
+    """Brightwater's passage holds both 14 days (returning deposits) and 4 hours (urgent
+    repairs): both figures are in the cited passage; only where they sit tells them apart."""
+    _locus_calibrated(data_dir)
+    fake_ollama.set_logprobs("qwen2.5:1.5b", -0.05)
+    fake_ollama.script("qwen2.5:1.5b", _reply("within 4 hours"), _reply("within 14 days"))
+    wrong = (await make_graph().ainvoke({"query": DIRECT_Q}))["answer"]
+    right = (await make_graph().ainvoke({"query": DIRECT_Q}))["answer"]
+    w, r = wrong.worker_results[0], right.worker_results[0]
+    assert w.signals is not None and r.signals is not None
+    assert w.signals.unsupported == [] == r.signals.unsupported  # both figures are there
+    assert w.signals.answer_locus is not None and r.signals.answer_locus is not None
+    assert w.signals.answer_locus < r.signals.answer_locus
+    assert wrong.escalated and not right.escalated
+    note = next(n for n in wrong.notes if "escalated" in n)
+    assert "passage sentence holding the answer is about something else" in note

@@ -1,18 +1,26 @@
-"""Find the passage sentences that answer the question's specific ask (for ``ask_support``).
+"""Where in the passages the question's ask is answered, under the worker's own embedder.
 
-The lexical pre-selection (:func:`tandem.workers.grounding.ask_sentences`, the
-:data:`POOL` sentences sharing most content words with the question) is re-ranked by
-cosine similarity to the question under the worker's own embedder, and the best
-:data:`TOP` are kept. On the bundled models this finds the ask better than word overlap
-alone (cross-validated AUROC of ``p_correct`` 0.84 against 0.81 with the shipped signals,
-benchmarks/RESULTS.md §12) and costs one embedding call of at most ``POOL + 1`` short
-texts: about 0.15 s with MiniLM on two busy cores when none is cached (2 % of a 0.5B
-worker call), much less with the cache below (the same corpus sentences come back run
-after run).
+Two signals of :mod:`tandem.workers.signals` come from here:
+
+* :func:`rank_ask_sentences` (for ``ask_support``): the lexical pre-selection
+  (:func:`tandem.workers.grounding.ask_sentences`, the :data:`POOL` sentences sharing most
+  content words with the question) is re-ranked by cosine similarity to the question, and
+  the best :data:`TOP` are kept. On the bundled models this finds the ask better than
+  word overlap alone (cross-validated AUROC of ``p_correct`` 0.84 against 0.81 with the
+  shipped signals, benchmarks/RESULTS.md §12).
+* :func:`answer_locus` (``answer_locus``): the cosine similarity of the question to the
+  passage sentence that holds the answer (:func:`tandem.workers.grounding.answer_sentences`,
+  the best of them when several do). A small model that copies a true figure from a
+  sentence about something else — the 21-day return deadline for the adjudicator's
+  28 days — gets a low value, graded rather than the yes/no of ``ask_support``.
+
+Both cost one embedding call of a few short texts: about 0.15 s with MiniLM on two busy
+cores when none is cached (2 % of a 0.5B worker call), much less with the cache below
+(the same corpus sentences come back run after run).
 
 Only a local embedder is asked: the sentences went to it when the corpus was indexed, but
 a remote one would see this run's passages again, so with a remote embedder (or none, or
-one that fails) the lexical ranking is used as it is.
+one that fails) the lexical ranking is used as it is and ``answer_locus`` is unknown.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ from collections.abc import Callable, Sequence
 
 from tandem.workers.backends import Backend, EmbedResult, cosine
 from tandem.workers.errors import RunError
-from tandem.workers.grounding import ask_sentences
+from tandem.workers.grounding import answer_sentences, ask_sentences
 
-__all__ = ["POOL", "TOP", "clear_cache", "rank_ask_sentences"]
+__all__ = ["POOL", "TOP", "answer_locus", "clear_cache", "rank_ask_sentences"]
 
 POOL = 8
 """Sentences pre-selected by word overlap with the question."""
@@ -34,25 +42,22 @@ TOP = 2
 _CACHE_SIZE = 4096
 _CACHE: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
+OnEmbed = Callable[[EmbedResult, float], None]
+"""Told of each embedding call made (its result and seconds), for the run's ledger."""
+
 
 def clear_cache() -> None:
     """Forget the cached sentence vectors (for measurements of the uncached cost)."""
     _CACHE.clear()
 
 
-async def rank_ask_sentences(
-    embedder: Backend | None,
-    question: str,
-    passages: Sequence[str],
-    *,
-    on_embed: Callable[[EmbedResult, float], None] | None = None,
-) -> list[str]:
-    """The :data:`TOP` passage sentences most likely to hold the answer to ``question``
-    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger)."""
-    pool = ask_sentences(question, passages, POOL)
-    if embedder is None or embedder.where != "local" or len(pool) <= TOP:
-        return pool[:TOP]
-    texts = [question, *pool]
+async def _vectors(
+    embedder: Backend | None, texts: Sequence[str], on_embed: OnEmbed | None
+) -> list[list[float]] | None:
+    """The vectors of ``texts`` from a local embedder (cached); ``None`` when there is no
+    local embedder or it fails."""
+    if embedder is None or embedder.where != "local":
+        return None
     known = {t: _CACHE.get((embedder.ref, t)) for t in texts}
     missing = [t for t, v in known.items() if v is None]
     if missing:
@@ -60,16 +65,53 @@ async def rank_ask_sentences(
         try:
             result = await embedder.embed(missing)
         except (RunError, ValueError):
-            return pool[:TOP]
+            return None
         if on_embed is not None:
             on_embed(result, time.perf_counter() - started)
         if len(result.vectors) != len(missing):
-            return pool[:TOP]
+            return None
         for text, vector in zip(missing, result.vectors, strict=True):
             known[text] = _CACHE[(embedder.ref, text)] = vector
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
-    q = known[question] or []
-    sims = [cosine(q, known[t] or []) for t in pool]
+    return [known[t] or [] for t in texts]
+
+
+async def rank_ask_sentences(
+    embedder: Backend | None,
+    question: str,
+    passages: Sequence[str],
+    *,
+    on_embed: OnEmbed | None = None,
+) -> list[str]:
+    """The :data:`TOP` passage sentences most likely to hold the answer to ``question``
+    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger)."""
+    pool = ask_sentences(question, passages, POOL)
+    if len(pool) <= TOP:
+        return pool[:TOP]
+    vectors = await _vectors(embedder, [question, *pool], on_embed)
+    if vectors is None:
+        return pool[:TOP]
+    sims = [cosine(vectors[0], v) for v in vectors[1:]]
     order = sorted(range(len(pool)), key=lambda i: (-sims[i], i))
     return [pool[i] for i in order[:TOP]]
+
+
+async def answer_locus(
+    embedder: Backend | None,
+    question: str,
+    answer: str,
+    passages: Sequence[str],
+    *,
+    on_embed: OnEmbed | None = None,
+) -> float | None:
+    """Cosine similarity of ``question`` to the passage sentence that holds ``answer`` (the
+    closest when several do); ``None`` when none does, the answer says "not covered", or
+    there is no local embedder."""
+    held = list(dict.fromkeys(answer_sentences(answer, passages)))
+    if not held:
+        return None
+    vectors = await _vectors(embedder, [question, *held], on_embed)
+    if vectors is None:
+        return None
+    return max(cosine(vectors[0], v) for v in vectors[1:])

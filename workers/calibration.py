@@ -63,6 +63,7 @@ FEATURES: dict[str, str] = {
     "no_citation": "the answer cites no passage",
     "question_overlap": "the answer mostly restates the question",
     "ask_support": "share of the answer's terms in the passage sentences that match the question",
+    "answer_locus": "how closely the passage sentence holding the answer matches the question",
     "kind_missing": "the answer states no quantity of the kind the question asks for",
     "log_words": "length of the answer",
     "self_confidence": "the model's own confidence",
@@ -89,6 +90,7 @@ def feature_values(s: AnswerSignals) -> dict[str, float | None]:
         "no_citation": float(s.citations == 0),
         "question_overlap": s.question_overlap,
         "ask_support": s.ask_support,
+        "answer_locus": s.answer_locus,
         "kind_missing": float(s.kind_missing),
         "log_words": math.log1p(s.answer_words),
         "self_confidence": s.self_confidence,
@@ -192,6 +194,11 @@ def _describe(name: str, s: AnswerSignals) -> str:
         return (
             f"only {s.ask_support:.0%} of the answer's terms are in the passage sentences "
             "that match the question"
+        )
+    if name == "answer_locus" and s.answer_locus is not None:
+        return (
+            "the passage sentence holding the answer is about something else than the "
+            f"question (similarity {s.answer_locus:.2f})"
         )
     if name == "kind_missing" and s.asked_kind:
         asked = _KIND_WORDS.get(s.asked_kind, s.asked_kind)

@@ -13,7 +13,10 @@ terms found there. A small model that copies a true but unrelated figure from el
 in a passage (the 21-day return deadline for the adjudicator's 28 days) scores low, and so
 does one that answers an ask the passages never address. :func:`asked_kind` reads which
 kind of quantity the question asks for (a duration, a percentage, an amount of money), so
-that an answer stating none of that kind can be told apart.
+that an answer stating none of that kind can be told apart. :func:`answer_sentences` are the
+passage sentences that hold the answer (its numbers, or most of its words): how closely
+the best of them matches the question under the worker's embedder is the
+``answer_locus`` signal (:mod:`tandem.workers.ask`).
 
 The checks are lexical and cheap (well under a millisecond per answer); they do not
 understand paraphrase, which is why they are signals for
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Span",
+    "answer_sentences",
     "ask_sentences",
     "ask_support",
     "asked_kind",
@@ -220,6 +224,23 @@ def ask_sentences(question: str, passages: Sequence[str], k: int = 2) -> list[st
     found = [s for p in passages for s in sentences(p)]
     order = sorted(range(len(found)), key=lambda i: (-len(asked & _terms(found[i])), i))
     return [found[i] for i in order[:k]]
+
+
+def answer_sentences(answer: str, passages: Sequence[str]) -> list[str]:
+    """The passage sentences that hold the answer: every number it states (``1,661`` =
+    ``1661``), or — an answer without numbers — at least half of its terms. Empty for an
+    answer that says "not covered" or that no sentence holds."""
+    answer = _CONTROL.sub(" ", answer)
+    terms = _terms(answer)
+    if not terms or is_not_covered(answer):
+        return []
+    numbers = {_digits(n) for n in _NUMBER.findall(answer)}
+    found = []
+    for s in (s for p in passages for s in sentences(p)):
+        held = _terms(s)
+        if numbers <= held if numbers else 2 * len(terms & held) >= len(terms):
+            found.append(s)
+    return found
 
 
 def ask_support(answer: str, ask: Sequence[str]) -> float | None:

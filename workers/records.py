@@ -126,6 +126,10 @@ class AnswerSignals(BaseModel):
     ask_support: float | None = None
     """Share of the answer's terms found in the passage sentences that match the question
     best (``None``: no passages, or nothing to check)."""
+    answer_locus: float | None = None
+    """Similarity (cosine, under the worker's embedder) of the question to the passage
+    sentence that holds the answer (``None``: no sentence holds it, "not covered", or no
+    local embedder)."""
     asked_kind: str | None = None
     """The kind of quantity the question asks for (``duration``, ``percentage``, ``amount``)."""
     kind_missing: bool = False

@@ -7,8 +7,10 @@
 * **Retrieval**: the best passage's score and its margin over the second.
 * **Grounding** (:mod:`tandem.workers.grounding`): checkable spans found in the cited
   passages, in any passage; valid citations; "not covered"; overlap with the question;
-  the answer's terms in the passage sentences that match the question; whether it states
-  the kind of quantity the question asks for.
+  the answer's terms in the passage sentences that match the question; how closely the
+  sentence that holds the answer matches the question (``answer_locus``, computed with the
+  embedder by :mod:`tandem.workers.ask` and passed in); whether it states the kind of
+  quantity the question asks for.
 * **Self-report**: the model's own ``confidence`` and ``needs_escalation``.
 """
 
@@ -88,6 +90,7 @@ def compute_signals(
     truncated: bool = False,
     repaired: bool = False,
     ask: Sequence[str] | None = None,
+    locus: float | None = None,
 ) -> AnswerSignals:
     """The signals of one validated reply.
 
@@ -101,6 +104,8 @@ def compute_signals(
         repaired: A second call was needed to get a valid reply.
         ask: The passage sentences that match the question best
             (:func:`tandem.workers.ask.rank_ask_sentences`); by word overlap when not given.
+        locus: The question's similarity to the passage sentence that holds the answer
+            (:func:`tandem.workers.ask.answer_locus`), if known.
     """
     started = time.perf_counter()
     values = answer_logprobs(content, logprobs) if logprobs else []
@@ -136,6 +141,7 @@ def compute_signals(
         not_covered=not_covered,
         question_overlap=question_overlap(reply.answer, question),
         ask_support=ask_support(reply.answer, ask),
+        answer_locus=locus,
         asked_kind=kind,
         kind_missing=kind is not None and not not_covered and all(s.kind != kind for s in spans),
         answer_words=len(reply.answer.split()),

@@ -17,12 +17,12 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-from tandem.workers.ask import rank_ask_sentences
+from tandem.workers.ask import answer_locus, rank_ask_sentences
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
@@ -116,6 +116,15 @@ class WorkerRun:
     passages: list[Document] = field(default_factory=list)
     store_error: StoreError | None = None
     """Why retrieval was skipped, when the store failed (locked, corrupt …)."""
+
+
+class _Located(NamedTuple):
+    """What :meth:`Worker._ask` found: the passage sentences that answer the ask, the
+    question's similarity to the sentence that holds the answer, and the seconds taken."""
+
+    sentences: list[str]
+    locus: float | None
+    seconds: float
 
 
 class Worker:
@@ -258,7 +267,7 @@ class Worker:
             except (json.JSONDecodeError, ValidationError) as exc:
                 closed = close_truncated(res.content) if res.done_reason == "length" else None
                 if closed is not None:  # cut off by the cap: closed here, no second call
-                    ask = await self._ask(subtask, passages, run)
+                    ask = await self._ask(subtask, passages, run, closed.answer)
                     run.result = self._ok(subtask, closed, passages, note, res, ask, truncated=True)
                     return run
                 error = _describe(exc)
@@ -273,28 +282,29 @@ class Worker:
                 ]
                 continue
             repaired = purpose == "repair"
-            ask = await self._ask(subtask, passages, run)
+            ask = await self._ask(subtask, passages, run, reply.answer)
             run.result = self._ok(subtask, reply, passages, note, res, ask, repaired=repaired)
             return run
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
 
     async def _ask(
-        self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun
-    ) -> tuple[list[str], float]:
-        """The passage sentences that answer the subtask's ask, and the seconds it took (an
-        embedding call it makes is in the run's ledger, purpose ``signals``)."""
+        self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun, answer: str
+    ) -> _Located:
+        """Where in the passages the subtask's ask is answered and where the answer sits
+        (:mod:`tandem.workers.ask`), and the seconds it took (an embedding call it makes
+        is in the run's ledger, purpose ``signals``)."""
         started = time.perf_counter()
         embedder = self.embedder
 
         def record(emb: EmbedResult, seconds: float) -> None:
-            if embedder is not None:  # rank_ask_sentences embeds only with one
+            if embedder is not None:  # the ask module embeds only with one
                 run.calls.append(self._embed_record(emb, embedder, seconds, "signals"))
 
-        found = await rank_ask_sentences(
-            embedder, subtask.instruction, [d.page_content for d in passages], on_embed=record
-        )
-        return found, time.perf_counter() - started
+        texts = [d.page_content for d in passages]
+        found = await rank_ask_sentences(embedder, subtask.instruction, texts, on_embed=record)
+        locus = await answer_locus(embedder, subtask.instruction, answer, texts, on_embed=record)
+        return _Located(found, locus, time.perf_counter() - started)
 
     def _embed_record(
         self, emb: EmbedResult, embedder: Backend, seconds: float, purpose: str
@@ -320,7 +330,7 @@ class Worker:
         passages: Sequence[Document],
         note: str,
         res: ChatResult,
-        ask: tuple[list[str], float],
+        ask: _Located,
         *,
         truncated: bool = False,
         repaired: bool = False,
@@ -360,9 +370,10 @@ class Worker:
             logprobs=res.logprobs,
             truncated=truncated,
             repaired=repaired,
-            ask=ask[0],
+            ask=ask.sentences,
+            locus=ask.locus,
         )
-        signals.seconds += ask[1]
+        signals.seconds += ask.seconds
         p_correct = None
         if self.calibration is not None:
             p_correct = round(self.calibration.p_correct(signals), 4)
