@@ -21,7 +21,8 @@ two logistic models with :func:`tandem.workers.calibration_fit.fit_calibration`:
   fallback stays until a fit over several models exists.
 
 Re-run ``collect_calibration.py`` and this script whenever the bundled worker model, the
-embedding model, the chunking or the worker prompt changes: the coefficients describe that
+embedding model, the chunking, the passage ranking (``keyword_weight``) or the worker prompt
+changes: the coefficients describe that
 exact combination (the file records the embedder and a fingerprint of the prompt, and
 ``tandem doctor`` warns when they no longer match).
 
