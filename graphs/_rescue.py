@@ -41,9 +41,10 @@ def answers_escalations(rt: Runtime, policy: str) -> bool:
 
 
 def _shown(rt: Runtime, passages: Sequence[LearnedPassage]) -> list[LearnedPassage]:
-    """The passages the supervisor is shown: best score first (the corpus and answer memory
-    alike), at most ``[cascade] rescue_passages``."""
-    ranked = sorted(passages, key=lambda p: -p.score if p.score is not None else 1.0)
+    """The passages the supervisor is shown: best first as the specialist ranked them
+    (embedding plus keyword score; answer memory by its embedding score), at most
+    ``[cascade] rescue_passages``."""
+    ranked = sorted(passages, key=lambda p: -p.order)
     return ranked[: rt.config.cascade.rescue_passages]
 
 

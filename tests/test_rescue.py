@@ -44,7 +44,7 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     assert any("answered from the" in n for n in answer.notes)
 
 
-async def test_the_supervisor_sees_only_the_best_scored_passages(
+async def test_the_supervisor_sees_only_the_best_ranked_passages(
     make_graph: Any, fake_ollama: FakeOllama, fake_openai: FakeOpenAI
 ) -> None:
     shown = {}
@@ -56,11 +56,29 @@ async def test_the_supervisor_sees_only_the_best_scored_passages(
         prompt = fake_openai.completions()[-1]["messages"][-1]["content"]
         (seen,) = state["seen"]
         assert len(seen.passages) > 2  # the specialist saw more than the supervisor is shown
-        best = sorted(seen.passages, key=lambda p: -(p.score or 0.0))
+        assert all(p.rank is not None for p in seen.passages)  # embedding + keywords
+        best = sorted(seen.passages, key=lambda p: -(p.rank or 0.0))
         shown[limit] = prompt.count("<passage ")
         for i, passage in enumerate(best[:limit], 1):
             assert f'<passage id="S{i}" source="{passage.source}">' in prompt
     assert shown == {1: 1, 2: 2}
+
+
+def test_the_supervisor_is_shown_the_specialists_ranking_not_the_bare_embedding_scores() -> None:
+    from types import SimpleNamespace
+
+    from tandem.graphs._rescue import _shown
+    from tandem.graphs.learning.records import LearnedPassage
+
+    topical = LearnedPassage(source="12-inventory.md", text="Inventory.", score=0.50, rank=0.51)
+    named = LearnedPassage(source="05-repairs.md", text="Housing Standards Office.", score=0.48)
+    named = named.model_copy(update={"rank": 0.53})  # the question's words: a keyword bonus
+    memory = LearnedPassage(source="learned:3", text="Learned answer.", score=0.52)  # no rank
+    rt: Any = SimpleNamespace(config=SimpleNamespace(cascade=SimpleNamespace(rescue_passages=2)))
+    assert [p.source for p in _shown(rt, [topical, named, memory])] == [
+        "05-repairs.md",
+        "learned:3",
+    ]
 
 
 async def test_a_remote_supervisor_plans_instead_the_passages_stay_here(

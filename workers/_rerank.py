@@ -10,7 +10,8 @@ embedding still decides which passages are candidates and dominates the order; k
 break its near-ties. ``weight = 0`` keeps the embedding's order.
 
 Each passage keeps its embedding ``score`` in its metadata (what the calibration's
-retrieval signals read); ``keyword`` records its scaled BM25 (0–1) for the trace.
+retrieval signals read); ``keyword`` records its scaled BM25 (0–1) for the trace and
+``rank`` the sum it was ranked by (what a supervisor shown "the best passages" goes by).
 """
 
 from __future__ import annotations
@@ -148,11 +149,7 @@ def keyword_rerank(query: str, docs: Sequence[Document], k: int, weight: float) 
     for doc, lexical in zip(docs, bm25, strict=True):
         meta = dict(doc.metadata)
         meta["keyword"] = round(lexical / best, 4)
+        meta["rank"] = round(float(meta["score"]) + weight * lexical / best, 6)
         ranked.append(Document(page_content=doc.page_content, metadata=meta))
-    order = sorted(
-        range(len(ranked)),
-        key=lambda i: (
-            -(float(ranked[i].metadata["score"]) + weight * ranked[i].metadata["keyword"])
-        ),
-    )
+    order = sorted(range(len(ranked)), key=lambda i: -float(ranked[i].metadata["rank"]))
     return [ranked[i] for i in order[:k]]

@@ -102,15 +102,27 @@ class LearnedPassage(BaseModel):
     chunk: int = 0
     text: str
     score: float | None = None
+    """Its embedding similarity to the question."""
+    rank: float | None = None
+    """What the specialist ranked it by: ``score`` plus its keyword bonus
+    (``WorkerSpec.keyword_weight``); ``None`` when it was ranked by ``score`` alone."""
+
+    @property
+    def order(self) -> float:
+        """Its place among the passages, best highest (``rank``, else ``score``)."""
+        if self.rank is not None:
+            return self.rank
+        return self.score if self.score is not None else 1.0
 
     @classmethod
     def of(cls, doc: Document) -> LearnedPassage:
-        """A retrieved document (its ``source``, ``chunk`` and ``score`` metadata)."""
+        """A retrieved document (its ``source``, ``chunk``, ``score`` and ``rank`` metadata)."""
         return cls(
             source=str(doc.metadata.get("source", "?")),
             chunk=int(doc.metadata.get("chunk", 0)),
             text=doc.page_content,
             score=doc.metadata.get("score"),
+            rank=doc.metadata.get("rank"),
         )
 
 
