@@ -23,7 +23,7 @@ from langchain_core.documents import Document
 
 from tandem.graphs.calibrate import label
 from tandem.graphs.evaluate import EvalCase, fact_in
-from tandem.workers.ask import answer_locus, clear_cache, rank_ask_sentences
+from tandem.workers.ask import clear_cache, locate
 from tandem.workers.backends import Backend, TokenLogprob, make_backend
 from tandem.workers.calibration import feature_values
 from tandem.workers.records import AnswerSignals, WorkerReply
@@ -70,8 +70,7 @@ async def _ask(
 ) -> tuple[list[str], float | None, float]:
     clear_cache()
     started = time.perf_counter()
-    found = await rank_ask_sentences(embedder, question, passages)
-    locus = await answer_locus(embedder, question, answer, passages)
+    found, locus = await locate(embedder, question, answer, passages)
     return found, locus, time.perf_counter() - started
 
 

@@ -33,7 +33,7 @@ from tandem.workers.backends import Backend, EmbedResult, cosine
 from tandem.workers.errors import RunError
 from tandem.workers.grounding import answer_sentences, ask_sentences
 
-__all__ = ["POOL", "TOP", "answer_locus", "clear_cache", "rank_ask_sentences"]
+__all__ = ["POOL", "TOP", "answer_locus", "clear_cache", "locate", "rank_ask_sentences"]
 
 POOL = 8
 """Sentences pre-selected by word overlap with the question."""
@@ -115,3 +115,18 @@ async def answer_locus(
     if vectors is None:
         return None
     return max(cosine(vectors[0], v) for v in vectors[1:])
+
+
+async def locate(
+    embedder: Backend | None,
+    question: str,
+    answer: str,
+    passages: Sequence[str],
+    *,
+    on_embed: OnEmbed | None = None,
+) -> tuple[list[str], float | None]:
+    """What a worker's signals need from its embedder: the passage sentences that answer the
+    ask (:func:`rank_ask_sentences`) and the answer's locus (:func:`answer_locus`)."""
+    found = await rank_ask_sentences(embedder, question, passages, on_embed=on_embed)
+    locus = await answer_locus(embedder, question, answer, passages, on_embed=on_embed)
+    return found, locus

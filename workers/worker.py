@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-from tandem.workers.ask import answer_locus, rank_ask_sentences
+from tandem.workers.ask import locate
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
@@ -302,8 +302,7 @@ class Worker:
                 run.calls.append(self._embed_record(emb, embedder, seconds, "signals"))
 
         texts = [d.page_content for d in passages]
-        found = await rank_ask_sentences(embedder, subtask.instruction, texts, on_embed=record)
-        locus = await answer_locus(embedder, subtask.instruction, answer, texts, on_embed=record)
+        found, locus = await locate(embedder, subtask.instruction, answer, texts, on_embed=record)
         return _Located(found, locus, time.perf_counter() - started)
 
     def _embed_record(
