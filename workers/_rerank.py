@@ -33,78 +33,13 @@ _B = 0.75
 _STEM = 5
 """Terms are compared on their first five letters (*repair*, *repairs*, *repaired*)."""
 _TERM = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "be",
-        "can",
-        "do",
-        "does",
-        "i",
-        "my",
-        "me",
-        "we",
-        "our",
-        "you",
-        "your",
-        "it",
-        "its",
-        "this",
-        "that",
-        "what",
-        "how",
-        "much",
-        "many",
-        "when",
-        "which",
-        "who",
-        "whom",
-        "will",
-        "would",
-        "should",
-        "could",
-        "if",
-        "at",
-        "by",
-        "from",
-        "with",
-        "as",
-        "not",
-        "no",
-        "yes",
-        "any",
-        "have",
-        "has",
-        "had",
-        "there",
-        "their",
-        "they",
-        "them",
-        "he",
-        "she",
-        "his",
-        "her",
-        "about",
-        "after",
-        "before",
-        "into",
-        "than",
-        "then",
-        "so",
-    ]
+_STOP_WORDS = (
+    "a an the of to in on for and or is are was be can do does i my me we our you your "
+    "it its this that what how much many when which who whom will would should could if "
+    "at by from with as not no yes any have has had there their they them he she his her "
+    "about after before into than then so"
 )
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 def pool_size(k: int) -> int:
