@@ -95,9 +95,9 @@ def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
             ask, locus, ask_seconds = asyncio.run(
                 _ask(embedder, row["question"], reply.answer, [p.page_content for p in passages])
             )
-            tokens = [
-                TokenLogprob(token=t, logprob=lp, bytes=[0] * size)
-                for t, lp, size in calls[-1]["logprobs"]
+            tokens = [  # [token, logprob, size] or, since top log-probabilities, + [top...]
+                TokenLogprob(token=t[0], logprob=t[1], bytes=[0] * t[2], top=_top(t))
+                for t in calls[-1]["logprobs"]
             ]
             signals = compute_signals(
                 reply,
@@ -136,3 +136,7 @@ def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
             )
         )
     return out
+
+
+def _top(entry: list[Any]) -> list[float] | None:
+    return list(entry[3]) or None if len(entry) > 3 else None

@@ -81,7 +81,7 @@ def _demo(exe: str) -> dict[str, object]:
     ready = _READY.search(out)
     planned = _section(proc.stdout, PLANNED)
     # The citations line may wrap at 80 columns: up to the next labelled line.
-    cites = re.search(r"^citations (.+?)\n(?=note: |privacy )", planned, re.S | re.M)
+    cites = re.search(r"^citations (.+?)\n(?=note: |privacy |learned: )", planned, re.S | re.M)
     cited = " ".join(cites.group(1).split()) if cites else ""
     shutil.rmtree(work / "models", ignore_errors=True)  # 1.6 GB per run
     return {

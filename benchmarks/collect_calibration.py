@@ -126,7 +126,10 @@ def _row(
                 "tokens_in": res.tokens_in,
                 "tokens_out": res.tokens_out,
                 "seconds": round(secs, 3),
-                "logprobs": [[t.token, round(t.logprob, 5), t.size] for t in res.logprobs or []],
+                "logprobs": [
+                    [t.token, round(t.logprob, 5), t.size, [round(a, 5) for a in t.top or []]]
+                    for t in res.logprobs or []
+                ],
             }
             for res, secs in calls
         ],

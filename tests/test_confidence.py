@@ -4,12 +4,16 @@ one stays local — against the fakes, with scripted log-probabilities and passa
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tandem.graphs.calibrate import Sample, fit_samples, save
 from tandem.graphs.evaluate import EvalCase, evaluate
 from tandem.workers.backends import OllamaBackend, OllamaSettings
+from tandem.workers.backends._base import TOP_LOGPROBS
 from tandem.workers.calibration import Calibration, CalibrationFile, calibration_path
 from tandem.workers.records import AnswerSignals, Subtask
 from tandem.workers.testing import FakeOllama, FakeOpenAI
@@ -64,7 +68,10 @@ async def test_ollama_logprobs_in_the_documented_shape_streamed_or_not(
     low = [t.token for t in plain.logprobs if t.logprob == -3.0]
     assert low == ["10", " ", "days"]
     request = fake_ollama.chat_requests()[0]
-    assert request["logprobs"] is True
+    assert request["logprobs"] is True and request["top_logprobs"] == TOP_LOGPROBS
+    # Each token's likeliest alternatives, best first (the fake: the token and the rest).
+    first = plain.logprobs[0]
+    assert first.top == [-0.1, pytest.approx(math.log(1 - math.exp(-0.1)))]
     # Without the flag: no logprobs asked for, none returned.
     fake_ollama.script(MODEL, _reply("x"))
     bare = await backend.chat([{"role": "user", "content": "q"}], schema={})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.workers.backends._base import Backend, ChatMessage
+from tandem.workers.backends._base import TOP_LOGPROBS, Backend, ChatMessage
 from tandem.workers.backends._bundled import ensure_model
 from tandem.workers.backends.embedded import _INSTANCES, EmbeddedBackend, EmbeddedSettings
 from tandem.workers.errors import BackendRejected, ModelAssetError
@@ -60,6 +60,18 @@ async def test_chat_with_schema_returns_valid_json(backend: EmbeddedBackend) -> 
     assert result.done_reason == "stop"
     assert result.model == f"embedded:{MODEL}"
     assert result.seconds > 0
+
+
+async def test_logprobs_give_each_tokens_likeliest_alternatives(backend: EmbeddedBackend) -> None:
+    result = await backend.chat(QUESTION, schema=WorkerReply.model_json_schema(), logprobs=True)
+    tokens = result.logprobs
+    assert tokens is not None and "".join(t.token for t in tokens) in result.content
+    for t in tokens:
+        top = t.top
+        assert top is not None and len(top) == TOP_LOGPROBS
+        assert top == sorted(top, reverse=True) and top[0] <= 0.0
+        assert sum(math.exp(a) for a in top) <= 1.0 + 1e-6  # one distribution's share
+        assert t.logprob <= top[0] + 1e-6  # nothing beats the likeliest token
 
 
 async def test_stream_pieces_concatenate_to_content(backend: EmbeddedBackend) -> None:

@@ -4,6 +4,7 @@ log-probabilities, closing a capped reply, and the numpy calibration metrics."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from langchain_core.documents import Document
@@ -86,6 +87,27 @@ def test_logprobs_of_the_answer_field_only() -> None:
     tokens = [TokenLogprob(token=p, logprob=-float(i)) for i, p in enumerate(pieces)]
     # The quotes, keys and the confidence are not the answer's: "VC", " ", "1", ",", "661".
     assert answer_logprobs(content, tokens) == [-4.0, -5.0, -6.0, -7.0, -8.0]
+
+
+def test_spread_of_the_likeliest_alternatives_over_the_answer() -> None:
+    content = '{"answer": "6 weeks"}'
+    half, quarter = math.log(0.5), math.log(0.25)
+    tokens = [
+        TokenLogprob(token='{"answer": "', logprob=-0.01, top=[-0.01, -5.0]),  # not the answer's
+        TokenLogprob(token="6", logprob=half, top=[half, quarter, quarter]),  # sure-ish
+        TokenLogprob(token=" weeks", logprob=quarter, top=[half, quarter]),  # not the likeliest
+        TokenLogprob(token='"}', logprob=-0.01, top=[-0.01]),
+    ]
+    reply = WorkerReply(answer="6 weeks", confidence=0.9, citations=[], needs_escalation=False)
+    s = compute_signals(reply, [], "How big a deposit?", content=content, logprobs=tokens)
+    # "6": three outcomes 1/2, 1/4, 1/4; " weeks": 1/2, 1/4 and the rest (1/4) as one more.
+    assert s.top_entropy == pytest.approx(1.5 * math.log(2))
+    # "6" leads the next by log 2; " weeks" trails the likeliest by log 2.
+    assert s.top_margin == pytest.approx(0.0)
+    assert s.logprob_mean == pytest.approx((half + quarter) / 2)
+    plain = [TokenLogprob(token=t.token, logprob=t.logprob) for t in tokens]
+    bare = compute_signals(reply, [], "How big a deposit?", content=content, logprobs=plain)
+    assert bare.top_entropy is None and bare.top_margin is None  # the engine gave none
 
 
 def test_signals_of_a_reply() -> None:

@@ -53,6 +53,8 @@ FEATURES: dict[str, str] = {
     "logprob_mean": "mean log-probability of the answer's tokens",
     "logprob_min": "the least likely answer token",
     "logprob_p10": "10th percentile of the answer tokens' log-probabilities",
+    "top_entropy": "how spread the model's likeliest words were",
+    "top_margin": "the answer's words' lead over the likeliest alternatives",
     "retrieval_best": "similarity of the best passage",
     "retrieval_margin": "best passage's lead over the second",
     "span_support": "share of the answer's figures and names found in the cited passages",
@@ -80,6 +82,8 @@ def feature_values(s: AnswerSignals) -> dict[str, float | None]:
         "logprob_mean": s.logprob_mean,
         "logprob_min": s.logprob_min,
         "logprob_p10": s.logprob_p10,
+        "top_entropy": s.top_entropy,
+        "top_margin": s.top_margin,
         "retrieval_best": s.retrieval_best,
         "retrieval_margin": s.retrieval_margin,
         "span_support": 1 - len(s.unsupported) / spans if spans else 1.0,
@@ -209,6 +213,10 @@ def _describe(name: str, s: AnswerSignals) -> str:
         return "the answer cites no passage"
     if name.startswith("logprob") and s.logprob_mean is not None:
         return f"the model was unsure of its words (mean log-probability {s.logprob_mean:.2f})"
+    if name == "top_entropy" and s.top_entropy is not None:
+        return f"the model wavered between words (entropy {s.top_entropy:.2f})"
+    if name == "top_margin" and s.top_margin is not None:
+        return f"the model's words barely led their alternatives (lead {s.top_margin:.2f})"
     if name.startswith("retrieval") and s.retrieval_best is not None:
         return f"no passage matches the question well (best {s.retrieval_best:.2f})"
     if name == "self_confidence":

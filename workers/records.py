@@ -103,6 +103,13 @@ class AnswerSignals(BaseModel):
     """The least likely answer token's log-probability."""
     logprob_p10: float | None = None
     """10th percentile of the answer tokens' log-probabilities."""
+    top_entropy: float | None = None
+    """Mean entropy (nats) of the model's choice at each answer token, over its likeliest
+    tokens (:attr:`~tandem.workers.backends.TokenLogprob.top`) and the rest of the
+    probability as one more outcome (``None``: the engine gave no alternatives)."""
+    top_margin: float | None = None
+    """Mean lead of each answer token's log-probability over the likeliest *other* token
+    (negative where a less likely token was chosen)."""
     passages: int = 0
     """Passages retrieved."""
     retrieval_best: float | None = None

@@ -3,7 +3,9 @@
 * **Token log-probabilities** of the ``answer`` field only: the raw JSON reply is
   re-scanned to find the answer string's character span, and the engine's tokens are laid
   over it by their byte lengths — so the keys, the confidence number and the citations,
-  which the grammar forces and the model copies, do not dilute the summary.
+  which the grammar forces and the model copies, do not dilute the summary. Where the
+  engine gives its likeliest alternatives at each token, how spread they were (entropy)
+  and the chosen token's lead over the next.
 * **Retrieval**: the best passage's score and its margin over the second.
 * **Grounding** (:mod:`tandem.workers.grounding`): checkable spans found in the cited
   passages, in any passage; valid citations; "not covered"; overlap with the question;
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -59,6 +62,10 @@ def answer_value_span(content: str) -> tuple[int, int] | None:
 
 def answer_logprobs(content: str, tokens: Sequence[TokenLogprob]) -> list[float]:
     """Log-probabilities of the tokens that overlap the answer string's text."""
+    return [t.logprob for t in _answer_tokens(content, tokens)]
+
+
+def _answer_tokens(content: str, tokens: Sequence[TokenLogprob]) -> list[TokenLogprob]:
     span = answer_value_span(content)
     if span is None:
         return []
@@ -67,9 +74,29 @@ def answer_logprobs(content: str, tokens: Sequence[TokenLogprob]) -> list[float]
     for token in tokens:
         size = token.size
         if size and pos < end and pos + size > start:
-            out.append(token.logprob)
+            out.append(token)
         pos += size
     return out
+
+
+def _spread(tokens: Sequence[TokenLogprob]) -> tuple[float | None, float | None]:
+    """Mean entropy over the likeliest alternatives (plus the rest of the probability as one
+    outcome) and mean lead over the likeliest other token, of the tokens that have them."""
+    entropies, margins = [], []
+    for t in tokens:
+        top = t.top
+        if not top:
+            continue
+        probs = [math.exp(a) for a in top]
+        rest = max(0.0, 1.0 - sum(probs))
+        entropies.append(-sum(p * math.log(p) for p in [*probs, rest] if p > 0))
+        if t.logprob >= top[0] - 1e-6:  # the likeliest token was chosen
+            margins.append(t.logprob - top[1] if len(top) > 1 else 0.0)
+        else:
+            margins.append(t.logprob - top[0])
+    if not entropies:
+        return None, None
+    return sum(entropies) / len(entropies), sum(margins) / len(margins)
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -108,7 +135,9 @@ def compute_signals(
             (:func:`tandem.workers.ask.answer_locus`), if known.
     """
     started = time.perf_counter()
-    values = answer_logprobs(content, logprobs) if logprobs else []
+    tokens = _answer_tokens(content, logprobs) if logprobs else []
+    values = [t.logprob for t in tokens]
+    entropy, margin = _spread(tokens)
     # The embedding's own order: keyword ranking (workers/_rerank.py) may put a passage with a
     # lower embedding score first; the retrieval signals stay about the embedding's best two.
     # Answer memory's passages come after the corpus's, as retrieved.
@@ -130,6 +159,8 @@ def compute_signals(
         logprob_mean=sum(values) / len(values) if values else None,
         logprob_min=min(values) if values else None,
         logprob_p10=_quantile(values, 0.1) if values else None,
+        top_entropy=entropy,
+        top_margin=margin,
         passages=len(passages),
         retrieval_best=scores[0] if scores else None,
         retrieval_margin=scores[0] - scores[1] if len(scores) > 1 else None,

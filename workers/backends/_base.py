@@ -19,6 +19,10 @@ __all__ = [
     "cosine",
 ]
 
+TOP_LOGPROBS = 5
+"""How many of the likeliest tokens' log-probabilities a chat with ``logprobs`` asks for at
+each step (:attr:`TokenLogprob.top`): enough for the spread of the model's alternatives."""
+
 TokenCallback = Callable[[str], None]
 """Called with each piece of streamed text as the model produces it."""
 
@@ -39,6 +43,10 @@ class TokenLogprob(BaseModel):
     """Natural log of the probability the model gave this token (before sampling constraints)."""
     bytes: list[int] | None = None
     """The token's raw bytes when the engine gives them (a token may hold part of a character)."""
+    top: list[float] | None = None
+    """Log-probabilities of the engine's most likely tokens at this step, best first (up to
+    :data:`TOP_LOGPROBS`; the chosen token is among them when it was one of the likeliest);
+    ``None`` when the engine did not give them."""
 
     @property
     def size(self) -> int:

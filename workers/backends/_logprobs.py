@@ -7,14 +7,15 @@ on the 2-core reference machine). :class:`LogprobRecorder` instead runs as a log
 processor: at each step it sees the raw logits (before the JSON grammar, the repeat
 penalty and the sampler) and, at the next step, the token that was chosen — so it
 records exactly the values ``create_chat_completion(logprobs=True)`` reports, for
-about 1 ms a token.
+about 1 ms a token — and, from the same distribution, the log-probabilities of the
+:data:`~tandem.workers.backends._base.TOP_LOGPROBS` likeliest tokens of each step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tandem.workers.backends._base import TokenLogprob
+from tandem.workers.backends._base import TOP_LOGPROBS, TokenLogprob
 
 __all__ = ["LogprobRecorder"]
 
@@ -29,28 +30,31 @@ class LogprobRecorder:
     """
 
     def __init__(self) -> None:
-        self._pending: tuple[Any, float] | None = None  # (logits, logsumexp) of the last step
-        self.tokens: list[tuple[int, float]] = []
-        """``(token id, logprob)`` per generated token, in order."""
+        self._pending: tuple[Any, float, list[float]] | None = None  # the last step's logits,
+        # their logsumexp and the likeliest tokens' log-probabilities
+        self.tokens: list[tuple[int, float, list[float]]] = []
+        """``(token id, logprob, likeliest log-probabilities)`` per generated token, in order."""
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import numpy as np
 
         if self._pending is not None:
-            logits, norm = self._pending
+            logits, norm, likeliest = self._pending
             token = int(input_ids[-1])
-            self.tokens.append((token, float(logits[token]) - norm))
+            self.tokens.append((token, float(logits[token]) - norm, likeliest))
         x = np.asarray(scores, dtype=np.float32)
         top = float(x.max())
         norm = top + float(np.log(np.exp(x - top, dtype=np.float64).sum()))
-        self._pending = (x.copy(), norm)
+        k = min(TOP_LOGPROBS, x.shape[-1])
+        best = np.sort(np.partition(x, -k)[-k:])[::-1]
+        self._pending = (x.copy(), norm, [float(v) - norm for v in best])
         return scores
 
     def entries(self, llm: Any) -> list[TokenLogprob]:
         """The recorded tokens as :class:`TokenLogprob`, text and bytes from ``llm``."""
         out = []
-        for token, logprob in self.tokens:
+        for token, logprob, likeliest in self.tokens:
             raw = bytes(llm.detokenize([token]))
             text = raw.decode("utf-8", errors="replace")
-            out.append(TokenLogprob(token=text, logprob=logprob, bytes=list(raw)))
+            out.append(TokenLogprob(token=text, logprob=logprob, bytes=list(raw), top=likeliest))
         return out

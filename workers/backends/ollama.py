@@ -24,6 +24,7 @@ import ollama
 from pydantic import BaseModel, Field
 
 from tandem.workers.backends._base import (
+    TOP_LOGPROBS,
     ChatMessage,
     ChatResult,
     EmbedResult,
@@ -285,6 +286,7 @@ class OllamaBackend:
             kwargs["format"] = schema
         if logprobs:
             kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = TOP_LOGPROBS
         tokens: list[Any] = []  # the client's Logprob entries, in order
         async with (
             self.limiter.slot(),
@@ -317,9 +319,7 @@ class OllamaBackend:
             tokens_out=(final.eval_count or 0) if final else 0,
             seconds=time.perf_counter() - started,
             done_reason=(final.done_reason or "") if final else "",
-            logprobs=[TokenLogprob(token=t.token, logprob=t.logprob) for t in tokens]
-            if logprobs and tokens
-            else None,
+            logprobs=[_token_logprob(t) for t in tokens] if logprobs and tokens else None,
         )
 
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
@@ -365,3 +365,9 @@ class OllamaBackend:
             response = await client._client.get("/api/version")
             response.raise_for_status()
         return str(json.loads(response.text).get("version", ""))
+
+
+def _token_logprob(entry: Any) -> TokenLogprob:
+    """The client's ``Logprob`` entry as a :class:`TokenLogprob` (alternatives best first)."""
+    alternatives = sorted((a.logprob for a in entry.top_logprobs or []), reverse=True)
+    return TokenLogprob(token=entry.token, logprob=entry.logprob, top=alternatives or None)
