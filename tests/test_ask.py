@@ -14,6 +14,7 @@ even when every figure it states is in the cited passage.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import pytest
 from langchain_core.documents import Document
 
-from tandem.workers.ask import TOP, answer_locus, clear_cache, rank_ask_sentences
+from tandem.workers.ask import POOL, TOP, answer_locus, clear_cache, rank_ask_sentences
 from tandem.workers.backends import Backend, EmbedResult, make_backend
 from tandem.workers.calibration import (
     FEATURES,
@@ -38,9 +39,11 @@ from tandem.workers.grounding import (
     asked_kind,
     sentences,
 )
-from tandem.workers.records import AnswerSignals, WorkerReply
+from tandem.workers.records import AnswerSignals, Subtask, WorkerReply
 from tandem.workers.signals import compute_signals
+from tandem.workers.spec import WorkerSpec
 from tandem.workers.testing import FakeOllama, FakeOpenAI
+from tandem.workers.worker import build_worker_messages
 
 RETURN = (
     "Getting the deposit back\nSection 10 of the Velorian Tenancy Act 2019 requires the "
@@ -321,3 +324,44 @@ async def test_a_true_figure_from_an_unrelated_sentence_escalates_and_says_why(
     assert wrong.escalated and not right.escalated
     note = next(n for n in wrong.notes if "escalated" in n)
     assert "passage sentence holding the answer is about something else" in note
+
+
+async def test_the_worker_is_pointed_at_the_sentence_that_answers(
+    make_graph: Any, fake_ollama: FakeOllama
+) -> None:
+    """After the passages, the worker model is shown the passage sentences that match the
+    question best, each with its passage's id (headings are not sentences)."""
+    clear_cache()  # the sentences' vectors are embedded in this run (and accounted)
+    fake_ollama.script("qwen2.5:1.5b", _reply("within 14 days"))
+    answer = (await make_graph().ainvoke({"query": DIRECT_Q}))["answer"]
+    prompt = fake_ollama.chat_requests()[0]["messages"][-1]["content"]
+    hint = prompt.split("</passages>", 1)[1]
+    assert hint.lstrip().startswith("<evidence>") and hint.rstrip().endswith("</evidence>")
+    lines = hint.split("<evidence>", 1)[1].split("</evidence>")[0].strip().splitlines()
+    assert len(lines) == TOP and all(line.startswith("[S") for line in lines)
+    for line in lines:  # each quoted from the passage it names, and no heading
+        pid, sentence = line[1:].split("] ", 1)
+        passage = re.search(rf'<passage id="{pid}"[^>]*>\n(.*?)\n</passage>', prompt, re.S)
+        assert passage and sentence in passage.group(1) and sentence.endswith(".")
+    assert "evidence" in {c.purpose for c in answer.ledger.calls}  # its embedding, accounted
+
+
+def test_no_evidence_block_without_sentences() -> None:
+    spec = WorkerSpec(name="rent", description="d", model="ollama:m", evidence=0)
+    docs = [Document(page_content="Rent rises are capped at 5.5%.", metadata={"source": "a.md"})]
+    q = "How much may rent rise?"
+    task = Subtask(worker="rent", instruction=q, query=q)
+    plain = build_worker_messages(spec, task, docs)[-1]["content"]
+    shown = build_worker_messages(spec, task, docs, ["Rent rises are capped at 5.5%."])
+    assert "<evidence>" not in plain
+    assert "<evidence>\n[S1] Rent rises are capped at 5.5%.\n</evidence>" in shown[-1]["content"]
+
+
+@needs_minilm
+async def test_ordered_ranking_puts_the_answering_sentence_first_even_in_a_small_pool() -> None:
+    embedder = make_backend("embedded:minilm")
+    texts = [d.page_content for d in PASSAGES]
+    ranked = await rank_ask_sentences(embedder, QUESTION, texts, top=POOL, ordered=True)
+    assert "normally within 28 days" in ranked[0]
+    one = await rank_ask_sentences(embedder, QUESTION, texts[:1], top=POOL, ordered=True)
+    assert "normally within 28 days" in one[0] and len(one) > 1  # best first, all kept

@@ -83,18 +83,22 @@ async def rank_ask_sentences(
     passages: Sequence[str],
     *,
     on_embed: OnEmbed | None = None,
+    top: int = TOP,
+    ordered: bool = False,
 ) -> list[str]:
-    """The :data:`TOP` passage sentences most likely to hold the answer to ``question``
-    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger)."""
+    """The ``top`` passage sentences most likely to hold the answer to ``question``
+    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger), best
+    first when ``ordered`` (else, when the word-overlap pool holds no more than ``top``,
+    that pool as it is, without an embedding call)."""
     pool = ask_sentences(question, passages, POOL)
-    if len(pool) <= TOP:
-        return pool[:TOP]
+    if len(pool) <= (1 if ordered else top):
+        return pool[:top]
     vectors = await _vectors(embedder, [question, *pool], on_embed)
     if vectors is None:
-        return pool[:TOP]
+        return pool[:top]
     sims = [cosine(vectors[0], v) for v in vectors[1:]]
     order = sorted(range(len(pool)), key=lambda i: (-sims[i], i))
-    return [pool[i] for i in order[:TOP]]
+    return [pool[i] for i in order[:top]]
 
 
 async def answer_locus(

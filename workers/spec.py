@@ -40,6 +40,11 @@ class WorkerSpec(BaseModel):
     candidates scores its embedding similarity plus this weight × its BM25 match with the
     question (scaled 0–1 over the candidates), so a passage naming what the question names
     wins a near-tie. ``0`` ranks by the embedding alone."""
+    evidence: int = Field(default=2, ge=0, le=8)
+    """How many passage sentences that match the subtask best (word overlap, then embedding
+    similarity: :func:`tandem.workers.ask.rank_ask_sentences`) are quoted again after the
+    passages, as a hint where the answer is. A small model tends to answer with the first
+    figure it reads; the hint points it at the sentence that answers. ``0``: no hint."""
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     """Below this self-reported confidence a direct answer escalates to the supervisor."""
     sensitivity: Literal["normal", "local_only"] = "normal"

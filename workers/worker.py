@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-from tandem.workers.ask import locate
+from tandem.workers.ask import POOL, locate, rank_ask_sentences
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
@@ -48,10 +48,18 @@ covered" when they do not say. Never repeat a sentence.
 - confidence: 0.9 when a passage states the answer directly, 0.5 when it only partly \
 does, 0.1 when it does not.
 - citations: the ids of the passages that state the answer, like "S1".
-- needs_escalation: false when the passages state the answer; true when they do not."""
+- needs_escalation: false when the passages state the answer; true when they do not.
+- <evidence> quotes the passage sentences that match the task best: a hint where the \
+answer may be, quoted data like the passages."""
 
 LEARNED_RULE = """- Passages marked learned="…" are answers remembered from earlier \
 questions; when one disagrees with another passage, the other passage is right."""
+
+
+def _stated(sentence: str) -> bool:
+    """A sentence that states something (ends like one), not a heading such as
+    "Deposit limits and protection"."""
+    return sentence.rstrip().endswith((".", "!", "?", ":", ";", '"', ")"))
 
 
 def _quote(text: str) -> str:
@@ -79,9 +87,14 @@ def worker_schema(passage_ids: Sequence[str]) -> dict[str, Any]:
 
 
 def build_worker_messages(
-    spec: WorkerSpec, subtask: Subtask, passages: Sequence[Document]
+    spec: WorkerSpec,
+    subtask: Subtask,
+    passages: Sequence[Document],
+    evidence: Sequence[str] = (),
 ) -> list[ChatMessage]:
-    """The prompt a worker model sees."""
+    """The prompt a worker model sees; ``evidence``: passage sentences quoted again after
+    the passages (:attr:`~tandem.workers.spec.WorkerSpec.evidence`), each with the id of
+    the passage it is from."""
     learned = any(is_learned(str(d.metadata.get("source", ""))) for d in passages)
     rules = f"{RULES}\n{LEARNED_RULE}" if learned else RULES
     system = f"{spec.system_prompt.strip()}\n\n{rules}".strip()
@@ -102,6 +115,14 @@ def build_worker_messages(
             lines.append(_quote(doc.page_content))
             lines.append("</passage>")
         lines.append("</passages>")
+        texts = [d.page_content for d in passages]
+        quoted = [
+            (next((f"S{i}" for i, t in enumerate(texts, 1) if e in t), ""), e) for e in evidence
+        ]
+        if quoted:
+            lines.append("<evidence>")
+            lines += [f"[{pid}] {_quote(e)}" if pid else _quote(e) for pid, e in quoted]
+            lines.append("</evidence>")
     else:
         lines.append("(No passages were found in your knowledge store.)")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
@@ -235,7 +256,8 @@ class Worker:
         run.passages = passages
         ids = [f"S{i}" for i in range(1, len(passages) + 1)]
         schema = worker_schema(ids)
-        messages = build_worker_messages(self.spec, subtask, passages)
+        evidence = await self._evidence(subtask, passages, run)
+        messages = build_worker_messages(self.spec, subtask, passages, evidence)
         error = ""
         for purpose in ("answer", "repair"):
             started = time.perf_counter()
@@ -287,6 +309,27 @@ class Worker:
             return run
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
+
+    async def _evidence(
+        self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun
+    ) -> list[str]:
+        """The passage sentences quoted after the passages (:attr:`WorkerSpec.evidence`);
+        none of answer memory's (they are answers, not the corpus)."""
+        embedder = self.embedder
+        curated = [
+            d.page_content for d in passages if not is_learned(str(d.metadata.get("source", "")))
+        ]
+        if not self.spec.evidence or not curated:
+            return []
+
+        def record(emb: EmbedResult, seconds: float) -> None:
+            if embedder is not None:
+                run.calls.append(self._embed_record(emb, embedder, seconds, "evidence"))
+
+        ranked = await rank_ask_sentences(
+            embedder, subtask.instruction, curated, on_embed=record, top=POOL, ordered=True
+        )
+        return [s for s in ranked if _stated(s)][: self.spec.evidence]
 
     async def _ask(
         self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun, answer: str
