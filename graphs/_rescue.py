@@ -54,21 +54,34 @@ async def _from_passages(
     state: TandemState,
     query: str,
     passages: Sequence[Any],
+    worker_name: str,
     *,
     attempt: str = "",
     history: str = "",
     on_token: TokenStream | None = None,
 ) -> tuple[str, list[CallRecord]]:
     """The supervisor's answer to ``query`` from ``passages`` (those :func:`_shown` chose,
-    cited ``[S1]`` …), within the run's deadline. Raises :class:`RunError` when it cannot
-    answer."""
+    cited ``[S1]`` …, with the sentences of them that match ``query`` best quoted again, as
+    ``worker_name``'s own prompt has them), within the run's deadline, and the calls made.
+    Raises :class:`RunError` when it cannot answer."""
     shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
-    return await within(
+    calls: list[CallRecord] = []
+    worker = rt.workers.get(worker_name)
+    hint = [] if worker is None else await worker.evidence(query, [p.text for p in passages], calls)
+    text, made = await within(
         state.get("deadline"),
-        sup.answer_from(query, shown, attempt=attempt, history=history, on_token=on_token),
+        sup.answer_from(
+            query,
+            shown,
+            attempt=attempt,
+            history=history,
+            on_token=on_token,
+            evidence=[(f"S{i + 1}", sentence) for i, sentence in hint],
+        ),
         "the supervisor's answer",
         rt,
     )
+    return text, [*calls, *made]
 
 
 async def rescue(
@@ -90,6 +103,7 @@ async def rescue(
             state,
             state["query"],
             passages,
+            attempt.worker,
             attempt=attempt.answer if attempt.status == "ok" else "",
             history=history,
             on_token=stream,
@@ -151,13 +165,16 @@ async def rescue_parts(
             continue  # re-answered within the synthesis call, which says so
         try:
             text, made = await _from_passages(
-                rt, sup, state, part.instruction, passages, history=history
+                rt, sup, state, part.instruction, passages, part.worker, history=history
             )
         except RunError as exc:
             calls.append(sup.failed_record(exc, "answer"))
             notes.append(f"could not ask the supervisor about '{part.worker}''s part: {exc}")
             break
-        calls.extend(c.model_copy(update={"purpose": "rescue"}) for c in made)
+        calls.extend(
+            c.model_copy(update={"purpose": "rescue"}) if c.role == "supervisor" else c
+            for c in made
+        )
         # The part is shown as one paragraph of the answer, attributed to its specialist;
         # its passages are the answer's citations, not "[S2]" marks.
         why = "the specialist said it was not covered"

@@ -352,7 +352,7 @@ def test_no_evidence_block_without_sentences() -> None:
     q = "How much may rent rise?"
     task = Subtask(worker="rent", instruction=q, query=q)
     plain = build_worker_messages(spec, task, docs)[-1]["content"]
-    shown = build_worker_messages(spec, task, docs, ["Rent rises are capped at 5.5%."])
+    shown = build_worker_messages(spec, task, docs, [(0, "Rent rises are capped at 5.5%.")])
     assert "<evidence>" not in plain
     assert "<evidence>\n[S1] Rent rises are capped at 5.5%.\n</evidence>" in shown[-1]["content"]
 

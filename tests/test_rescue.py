@@ -37,6 +37,13 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     assert '<passage id="S1" source="' in prompt and "Brightwater" in prompt
     assert "<draft>Maybe within a month?</draft>" in prompt
     assert prompt.rstrip().endswith(f"<query>{QUESTION}</query>")
+    # As in the specialist's prompt, the sentences that match the question best are quoted
+    # again after the passages, each naming the shown passage it is from.
+    hint = prompt.split("<evidence>\n", 1)[1].split("\n</evidence>", 1)[0].splitlines()
+    assert hint and len(hint) <= 2
+    for line in hint:
+        pid, sentence = line[1:].split("] ", 1)
+        assert sentence in prompt.split(f'<passage id="{pid}"', 1)[1].split("</passage>", 1)[0]
     assert len(fake_ollama.chat_requests(MODEL)) == 1  # the specialist is not asked again
     first = prompt.split('source="', 1)[1].split('"', 1)[0]  # the passage cited as [S1]
     assert [c.source for c in answer.citations] == [first]

@@ -33,7 +33,15 @@ from tandem.workers.backends import Backend, EmbedResult, cosine
 from tandem.workers.errors import RunError
 from tandem.workers.grounding import answer_sentences, ask_sentences
 
-__all__ = ["POOL", "TOP", "answer_locus", "clear_cache", "locate", "rank_ask_sentences"]
+__all__ = [
+    "POOL",
+    "TOP",
+    "answer_locus",
+    "clear_cache",
+    "evidence",
+    "locate",
+    "rank_ask_sentences",
+]
 
 POOL = 8
 """Sentences pre-selected by word overlap with the question."""
@@ -99,6 +107,38 @@ async def rank_ask_sentences(
     sims = [cosine(vectors[0], v) for v in vectors[1:]]
     order = sorted(range(len(pool)), key=lambda i: (-sims[i], i))
     return [pool[i] for i in order[:top]]
+
+
+async def evidence(
+    embedder: Backend | None,
+    question: str,
+    passages: Sequence[str],
+    n: int,
+    *,
+    on_embed: OnEmbed | None = None,
+) -> list[tuple[int, str]]:
+    """The ``n`` passage sentences that match ``question`` best, best first, each with the
+    index of the passage it is from — quoted to a model after the passages as a hint where
+    the answer is (a small model tends to answer with the first figure it reads). Headings
+    ("Deposit limits and protection") are not sentences; an empty passage gives none."""
+    if n <= 0 or not any(passages):
+        return []
+    ranked = await rank_ask_sentences(
+        embedder, question, passages, on_embed=on_embed, top=POOL, ordered=True
+    )
+    out: list[tuple[int, str]] = []
+    for sentence in ranked:
+        where = next((i for i, text in enumerate(passages) if sentence in text), None)
+        if where is not None and _stated(sentence):
+            out.append((where, sentence))
+        if len(out) == n:
+            break
+    return out
+
+
+def _stated(sentence: str) -> bool:
+    """A sentence that states something (it ends like one), not a heading."""
+    return sentence.rstrip().endswith((".", "!", "?", ":", ";", '"', ")"))
 
 
 async def answer_locus(

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-from tandem.workers.ask import POOL, locate, rank_ask_sentences
+from tandem.workers.ask import evidence, locate
 from tandem.workers.backends import Backend, ChatMessage, ChatResult, EmbedResult, TokenCallback
 from tandem.workers.calibration import Calibration
 from tandem.workers.errors import RunError, StoreError
@@ -56,12 +56,6 @@ LEARNED_RULE = """- Passages marked learned="…" are answers remembered from ea
 questions; when one disagrees with another passage, the other passage is right."""
 
 
-def _stated(sentence: str) -> bool:
-    """A sentence that states something (ends like one), not a heading such as
-    "Deposit limits and protection"."""
-    return sentence.rstrip().endswith((".", "!", "?", ":", ";", '"', ")"))
-
-
 def _quote(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -90,11 +84,11 @@ def build_worker_messages(
     spec: WorkerSpec,
     subtask: Subtask,
     passages: Sequence[Document],
-    evidence: Sequence[str] = (),
+    evidence: Sequence[tuple[int, str]] = (),
 ) -> list[ChatMessage]:
     """The prompt a worker model sees; ``evidence``: passage sentences quoted again after
-    the passages (:attr:`~tandem.workers.spec.WorkerSpec.evidence`), each with the id of
-    the passage it is from."""
+    the passages (:attr:`~tandem.workers.spec.WorkerSpec.evidence`), each with the index of
+    the passage it is from (:func:`tandem.workers.ask.evidence`)."""
     learned = any(is_learned(str(d.metadata.get("source", ""))) for d in passages)
     rules = f"{RULES}\n{LEARNED_RULE}" if learned else RULES
     system = f"{spec.system_prompt.strip()}\n\n{rules}".strip()
@@ -115,13 +109,9 @@ def build_worker_messages(
             lines.append(_quote(doc.page_content))
             lines.append("</passage>")
         lines.append("</passages>")
-        texts = [d.page_content for d in passages]
-        quoted = [
-            (next((f"S{i}" for i, t in enumerate(texts, 1) if e in t), ""), e) for e in evidence
-        ]
-        if quoted:
+        if evidence:
             lines.append("<evidence>")
-            lines += [f"[{pid}] {_quote(e)}" if pid else _quote(e) for pid, e in quoted]
+            lines += [f"[S{i + 1}] {_quote(sentence)}" for i, sentence in evidence]
             lines.append("</evidence>")
     else:
         lines.append("(No passages were found in your knowledge store.)")
@@ -256,8 +246,13 @@ class Worker:
         run.passages = passages
         ids = [f"S{i}" for i in range(1, len(passages) + 1)]
         schema = worker_schema(ids)
-        evidence = await self._evidence(subtask, passages, run)
-        messages = build_worker_messages(self.spec, subtask, passages, evidence)
+        # Answer memory's passages are answers, not the corpus: no hint points at them.
+        texts = [
+            "" if is_learned(str(d.metadata.get("source", ""))) else d.page_content
+            for d in passages
+        ]
+        hint = await self.evidence(subtask.instruction, texts, run.calls)
+        messages = build_worker_messages(self.spec, subtask, passages, hint)
         error = ""
         for purpose in ("answer", "repair"):
             started = time.perf_counter()
@@ -310,26 +305,19 @@ class Worker:
         run.result = self._failed(subtask, f"invalid output after one repair: {error}", note)
         return run
 
-    async def _evidence(
-        self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun
-    ) -> list[str]:
-        """The passage sentences quoted after the passages (:attr:`WorkerSpec.evidence`);
-        none of answer memory's (they are answers, not the corpus)."""
+    async def evidence(
+        self, question: str, texts: Sequence[str], calls: list[CallRecord]
+    ) -> list[tuple[int, str]]:
+        """The passage sentences that match ``question`` best (:attr:`WorkerSpec.evidence` of
+        them, :func:`tandem.workers.ask.evidence`), each with the index of its passage in
+        ``texts``; an embedding call made for them is appended to ``calls``."""
         embedder = self.embedder
-        curated = [
-            d.page_content for d in passages if not is_learned(str(d.metadata.get("source", "")))
-        ]
-        if not self.spec.evidence or not curated:
-            return []
 
         def record(emb: EmbedResult, seconds: float) -> None:
             if embedder is not None:
-                run.calls.append(self._embed_record(emb, embedder, seconds, "evidence"))
+                calls.append(self._embed_record(emb, embedder, seconds, "evidence"))
 
-        ranked = await rank_ask_sentences(
-            embedder, subtask.instruction, curated, on_embed=record, top=POOL, ordered=True
-        )
-        return [s for s in ranked if _stated(s)][: self.spec.evidence]
+        return await evidence(embedder, question, texts, self.spec.evidence, on_embed=record)
 
     async def _ask(
         self, subtask: Subtask, passages: Sequence[Document], run: WorkerRun, answer: str
