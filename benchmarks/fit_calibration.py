@@ -97,10 +97,19 @@ FIRST_ROUND = [
     "cut_or_repaired",
 ]
 """The first round's features (every signal of issue 15's first round)."""
+SPREAD = ["top_entropy", "top_margin"]
+"""How spread the model's likeliest tokens were over the answer (entropy over the top 5 and
+the chosen token's lead over the next; :class:`~tandem.workers.backends.TokenLogprob`
+``top``). A negative result on the 168 design answers (2026-12-02): alone AUROC 0.61
+(entropy, inverted) and 0.54 (margin) against 0.70 for ``logprob_mean``; added to round
+three, CV AUROC 0.847 → 0.846 / 0.845 / 0.844 (entropy / margin / both; paired over 20
+seeds −0.001 to −0.003, never better in more than 1 of 20). Kept as candidates, so a re-fit
+on other answers chooses them only if they help there."""
 CANDIDATES: dict[str, list[str]] = {
     "round two": ROUND_TWO,
     "round two without kind_missing": [f for f in ROUND_TWO if f != "kind_missing"],
     "round three": ROUND_THREE,
+    "round three + spread": [*ROUND_THREE, *SPREAD],
     "round two + answer_locus": [*ROUND_TWO, "answer_locus"],
     "first round": FIRST_ROUND,
     "first round + ask_support, kind_missing": [*FIRST_ROUND, "ask_support", "kind_missing"],
