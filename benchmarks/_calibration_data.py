@@ -53,6 +53,7 @@ class Answer:
     call_seconds: float
     signal_seconds: float
     tokens_out: int
+    tokens_in: int
     truncated: bool
 
 
@@ -132,6 +133,7 @@ def load_answers(path: Path, embedder: Backend | None = None) -> list[Answer]:
                 call_seconds=sum(c["seconds"] for c in calls),
                 signal_seconds=float(row.get("signal_seconds") or 0.0) + ask_seconds,
                 tokens_out=sum(c["tokens_out"] for c in calls),
+                tokens_in=sum(c["tokens_in"] for c in calls),
                 truncated=truncated,
             )
         )

@@ -64,6 +64,9 @@ HOLDOUT = HERE / "results" / "calibration_answers_holdout.jsonl"
 """Answers to the questions :data:`ANSWERS` lacks, collected after the third round's signals
 were designed (``collect_calibration.py --holdout``)."""
 BEFORE = HERE / "results" / "calibration_answers_before.jsonl"
+EVIDENCE = HERE / "results" / "calibration_answers_evidence.jsonl"
+"""The same questions with ``WorkerSpec.evidence = 2`` (``collect_calibration.py --evidence
+2 --out …``): the two passage sentences that match the question best quoted again."""
 SEEDS = tuple(range(20))
 """Repeats of every cross-validation (the policy's error among a dozen kept answers moves by
 ±6 points from one fold split to the next: five repeats were not enough)."""
@@ -184,6 +187,13 @@ def _held_out_note(
         f"{len(answers)} design answers: " + "; ".join(shown) + "."
     )
     return note, scores
+
+
+def _paired(a: Sequence[Answer], b: Sequence[Answer]) -> tuple[list[Answer], list[Answer]]:
+    """The answers of ``a`` and ``b`` to the same questions, in the same order."""
+    other = {x.qid: x for x in b}
+    both = [x for x in a if x.qid in other]
+    return both, [other[x.qid] for x in both]
 
 
 def _chart(answers: Sequence[Answer], p: list[float], path: Path) -> None:
@@ -333,6 +343,24 @@ def run() -> BenchResult:
             f"{b_recall:.1%} → {a_recall:.1%}, answerable right {b_acc:.1%} → {a_acc:.1%}, "
             f"tokens out per answer {b_tokens:.0f} → {a_tokens:.0f}, capped replies "
             f"{sum(a.truncated for a in before)} → {sum(a.truncated for a in same)}."
+        )
+    if EVIDENCE.exists():
+        hinted = load_answers(EVIDENCE)
+        mine = {a.qid for a in hinted}
+        same = [a for a in answers if a.qid in mine]
+        h = evaluate(hinted, cal.bundled.features)
+        gained = sum(a.right and not b.right for a, b in zip(*_paired(hinted, same), strict=True))
+        lost = sum(b.right and not a.right for a, b in zip(*_paired(hinted, same), strict=True))
+        notes.append(
+            f"With the evidence hint (WorkerSpec.evidence = 2, opt-in) on the same "
+            f"{len(same)} questions: right {sum(a.right for a in same)} → "
+            f"{sum(a.right for a in hinted)} ({gained} gained, {lost} lost); prompt tokens "
+            f"median {statistics.median(a.tokens_in for a in same):.0f} → "
+            f"{statistics.median(a.tokens_in for a in hinted):.0f}; p_correct re-fitted on them "
+            f"(same features): AUROC {full['auroc']:.3f} → {h['auroc']:.3f}, "
+            f"max_local_error {TARGET} keeps {full['coverage']:.1%} → {h['coverage']:.1%} at "
+            f"{full['kept_error']:.1%} → {h['kept_error']:.1%} error — more right answers, "
+            "told apart less well, so the hint stays off by default."
         )
     figures = [
         Figure("AUROC p_correct", full["auroc"], "≥ 0.85", full["auroc"] >= 0.85),

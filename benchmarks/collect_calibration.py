@@ -22,6 +22,10 @@ honest check of a new signal set (``bench_calibration.py`` reports it on its own
 A run without ``--holdout`` skips the questions already held out, so the held-out set is
 never folded into the design set by a resumed collection.
 
+``--evidence 2`` quotes the two passage sentences that match the question best after the
+passages (``WorkerSpec.evidence``; the answers in ``results/calibration_answers_evidence*``
+were collected so, with ``--out``, for the comparison in the README).
+
 ``--rules before`` uses the worker settings as they were before the concise-specialist change
 (issue 19 item 3: the old prompt, the 512-token cap, no repeat penalty) — for the
 before/after fact-recall comparison.
@@ -153,6 +157,12 @@ async def main() -> None:
     ap.add_argument("--rules", choices=("current", "before"), default="current")
     ap.add_argument("--limit", type=int, default=0, help="N questions spread over the set")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--evidence",
+        type=int,
+        default=0,
+        help="hint sentences quoted after the passages (WorkerSpec.evidence; default 0)",
+    )
     args = ap.parse_args()
     out = args.out or (HOLDOUT if args.holdout else ANSWERS)
     out = out if out.is_absolute() else HERE / out
@@ -172,7 +182,7 @@ async def main() -> None:
     before = args.rules == "before"
     extra: dict[str, Any] = {"worker_max_tokens": BEFORE_MAX_TOKENS} if before else {}
     config = TandemConfig(
-        workers=builtin_specs(),
+        workers=[s.model_copy(update={"evidence": args.evidence}) for s in builtin_specs()],
         builtin_workers=False,
         checkpointer="memory",
         data_dir=scratch("tandem-calibration-"),

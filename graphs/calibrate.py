@@ -13,6 +13,7 @@ enough answers of both kinds; the result is stored under
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,7 @@ from tandem.workers.calibration import (
 from tandem.workers.calibration_fit import auroc, fit_calibration
 from tandem.workers.errors import UsageError
 from tandem.workers.records import AnswerSignals, Subtask
-from tandem.workers.worker import RULES
+from tandem.workers.worker import RULES, worker_rules
 
 __all__ = ["Sample", "collect", "fit_samples", "label", "save", "self_auroc"]
 
@@ -64,6 +65,8 @@ class Sample(BaseModel):
     """What the calibration in use said (before re-fitting)."""
     seconds: float = 0.0
     """The worker's time for this answer (retrieval + model)."""
+    prompt: str = ""
+    """:func:`~tandem.workers.calibration.prompt_fingerprint` of the worker's rules."""
 
 
 async def collect(
@@ -104,6 +107,7 @@ async def collect(
                     signals=result.signals,
                     p_correct=result.p_correct,
                     seconds=round(time.perf_counter() - started, 3),
+                    prompt=prompt_fingerprint(worker_rules(worker.spec)),
                 )
                 out.append(sample)
         if on_sample is not None:
@@ -130,9 +134,11 @@ def fit_samples(
         )
     with_logprobs = any(s.signals.logprob_mean is not None for s in mine)
     features = (shipped().bundled if with_logprobs else shipped().generic).features
-    prompt = prompt_fingerprint(RULES)
 
     def fit(rows: Sequence[Sample], worker: str | None) -> Calibration:
+        # The rules most of them were answered under (the default rules for old samples).
+        said = Counter(s.prompt or prompt_fingerprint(RULES) for s in rows)
+        prompt = said.most_common(1)[0][0]
         return fit_calibration(
             [feature_values(s.signals) for s in rows],
             [int(s.right) for s in rows],

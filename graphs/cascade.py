@@ -30,7 +30,7 @@ from tandem.workers.calibration import (
 )
 from tandem.workers.records import WorkerResult
 from tandem.workers.spec import WorkerSpec
-from tandem.workers.worker import RULES
+from tandem.workers.worker import worker_rules
 
 __all__ = ["WorkerCascade", "decide", "resolve", "trusted_memory"]
 
@@ -70,7 +70,7 @@ def resolve(
 ) -> WorkerCascade:
     """The calibration and threshold for ``spec`` answering with ``model``."""
     cal, origin, warning = find_calibration(
-        data_dir, spec.name, model, embed_model, prompt_fingerprint(RULES)
+        data_dir, spec.name, model, embed_model, prompt_fingerprint(worker_rules(spec))
     )
     threshold, coverage = spec.min_confidence, None
     if settings.max_local_error is not None and origin != "generic":

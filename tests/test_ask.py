@@ -331,10 +331,17 @@ async def test_the_worker_is_pointed_at_the_sentence_that_answers(
 ) -> None:
     """After the passages, the worker model is shown the passage sentences that match the
     question best, each with its passage's id (headings are not sentences)."""
+    fake_ollama.script("qwen2.5:1.5b", _reply("within 14 days"), _reply("within 14 days"))
+    graph = make_graph()
+    await graph.ainvoke({"query": DIRECT_Q})  # off by default: the prompt has no hint
+    system, plain = (m["content"] for m in fake_ollama.chat_requests()[0]["messages"][-2:])
+    assert "<evidence>" not in plain and "<evidence>" not in system
+    worker = graph.runtime.workers["tenancy"]
+    worker.spec = worker.spec.model_copy(update={"evidence": TOP})
     clear_cache()  # the sentences' vectors are embedded in this run (and accounted)
-    fake_ollama.script("qwen2.5:1.5b", _reply("within 14 days"))
-    answer = (await make_graph().ainvoke({"query": DIRECT_Q}))["answer"]
-    prompt = fake_ollama.chat_requests()[0]["messages"][-1]["content"]
+    answer = (await graph.ainvoke({"query": DIRECT_Q}))["answer"]
+    system, prompt = (m["content"] for m in fake_ollama.chat_requests()[1]["messages"][-2:])
+    assert "<evidence> quotes the passage sentences" in system  # and the rules say what it is
     hint = prompt.split("</passages>", 1)[1]
     assert hint.lstrip().startswith("<evidence>") and hint.rstrip().endswith("</evidence>")
     lines = hint.split("<evidence>", 1)[1].split("</evidence>")[0].strip().splitlines()
@@ -365,3 +372,16 @@ async def test_ordered_ranking_puts_the_answering_sentence_first_even_in_a_small
     assert "normally within 28 days" in ranked[0]
     one = await rank_ask_sentences(embedder, QUESTION, texts[:1], top=POOL, ordered=True)
     assert "normally within 28 days" in one[0] and len(one) > 1  # best first, all kept
+
+
+def test_the_hint_changes_the_prompt_a_calibration_was_fitted_under() -> None:
+    from tandem.graphs.cascade import resolve
+    from tandem.graphs.config import CascadeSettings
+    from tandem.workers.builtin import DEMO_MODEL, specs
+
+    spec = next(s for s in specs() if s.name == "tenancy")
+    plain = resolve(spec, DEMO_MODEL, "embedded:minilm", CascadeSettings(), None)
+    assert (plain.origin, plain.warning) == ("shipped", "")
+    hinted = spec.model_copy(update={"evidence": 2})
+    found = resolve(hinted, DEMO_MODEL, "embedded:minilm", CascadeSettings(), None)
+    assert "fitted under another worker prompt" in found.warning  # re-fit: tandem calibrate

@@ -28,6 +28,8 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     fake_ollama.script(MODEL, UNSURE)
     fake_openai.script("Brightwater returns the deposit within 14 days [S1].")
     graph = make_graph(cascade={"escalation": "answer"})  # the fake supervisor is local
+    worker = graph.runtime.workers["tenancy"]  # its passages come with a hint (see below)
+    worker.spec = worker.spec.model_copy(update={"evidence": 2})
     answer = (await graph.ainvoke({"query": QUESTION}))["answer"]
 
     assert answer.escalated
@@ -37,8 +39,8 @@ async def test_an_escalated_answer_is_answered_from_the_specialists_passages(
     assert '<passage id="S1" source="' in prompt and "Brightwater" in prompt
     assert "<draft>Maybe within a month?</draft>" in prompt
     assert prompt.rstrip().endswith(f"<query>{QUESTION}</query>")
-    # As in the specialist's prompt, the sentences that match the question best are quoted
-    # again after the passages, each naming the shown passage it is from.
+    # As in the specialist's prompt (its `evidence`), the sentences that match the question
+    # best are quoted again after the passages, each naming the shown passage it is from.
     hint = prompt.split("<evidence>\n", 1)[1].split("\n</evidence>", 1)[0].splitlines()
     assert hint and len(hint) <= 2
     for line in hint:
