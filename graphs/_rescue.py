@@ -67,7 +67,8 @@ async def _from_passages(
     shown = [(f"S{i}", p.source, p.text) for i, p in enumerate(passages, 1)]
     calls: list[CallRecord] = []
     worker = rt.workers.get(worker_name)
-    hint = [] if worker is None else await worker.evidence(query, [p.text for p in passages], calls)
+    texts = [(p.source, p.text) for p in passages]
+    hint = [] if worker is None else await worker.evidence(query, texts, calls)
     text, made = await within(
         state.get("deadline"),
         sup.answer_from(

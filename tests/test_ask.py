@@ -353,6 +353,21 @@ async def test_the_worker_is_pointed_at_the_sentence_that_answers(
     assert "evidence" in {c.purpose for c in answer.ledger.calls}  # its embedding, accounted
 
 
+async def test_the_hint_never_points_at_an_answer_remembered_from_earlier(
+    make_graph: Any,
+) -> None:
+    """Answer memory's passages are earlier answers, not the corpus: whoever asks for the
+    hint (the specialist, or a supervisor answering from its passages), none is quoted."""
+    worker = make_graph().runtime.workers["tenancy"]
+    worker.spec = worker.spec.model_copy(update={"evidence": 2})
+    remembered = ("learned:3", "Brightwater returns a tenant's deposit within 14 days.")
+    corpus = ("04-deposits.md", PASSAGES[0].page_content)
+    calls: list[Any] = []
+    hint = await worker.evidence(DIRECT_Q, [remembered, corpus], calls)
+    assert hint and {where for where, _ in hint} == {1}
+    assert await worker.evidence(DIRECT_Q, [remembered], calls) == []
+
+
 def test_no_evidence_block_without_sentences() -> None:
     spec = WorkerSpec(name="rent", description="d", model="ollama:m", evidence=0)
     docs = [Document(page_content="Rent rises are capped at 5.5%.", metadata={"source": "a.md"})]

@@ -253,12 +253,8 @@ class Worker:
         run.passages = passages
         ids = [f"S{i}" for i in range(1, len(passages) + 1)]
         schema = worker_schema(ids)
-        # Answer memory's passages are answers, not the corpus: no hint points at them.
-        texts = [
-            "" if is_learned(str(d.metadata.get("source", ""))) else d.page_content
-            for d in passages
-        ]
-        hint = await self.evidence(subtask.instruction, texts, run.calls)
+        shown = [(str(d.metadata.get("source", "")), d.page_content) for d in passages]
+        hint = await self.evidence(subtask.instruction, shown, run.calls)
         messages = build_worker_messages(self.spec, subtask, passages, hint)
         error = ""
         for purpose in ("answer", "repair"):
@@ -313,12 +309,14 @@ class Worker:
         return run
 
     async def evidence(
-        self, question: str, texts: Sequence[str], calls: list[CallRecord]
+        self, question: str, passages: Sequence[tuple[str, str]], calls: list[CallRecord]
     ) -> list[tuple[int, str]]:
-        """The passage sentences that match ``question`` best (:attr:`WorkerSpec.evidence` of
-        them, :func:`tandem.workers.ask.evidence`), each with the index of its passage in
-        ``texts``; an embedding call made for them is appended to ``calls``."""
+        """The sentences of ``passages`` (source, text) that match ``question`` best
+        (:attr:`WorkerSpec.evidence` of them, :func:`tandem.workers.ask.evidence`), each with
+        the index of its passage; an embedding call made for them is appended to ``calls``.
+        Answer memory's passages are answers, not the corpus: no hint points at them."""
         embedder = self.embedder
+        texts = ["" if is_learned(source) else text for source, text in passages]
 
         def record(emb: EmbedResult, seconds: float) -> None:
             if embedder is not None:
