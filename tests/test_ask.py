@@ -22,7 +22,14 @@ from typing import Any, Literal
 import pytest
 from langchain_core.documents import Document
 
-from tandem.workers.ask import POOL, TOP, answer_locus, clear_cache, rank_ask_sentences
+from tandem.workers.ask import (
+    POOL,
+    TOP,
+    answer_locus,
+    clear_cache,
+    evidence,
+    rank_ask_sentences,
+)
 from tandem.workers.backends import Backend, EmbedResult, make_backend
 from tandem.workers.calibration import (
     FEATURES,
@@ -380,13 +387,25 @@ def test_no_evidence_block_without_sentences() -> None:
 
 
 @needs_minilm
-async def test_ordered_ranking_puts_the_answering_sentence_first_even_in_a_small_pool() -> None:
+async def test_the_hint_puts_the_answering_sentence_first_even_in_a_small_pool() -> None:
     embedder = make_backend("embedded:minilm")
     texts = [d.page_content for d in PASSAGES]
-    ranked = await rank_ask_sentences(embedder, QUESTION, texts, top=POOL, ordered=True)
-    assert "normally within 28 days" in ranked[0]
-    one = await rank_ask_sentences(embedder, QUESTION, texts[:1], top=POOL, ordered=True)
-    assert "normally within 28 days" in one[0] and len(one) > 1  # best first, all kept
+    ranked = await evidence(embedder, QUESTION, texts, POOL)
+    assert "normally within 28 days" in ranked[0][1] and ranked[0][0] == 0
+    one = await evidence(embedder, QUESTION, texts[:1], POOL)
+    assert "normally within 28 days" in one[0][1] and len(one) > 1  # best first, all kept
+
+
+async def test_without_an_embedder_the_hint_prefers_the_kind_of_quantity_asked() -> None:
+    """Both sentences share as many of the question's words; the one stating a duration
+    answers a "how long" question."""
+    passage = (
+        "Repairs\nThe landlord must start urgent repairs and tell the tenant. "
+        "The landlord must start urgent repairs within 24 hours."
+    )
+    question = "How long does the landlord have to start urgent repairs?"
+    (best,) = await evidence(None, question, [passage], 1)
+    assert best == (0, "The landlord must start urgent repairs within 24 hours.")
 
 
 def test_the_hint_changes_the_prompt_a_calibration_was_fitted_under() -> None:

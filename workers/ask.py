@@ -31,7 +31,13 @@ from collections.abc import Callable, Sequence
 
 from tandem.workers.backends import Backend, EmbedResult, cosine
 from tandem.workers.errors import RunError
-from tandem.workers.grounding import answer_sentences, ask_sentences
+from tandem.workers.grounding import (
+    answer_sentences,
+    ask_overlap,
+    ask_sentences,
+    asked_kind,
+    find_spans,
+)
 
 __all__ = [
     "POOL",
@@ -47,6 +53,10 @@ POOL = 8
 """Sentences pre-selected by word overlap with the question."""
 TOP = 2
 """Sentences kept after re-ranking by embedding similarity."""
+OVERLAP_WEIGHT = 0.3
+"""Weight of word overlap next to cosine similarity in :func:`evidence`'s ranking."""
+KIND_WEIGHT = 0.2
+"""Bonus in :func:`evidence`'s ranking for a sentence stating the kind of quantity asked."""
 _CACHE_SIZE = 4096
 _CACHE: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
@@ -92,21 +102,30 @@ async def rank_ask_sentences(
     *,
     on_embed: OnEmbed | None = None,
     top: int = TOP,
-    ordered: bool = False,
 ) -> list[str]:
     """The ``top`` passage sentences most likely to hold the answer to ``question``
-    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger), best
-    first when ``ordered`` (else, when the word-overlap pool holds no more than ``top``,
-    that pool as it is, without an embedding call)."""
+    (``on_embed(result, seconds)`` is told of the embedding call, for the ledger); when
+    the word-overlap pool holds no more than ``top``, that pool as it is, without an
+    embedding call."""
     pool = ask_sentences(question, passages, POOL)
-    if len(pool) <= (1 if ordered else top):
+    if len(pool) <= top:
+        return pool
+    sims = await _similarities(embedder, question, pool, on_embed)
+    if sims is None:
         return pool[:top]
-    vectors = await _vectors(embedder, [question, *pool], on_embed)
-    if vectors is None:
-        return pool[:top]
-    sims = [cosine(vectors[0], v) for v in vectors[1:]]
     order = sorted(range(len(pool)), key=lambda i: (-sims[i], i))
     return [pool[i] for i in order[:top]]
+
+
+async def _similarities(
+    embedder: Backend | None, question: str, texts: Sequence[str], on_embed: OnEmbed | None
+) -> list[float] | None:
+    """Cosine similarity of ``question`` to each text under a local embedder (``None``
+    without one)."""
+    vectors = await _vectors(embedder, [question, *texts], on_embed)
+    if vectors is None:
+        return None
+    return [cosine(vectors[0], v) for v in vectors[1:]]
 
 
 async def evidence(
@@ -120,17 +139,29 @@ async def evidence(
     """The ``n`` passage sentences that match ``question`` best, best first, each with the
     index of the passage it is from — quoted to a model after the passages as a hint where
     the answer is (a small model tends to answer with the first figure it reads). Headings
-    ("Deposit limits and protection") are not sentences; an empty passage gives none."""
+    ("Deposit limits and protection") are not sentences; an empty passage gives none.
+
+    The :data:`POOL` sentences sharing most content words with the question are ranked by
+    cosine similarity plus :data:`OVERLAP_WEIGHT` × the share of the question's content
+    words they hold plus :data:`KIND_WEIGHT` when they state the kind of quantity asked
+    for (``asked_kind``: "how long" → a duration); without a local embedder, by the
+    last two alone."""
     if n <= 0 or not any(passages):
         return []
-    ranked = await rank_ask_sentences(
-        embedder, question, passages, on_embed=on_embed, top=POOL, ordered=True
-    )
+    pool = ask_sentences(question, passages, POOL)
+    sims = await _similarities(embedder, question, pool, on_embed) if len(pool) > 1 else None
+    kind = asked_kind(question)
+
+    def score(i: int) -> float:
+        held = ask_overlap(question, pool[i])
+        stated = kind is not None and any(s.kind == kind for s in find_spans(pool[i]))
+        return (sims[i] if sims else 0.0) + OVERLAP_WEIGHT * held + KIND_WEIGHT * stated
+
     out: list[tuple[int, str]] = []
-    for sentence in ranked:
-        where = next((i for i, text in enumerate(passages) if sentence in text), None)
-        if where is not None and _stated(sentence):
-            out.append((where, sentence))
+    for i in sorted(range(len(pool)), key=lambda i: (-score(i), i)):
+        where = next((j for j, text in enumerate(passages) if pool[i] in text), None)
+        if where is not None and _stated(pool[i]):
+            out.append((where, pool[i]))
         if len(out) == n:
             break
     return out

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 __all__ = [
     "Span",
     "answer_sentences",
+    "ask_overlap",
     "ask_sentences",
     "ask_support",
     "asked_kind",
@@ -224,6 +225,13 @@ def ask_sentences(question: str, passages: Sequence[str], k: int = 2) -> list[st
     found = [s for p in passages for s in sentences(p)]
     order = sorted(range(len(found)), key=lambda i: (-len(asked & _terms(found[i])), i))
     return [found[i] for i in order[:k]]
+
+
+def ask_overlap(question: str, sentence: str) -> float:
+    """Share of the question's content words (and numbers) that ``sentence`` holds — the
+    measure :func:`ask_sentences` ranks by, as a fraction."""
+    asked = _terms(question)
+    return len(asked & _terms(sentence)) / max(1, len(asked))
 
 
 def answer_sentences(answer: str, passages: Sequence[str]) -> list[str]:
