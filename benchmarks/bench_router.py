@@ -281,45 +281,35 @@ def run() -> BenchResult:
     specs = builtin_specs()
     counts = {lab: sum(label_of(r.workers) == lab for r in data) for lab in LABELS}
 
+    async def learned_cv(
+        cache: Path, seed: int = 0, second: SecondStage | None = None
+    ) -> RouterEvalReport:
+        """The default learned router, cross-validated on one fold assignment."""
+        return await evaluate_router(
+            specs,
+            _backend(NEW_EMBED),
+            RouterSettings(),
+            data,
+            folds=FOLDS,
+            routes=builtin_routes(specs),
+            cache_dir=cache,
+            seed=seed,
+            second=second,
+            second_share=SECOND_SHARE if second is not None else None,
+        )
+
     async def second_stage() -> list[tuple[str, RouterEvalReport]]:
         out = []
         for ref in SECOND_MODELS:
             stage = SecondStage(_backend(ref), specs, SECOND_TIMEOUT)
             await stage.ask(PROBE)  # load the model: its latency is not a decision's
-            out.append(
-                (
-                    ref,
-                    await evaluate_router(
-                        specs,
-                        _backend(NEW_EMBED),
-                        RouterSettings(),
-                        data,
-                        folds=FOLDS,
-                        routes=builtin_routes(specs),
-                        cache_dir=scratch("tandem-bench-router-cv2-"),
-                        second=stage,
-                        second_share=SECOND_SHARE,
-                    ),
-                )
-            )
+            out.append((ref, await learned_cv(scratch("tandem-bench-router-cv2-"), second=stage)))
         return out
 
     async def measure() -> tuple[list[RouterEvalReport], RouterEvalReport, Timing]:
         timing = await _learned_timing(specs, [r.question for r in data])  # a cold MiniLM first
         cache = scratch("tandem-bench-router-cv-")
-        repeats = [
-            await evaluate_router(
-                specs,
-                _backend(NEW_EMBED),
-                RouterSettings(),
-                data,
-                folds=FOLDS,
-                routes=builtin_routes(specs),
-                cache_dir=cache,
-                seed=seed,
-            )
-            for seed in range(SEEDS)
-        ]
+        repeats = [await learned_cv(cache, seed) for seed in range(SEEDS)]
         old = await evaluate_router(
             specs,
             _backend(OLD_EMBED),
