@@ -170,13 +170,6 @@ async def _learned_timing(specs: list[WorkerSpec], questions: list[str]) -> Timi
     return t
 
 
-def _mean_metrics(runs: Sequence[ClassMetrics]) -> ClassMetrics:
-    """Each figure's mean over repeated cross-validations of the same questions."""
-    fields = [f for f in ClassMetrics.model_fields if f != "n"]
-    means = {f: sum(getattr(r, f) for r in runs) / len(runs) for f in fields}
-    return ClassMetrics(n=runs[0].n, **means)
-
-
 def _acc_row(name: str, m: ClassMetrics) -> list[str]:
     def share(x: float) -> str:
         return f"{x:.1%}"
@@ -282,9 +275,9 @@ def run() -> BenchResult:
     counts = {lab: sum(label_of(r.workers) == lab for r in data) for lab in LABELS}
 
     async def learned_cv(
-        cache: Path, seed: int = 0, second: SecondStage | None = None
+        cache: Path, repeat: int = 1, second: SecondStage | None = None
     ) -> RouterEvalReport:
-        """The default learned router, cross-validated on one fold assignment."""
+        """The default learned router, cross-validated (over ``repeat`` fold assignments)."""
         return await evaluate_router(
             specs,
             _backend(NEW_EMBED),
@@ -293,9 +286,9 @@ def run() -> BenchResult:
             folds=FOLDS,
             routes=builtin_routes(specs),
             cache_dir=cache,
-            seed=seed,
             second=second,
             second_share=SECOND_SHARE if second is not None else None,
+            repeat=repeat,
         )
 
     async def second_stage() -> list[tuple[str, RouterEvalReport]]:
@@ -306,21 +299,21 @@ def run() -> BenchResult:
             out.append((ref, await learned_cv(scratch("tandem-bench-router-cv2-"), second=stage)))
         return out
 
-    async def measure() -> tuple[list[RouterEvalReport], RouterEvalReport, Timing]:
+    async def measure() -> tuple[RouterEvalReport, RouterEvalReport, Timing]:
         timing = await _learned_timing(specs, [r.question for r in data])  # a cold MiniLM first
         cache = scratch("tandem-bench-router-cv-")
-        repeats = [await learned_cv(cache, seed) for seed in range(SEEDS)]
+        learned = await learned_cv(cache, repeat=SEEDS)
         old = await evaluate_router(
             specs,
             _backend(OLD_EMBED),
             RouterSettings(kind="centroid", embed_model=OLD_EMBED),
             data,
         )
-        return repeats, old, timing
+        return learned, old, timing
 
-    repeats, old, timing = asyncio.run(measure())
-    learned = repeats[0]  # seed 0: its folds are the second stage's (same questions)
-    mean = _mean_metrics([r.overall for r in repeats])
+    # The first fold assignment (seed 0) is the second stage's: its rows are in the report.
+    learned, old, timing = asyncio.run(measure())
+    mean = learned.mean
     seconds = asyncio.run(second_stage())
     second_rows, second_notes = _second_table(learned, seconds)
     cold, fit, warm = median(timing.cold), median(timing.fit), median(timing.warm)
@@ -380,18 +373,17 @@ def run() -> BenchResult:
     ]
     m = mean
     fold_acc = [f.accuracy for f in learned.per_fold]
-    fits = [x for r in repeats for x in r.fit_seconds]
-    missed = [{r.question for r in rep.misrouted} for rep in repeats]
-    always = set.intersection(*missed)
+    fits = learned.fit_seconds
+    always = set(learned.always_misrouted)
     misrouted = "; ".join(
         f"{','.join(r.expected) or 'none'} → {','.join(r.chosen) or 'none'}: “{r.question}”"
         + ("" if r.question in always else " (not in every seed)")
         for r in learned.misrouted
     )
     per_seed = "; ".join(
-        f"seed {i}: exact {r.overall.accuracy:.1%}, cross {r.overall.cross_recall:.1%}, "
-        f"none prec {r.overall.none_precision:.1%}"
-        for i, r in enumerate(repeats)
+        f"seed {i}: exact {r.accuracy:.1%}, cross {r.cross_recall:.1%}, "
+        f"none prec {r.none_precision:.1%}"
+        for i, r in enumerate(learned.repeats)
     )
     return BenchResult(
         key="router",
@@ -402,8 +394,9 @@ def run() -> BenchResult:
         f"default thresholds on `{OLD_EMBED}` embeddings (the previous default; it does not "
         "train on this set). **Learned**: the default router on the bundled "
         f"`{NEW_EMBED}`, scored by stratified {FOLDS}-fold cross-validation repeated with "
-        f"{SEEDS} fold assignments (`evaluate_router(..., folds=5, seed=s)`; one of them is "
-        "what `tandem router eval --cv 5` runs), figures the mean over the seeds: every "
+        f"{SEEDS} fold assignments (`evaluate_router(..., folds={FOLDS}, repeat={SEEDS})`, "
+        f"what `tandem router eval --cv {FOLDS} --repeat {SEEDS}` runs), figures the mean over "
+        "the assignments: every "
         "fold is routed by a router fitted on the workers' examples, the bundled off-topic "
         "questions, the routes written for training (`workers/builtin/routing_train.jsonl`, "
         "single- and cross-domain; none within cosine 0.78 of an evaluated question) and the "

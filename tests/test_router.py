@@ -340,6 +340,28 @@ async def test_cross_validation_never_scores_a_question_its_router_saw(
     assert plain.folds == 0 and plain.overlap == len(data)  # honest about training on them
 
 
+async def test_repeated_cross_validation_reports_every_fold_assignment(
+    routes: list[LabelledRoute],
+) -> None:
+    """One fold assignment of a small set moves accuracy by a few points: repeated, the
+    report keeps each assignment's figures, their mean, and what every one misrouted."""
+    data = routes[::4]
+    args = (builtin_specs(), HashEmbedder(), RouterSettings(tune=False), data)
+    report = await evaluate_router(*args, folds=3, routes=routes, repeat=3)  # type: ignore[arg-type]
+    second = await evaluate_router(*args, folds=3, routes=routes, seed=1)  # type: ignore[arg-type]
+    assert len(report.repeats) == 3 and report.repeats[0] == report.overall
+    assert report.repeats[1] == second.overall  # the next assignment, as evaluated alone
+    folds = {r.question: r.fold for r in report.rows}
+    assert any(folds[r.question] != r.fold for r in second.rows)  # other folds indeed
+    mean = sum(r.accuracy for r in report.repeats) / 3
+    assert report.mean.accuracy == pytest.approx(mean) and report.mean.n == len(data)
+    missed = {r.question for r in report.misrouted}
+    assert set(report.always_misrouted) <= missed & {r.question for r in second.misrouted}
+    assert len(report.fit_seconds) == 9  # every assignment's fits
+    single = await evaluate_router(*args, folds=3, routes=routes)  # type: ignore[arg-type]
+    assert single.repeats == [] and single.mean == single.overall
+
+
 def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
     data = tmp_path / "routes.jsonl"
     lines = routing_path().read_text().splitlines()
@@ -359,6 +381,13 @@ def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
         assert "3-fold cross-validation" in out and "fold 3" in out
         assert "labelled (rows) → routed (columns)" in out and "p95" in out
         assert all(len(line) <= 80 for line in out.splitlines()), out
+        cmd = ["router", "eval", str(data), "--cv", "3", "--repeat", "2", "--config", str(config)]
+        result = runner.invoke(app, cmd, catch_exceptions=False, terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert "over 2 fold assignments" in result.output and "mean" in result.output
+        assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+        result = runner.invoke(app, ["router", "eval", str(data), "--repeat", "2"])
+        assert result.exit_code == 2 and "--cv" in result.output
         result = runner.invoke(
             app, ["router", "fit", "--json", "--config", str(config)], catch_exceptions=False
         )
