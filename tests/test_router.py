@@ -379,6 +379,8 @@ def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         out = result.output
         assert "3-fold cross-validation" in out and "fold 3" in out
+        listed = out.split("misrouted", 1)[1].splitlines()[1:]
+        assert listed and all(line.startswith("  ") for line in listed), out  # one line each
         assert "labelled (rows) → routed (columns)" in out and "p95" in out
         assert all(len(line) <= 80 for line in out.splitlines()), out
         cmd = ["router", "eval", str(data), "--cv", "3", "--repeat", "2", "--config", str(config)]

@@ -106,11 +106,12 @@ def render_router_report(out: Console, report: RouterEvalReport, *, show: int = 
     wrong = report.misrouted
     if wrong and show:
         out.print(f"[bold]misrouted[/] ({len(wrong)}):", highlight=False)
-        width = max(40, min(out.width, 100) - 30)
         for r in wrong[:show]:
             exp = ",".join(r.expected) or "none"
             got = ",".join(r.chosen) or "none"
-            out.print(f"  {exp:>14} → {got:<14} {escape(_cut(r.question, width))}", highlight=False)
+            head = f"  {exp:>14} → {got:<14} "
+            width = max(20, min(out.width, 120) - len(head) - 1)  # one line per question
+            out.print(head + escape(_cut(r.question, width)), highlight=False)
         if len(wrong) > show:
             out.print(f"  … and {len(wrong) - show} more (--json lists all)", highlight=False)
 
