@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tandem.agents.shell.cli import app
@@ -49,3 +52,28 @@ def test_config_show_masks_only_secrets(tmp_path: Path) -> None:
 def test_redact_config_words_not_substrings() -> None:
     data = {"max_tokens": 5, "conclusion_tokens": 9, "keep_alive": "5m", "access_token": "t"}
     assert redact_config(data) == {**data, "access_token": "***"}
+
+
+def _commands(cmd: Any, path: list[str]) -> list[tuple[list[str], Any]]:
+    """Every command of the click tree under ``cmd`` with its argument path."""
+    out = [(path, cmd)]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        out += _commands(sub, [*path, name])
+    return out
+
+
+def test_help_shows_the_config_sections_it_names() -> None:
+    """``[privacy]``, ``[router]`` … in a help text are config sections, not rich markup: every
+    command's ``--help`` shows each one it names (rich would silently drop them)."""
+    runner = CliRunner()
+    checked = 0
+    for path, cmd in _commands(typer.main.get_command(app), []):
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        named = set(re.findall(r"\[([a-z_]+)\]", " ".join(texts)))
+        if not named:
+            continue
+        shown = runner.invoke(app, [*path, "--help"], terminal_width=200).output
+        for section in named:
+            assert f"[{section}]" in shown, f"tandem {' '.join(path)} --help drops [{section}]"
+            checked += 1
+    assert checked >= 3

@@ -122,7 +122,7 @@ def ask(
         bool,
         typer.Option(
             "--approve-egress",
-            help="Under [privacy] policy = 'ask': send every (redacted) request without a "
+            help="Under \\[privacy] policy = 'ask': send every (redacted) request without a "
             "prompt; each is still written to the egress log.",
         ),
     ] = False,
