@@ -406,6 +406,7 @@ def test_router_eval_and_fit_commands(tmp_path: Path) -> None:
         )
         report = json.loads(result.stdout)
         assert report["folds"] == 0 and report["overall"]["n"] == len(lines[::6])
+        assert report["mean"] == report["overall"] and report["repeats"] == []
 
 
 # -- bundled vectors ---------------------------------------------------------------------

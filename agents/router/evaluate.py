@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from tandem.agents.router._centroid import CentroidRouter
 from tandem.agents.router._data import LabelledRoute, stratified_folds, stratum
@@ -106,6 +106,7 @@ class RouterEvalReport(BaseModel):
     def misrouted(self) -> list[EvalRow]:
         return [r for r in self.rows if not r.correct]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def mean(self) -> ClassMetrics:
         """Each figure's mean over the fold assignments (``overall`` without repeats): one
