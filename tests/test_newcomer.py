@@ -64,11 +64,13 @@ def _commands(cmd: Any, path: list[str]) -> list[tuple[list[str], Any]]:
 
 def test_help_shows_the_config_sections_it_names() -> None:
     """``[privacy]``, ``[router]`` … in a help text are config sections, not rich markup: every
-    command's ``--help`` shows each one it names (rich would silently drop them)."""
+    command's ``--help`` shows each one it names (rich would silently drop them), and no
+    help text shows reST double backticks."""
     runner = CliRunner()
     checked = 0
     for path, cmd in _commands(typer.main.get_command(app), []):
         texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        assert not any("``" in t for t in texts), f"tandem {' '.join(path)}: reST in --help"
         named = set(re.findall(r"\[([a-z_]+)\]", " ".join(texts)))
         if not named:
             continue

@@ -294,7 +294,7 @@ def doctor(config: ConfigOpt = None) -> None:
 
     Ollama reachable, each worker's model present, the supervisor's endpoint and
     credentials, stores non-empty, the embedded engine installed, each worker's
-    calibration (``!`` when none was fitted for its model): one ✓/✗ line each, with the fix.
+    calibration ('!' when none was fitted for its model): one ✓/✗ line each, with the fix.
     """
 
     async def go() -> int:

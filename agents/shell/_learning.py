@@ -146,7 +146,7 @@ def memory_keep(
     records: Annotated[list[int], typer.Argument(help="Record ids to keep as memory.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Keep records as answer memory (``\\[learning] memory = "approve"``: what /keep does)."""
+    """Keep records as answer memory (\\[learning] memory = "approve": what /keep does)."""
 
     async def go() -> None:
         kept = await _ids_command("keep")(records, config)

@@ -156,7 +156,7 @@ def router_eval(
     ] = False,
 ) -> None:
     """Accuracy (exact specialists and route kind), recall per class, confusion matrix and
-    decision latency of the router on labelled questions; with ``\\[router] second_stage``,
+    decision latency of the router on labelled questions; with \\[router] second_stage,
     how often it was asked, how long it took and what it changed."""
     if cv == 1:
         raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--cv")
