@@ -99,9 +99,10 @@ def run() -> BenchResult:
     return summarize(done)
 
 
-STUDIED = 20
-"""Questions 1–20 of the set were studied while changing the planned path (thresholds,
-prompts); 21 onwards are held out, and the target is judged on them."""
+STUDIED = 34
+"""Questions 1–34 of the set were studied while changing the planned path (thresholds,
+prompts, how parts are shown); 35 onwards were written afterwards and are held out, and
+the target is judged on them."""
 
 
 def _recall(rows: list[dict[str, Any]]) -> float:
