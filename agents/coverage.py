@@ -8,9 +8,8 @@ do the kept answers really rest on? No model calls.
 * :func:`supporting` — of the passages a worker cited, those that contain its answer's
   facts (a small model tends to cite every passage it was shown).
 * :func:`structured_answer` — one paragraph per part plus a joint conclusion.
-* :func:`with_context` — a bare figure ("15%", "105") or a short phrase ("4 mg every 4 to
-  6 hours") with the passage sentence that states it, so the part reads as an answer and
-  keeps its conditions (", up to a maximum of 24 mg in 24 hours").
+* :func:`with_context` — a bare figure ("15%", "105") with the passage sentence that
+  states it, so the part reads as an answer and keeps its conditions.
 """
 
 from __future__ import annotations
@@ -40,10 +39,6 @@ __all__ = [
 
 TERSE_WORDS = 4
 """An answer of at most this many words with a figure in it is a bare figure."""
-
-PHRASE_WORDS = 12
-"""An answer of at most this many words that does not end like a sentence is a short
-phrase ("VC 6 per working day at home"), shown with its sentence like a bare figure."""
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{4,}")
@@ -243,34 +238,23 @@ def checked_conclusion(conclusion: str, results: Sequence[WorkerResult], query: 
     return conclusion if states_only_known(conclusion, known) else ""
 
 
-def _short(answer: str) -> bool:
-    """A bare figure, or a phrase of at most :data:`PHRASE_WORDS` words, not a sentence."""
-    n = len(answer.split())
-    return n <= TERSE_WORDS or (n <= PHRASE_WORDS and not answer.endswith((".", "!", "?")))
-
-
 def with_context(result: WorkerResult, passages: Sequence[str]) -> WorkerResult:
     """``result`` with its bare figure ("15%", "105", "28": at most :data:`TERSE_WORDS`
-    words, a number the question does not hold) or short phrase ("4 mg every 4 to 6 hours",
-    see :data:`PHRASE_WORDS`) followed by the passage sentence that states its figures and
-    shares the most words with the question, or holds the phrase itself ("15%: The credit
-    is 15% of the rent paid …, capped at VC 1,000 …"; "6 years: The VRS requires taxpayers
-    to keep records … for 6 years …"). Unchanged when no sentence states them, or shares
-    no word with the question and does not hold the phrase (``passages`` in preference
-    order)."""
+    words, a number the question does not hold) followed by the passage sentence that
+    states that figure and shares the most words with the question ("15%: The credit is
+    15% of the rent paid …, capped at VC 1,000 …"). Unchanged when no sentence states it,
+    or shares no word with the question (``passages`` in preference order)."""
     answer = result.answer.strip()
-    if not is_answer(result) or not _short(answer):
+    if not is_answer(result) or len(answer.split()) > TERSE_WORDS:
         return result
     figures = numbers(answer) - numbers(result.instruction)
     if not figures:
         return result
     asked = {w.lower() for w in _WORD.findall(result.instruction)} - _STOP
-    phrase = " ".join(answer.lower().split())
     best, best_overlap = "", 0
     for sentence in (s for p in passages for s in sentences(p)):
         if figures <= numbers(sentence):
             overlap = len(asked & {w.lower() for w in _WORD.findall(sentence)})
-            overlap += phrase in " ".join(sentence.lower().split())
             if overlap > best_overlap:
                 best, best_overlap = sentence, overlap
     if not best:

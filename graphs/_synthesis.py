@@ -53,10 +53,9 @@ def seen_passages(state: TandemState, result: WorkerResult) -> list[LearnedPassa
 
 
 def in_context(state: TandemState, results: Sequence[WorkerResult]) -> list[WorkerResult]:
-    """The parts, a bare figure ("15%") or short phrase followed by the sentence of its
-    specialist's passages (cited ones first) that states it
-    (:func:`~tandem.agents.coverage.with_context`): the 0.5B often answers with the figure
-    alone, dropping its unit and conditions."""
+    """The parts, a bare figure ("15%") followed by the sentence of its specialist's
+    passages (cited ones first) that states it (:func:`~tandem.agents.coverage.with_context`):
+    the 0.5B often answers with the figure alone, dropping its unit and conditions."""
     out = []
     for r in results:
         passages = seen_passages(state, r)

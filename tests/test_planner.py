@@ -328,33 +328,6 @@ def test_a_bare_figure_gets_the_passage_sentence_that_states_it() -> None:
     assert with_context(echo, ["A rise of 8% needs notice."]).answer == "8%"
 
 
-DOSE_PASSAGE = (
-    "Drowsy antihistamines such as chlorphenamine work well for itching. The adult dose of "
-    "chlorphenamine is 4 mg every 4 to 6 hours, up to a maximum of 24 mg in 24 hours. Take "
-    "4 tablets at most."
-)
-
-
-def test_a_short_phrase_gets_its_sentence_and_keeps_its_conditions() -> None:
-    ask = "What's the daily maximum of chlorphenamine?"
-    phrase = _result("health", ask, "4 mg every 4 to 6 hours")
-    assert with_context(phrase, [DOSE_PASSAGE]).answer == (
-        "4 mg every 4 to 6 hours: The adult dose of chlorphenamine is 4 mg every 4 to 6 "
-        "hours, up to a maximum of 24 mg in 24 hours."
-    )
-    # A sentence sharing no word with the question still serves when it holds the phrase.
-    records = "The VRS requires taxpayers to keep records for 6 years after the tax year."
-    kept = _result("finance", "how long should I keep my rent receipts?", "6 years")
-    assert with_context(kept, ["Fines go up by 6% a year.", records]).answer == (
-        f"6 years: {records}"
-    )
-    # A long phrase, or one that ends like a sentence, is an answer in its own right.
-    long = "4 mg every 4 to 6 hours and never more than six tablets in a whole day"
-    assert with_context(_result("health", ask, long), [DOSE_PASSAGE]).answer == long
-    ended = "It is 4 mg every 4 to 6 hours."
-    assert with_context(_result("health", ask, ended), [DOSE_PASSAGE]).answer == ended
-
-
 async def test_a_structured_answer_shows_a_bare_figure_with_its_sentence(
     make_graph: Any, fake_ollama: FakeOllama
 ) -> None:
