@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from importlib.metadata import version
@@ -79,3 +80,21 @@ def test_help_shows_the_config_sections_it_names() -> None:
             assert f"[{section}]" in shown, f"tandem {' '.join(path)} --help drops [{section}]"
             checked += 1
     assert checked >= 3
+
+
+def test_command_lists_show_each_summary_as_running_text_at_80_columns() -> None:
+    """A group's command list gives each command the first paragraph of its help as running
+    text: no line of it breaks where the docstring's source line did (``router eval`` read
+    "confusion matrix and" on a line of its own)."""
+    runner = CliRunner()
+    groups = [p for p, c in _commands(typer.main.get_command(app), []) if hasattr(c, "commands")]
+    assert len(groups) >= 6
+    for path in groups:
+        shown = runner.invoke(app, [*path, "--help"], terminal_width=80).output
+        panel = shown[shown.index("Commands") :].splitlines()[1:]
+        rows = [line.strip()[1:-1].rstrip() for line in panel if line.startswith("│")]
+        for row, following in itertools.pairwise(rows):
+            # A row whose summary goes on below (indented under the summaries, not a new
+            # command's name) is filled close to the panel's width.
+            if following.startswith("   "):
+                assert len(row) >= 50, f"tandem {' '.join(path)}: {row.strip()!r}"

@@ -3,6 +3,7 @@ coroutine with one-line errors, building a runtime, and model/ingestion progress
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "console",
     "err",
     "ingest_missing",
+    "one_line_summaries",
     "prepare_models",
     "ready",
     "run",
@@ -229,3 +231,17 @@ async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
             highlight=False,
         )
     return rt
+
+
+def one_line_summaries(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and of its sub-groups) a one-line summary for its
+    group's command list: the first paragraph of its help with the line breaks of the
+    docstring dropped (Typer keeps them there, which left half-empty lines at 80 columns).
+    A command's own ``--help`` page is unchanged."""
+    for info in group.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback is not None else None)
+        if info.short_help is None and doc:
+            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            one_line_summaries(sub.typer_instance)
