@@ -6,7 +6,8 @@ remains is the cost of starting tandem itself (imports, config, runtime, detecto
 graph, pricing the ledger). Beside them, interleaved run by run, a bare Python process
 that only imports the libraries ``ask`` cannot do without (langgraph, chromadb, the
 ollama client, onnxruntime and tokenizers for the embedder): the floor that tandem's own
-start-up sits on. This tree's modules are byte-compiled first, as pip does for an
+start-up sits on. Every command of every system runs once per round, so a slow spell of
+the host falls on all of them alike. This tree's modules are byte-compiled first, as pip does for an
 installed package and ``make setup`` for this checkout: where ``PYTHONDONTWRITEBYTECODE``
 is set (this machine's shells set it), Python would otherwise compile them from source on
 every start (~0.3 s of ``ask``, measured side by side). Set ``BENCH_STARTUP_BASELINE`` to
@@ -29,7 +30,7 @@ from _common import HERE, BenchResult, Figure, fakes, scratch
 
 from tandem.workers.testing import fake_config_toml
 
-RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "7"))
+RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "11"))
 ASK = "tandem ask --json (instant fake)"
 FLOOR = "python: the stack's imports alone"
 STACK = "import langgraph.graph, chromadb, ollama, numpy, onnxruntime, tokenizers"
@@ -70,24 +71,25 @@ def run() -> BenchResult:
     rows: list[list[str]] = []
     medians: dict[tuple[str, str], float] = {}
     with fakes() as (ollama, openai):
+        jobs: dict[tuple[str, str], tuple[list[str], Path]] = {}
         for name, exe in systems.items():
             work = scratch("tandem-bench-startup-")
             (work / "tandem.toml").write_text(fake_config_toml(ollama, openai, work / "data"))
             _timed([exe, "ask", "--json", QUESTION], work)  # ingests the stores: not counted
-            commands = {"tandem --help": [exe, "--help"], ASK: [exe, "ask", "--json", QUESTION]}
-            if name == "this tree":
-                commands[FLOOR] = [sys.executable, "-c", STACK]
-            for cmd in commands.values():
-                _timed(cmd, work)  # warm the page cache
-            runs: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
-            for _ in range(RUNS):  # interleaved: a slow spell of the host hits every command
-                for label, cmd in commands.items():
-                    runs[label].append(_timed(cmd, work))
-            for label, timed in runs.items():
-                wall = statistics.median(w for w, _ in timed)
-                cpu = statistics.median(c for _, c in timed)
-                medians[(name, label)] = wall
-                rows.append([name, label, f"{wall:.2f} s", f"{cpu:.2f} s", str(RUNS)])
+            jobs[(name, "tandem --help")] = ([exe, "--help"], work)
+            jobs[(name, ASK)] = ([exe, "ask", "--json", QUESTION], work)
+        jobs[("this tree", FLOOR)] = ([sys.executable, "-c", STACK], work)
+        for cmd, cwd in jobs.values():
+            _timed(cmd, cwd)  # warm the page cache
+        runs: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in jobs}
+        for _ in range(RUNS):  # interleaved: a slow spell of the host hits every command
+            for key, (cmd, cwd) in jobs.items():
+                runs[key].append(_timed(cmd, cwd))
+        for (name, label), timed in runs.items():
+            wall = statistics.median(w for w, _ in timed)
+            cpu = statistics.median(c for _, c in timed)
+            medians[(name, label)] = wall
+            rows.append([name, label, f"{wall:.2f} s", f"{cpu:.2f} s", str(RUNS)])
     mine = "this tree"
     figures = [
         Figure(
@@ -121,7 +123,8 @@ def run() -> BenchResult:
         "127.0.0.1, so the time is tandem's own start-up. The stack's imports alone: "
         f"`python -c '{STACK}'`, run between the others. "
         + (
-            "The baseline is another checkout's `tandem`, measured in the same run."
+            "The baseline is another checkout's `tandem`, measured in the same run, its "
+            "commands interleaved with these."
             if baseline
             else ""
         ),
