@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 # llama-cpp-python: ~12 min on 2 cores; pip caches the wheel for later runs). Then
 # bytecode for the editable tree, as pip writes it for an installed package: where
 # PYTHONDONTWRITEBYTECODE is set, every command would compile its ~130 modules again
-# (~0.3 s of `tandem ask` on 2 cores).
+# (~0.2-0.3 s of `tandem ask` on 2 cores).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

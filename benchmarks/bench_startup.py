@@ -3,14 +3,14 @@
 ``tandem --help`` and ``tandem ask --json`` for a question the router sends straight to a
 worker, answered by an *instant* fake model (fake Ollama + fake OpenAI on 127.0.0.1): what
 remains is the cost of starting tandem itself (imports, config, runtime, detectors, the
-graph, pricing the ledger). Beside them, interleaved run by run, a bare Python process
-that only imports the libraries ``ask`` cannot do without (langgraph, chromadb, the
-ollama client, onnxruntime and tokenizers for the embedder): the floor that tandem's own
-start-up sits on. Every command of every system runs once per round, so a slow spell of
-the host falls on all of them alike. This tree's modules are byte-compiled first, as pip does for an
-installed package and ``make setup`` for this checkout: where ``PYTHONDONTWRITEBYTECODE``
-is set (this machine's shells set it), Python would otherwise compile them from source on
-every start (~0.3 s of ``ask``, measured side by side). Set ``BENCH_STARTUP_BASELINE`` to
+graph, pricing the ledger). Beside them, a bare Python process that only imports the
+libraries ``ask`` cannot do without (langgraph, chromadb, the ollama client, onnxruntime
+and tokenizers for the embedder): the floor that tandem's own start-up sits on. Every
+command of every system runs once per round, so a slow spell of the host falls on all of
+them alike. This tree's modules are byte-compiled first, as pip does for an installed
+package and ``make setup`` for this checkout: where ``PYTHONDONTWRITEBYTECODE`` is set
+(this machine's shells set it), Python would otherwise compile them from source on every
+start (~0.2–0.3 s of ``ask``, measured side by side). Set ``BENCH_STARTUP_BASELINE`` to
 another checkout's ``tandem`` executable to measure it side by side in the same run.
 """
 
