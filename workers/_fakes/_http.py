@@ -180,6 +180,8 @@ class FakeHTTPServer:
 
     def _leave(self, record: RecordedRequest, status: int) -> None:
         with self._lock:
+            if record.ended:
+                return  # already counted out (before its last bytes went out)
             self.in_flight -= 1
             model = str(record.body.get("model") or "")
             self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 1) - 1
@@ -231,11 +233,14 @@ def _make_handler(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
                 status = reply.status
                 with server._lock:  # before the client can see the reply (tests read it)
                     record.status = status
-                self._send(reply)
+                self._send(reply, lambda: server._leave(record, status))
             finally:
                 server._leave(record, status)
 
-        def _send(self, reply: Reply) -> None:
+        def _send(self, reply: Reply, finished: Callable[[], None]) -> None:
+            """Write ``reply``; ``finished`` runs just before its last piece goes out, so the
+            request is counted out of flight before the client can see it complete and
+            send its next one (else a fast client overlaps a request still counted)."""
             if reply.stream is None:
                 data = json.dumps(reply.body or {}).encode()
                 self.send_response(reply.status)
@@ -244,6 +249,7 @@ def _make_handler(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                finished()
                 self.wfile.write(data)
                 return
             self.send_response(reply.status)
@@ -252,11 +258,14 @@ def _make_handler(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for item in reply.stream:
+                if isinstance(item, dict) and item.get("done") is True:
+                    finished()  # Ollama's last line: its client is done reading here
                 line = (
                     f"data: {json.dumps(item)}\n\n" if reply.sse else json.dumps(item) + "\n"
                 ).encode()
                 self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                 self.wfile.flush()
+            finished()  # idempotent: for SSE and streams without a "done" line
             if reply.sse:
                 end = b"data: [DONE]\n\n"
                 self.wfile.write(f"{len(end):x}\r\n".encode() + end + b"\r\n")
