@@ -223,3 +223,31 @@ def test_real_registry_entries(name: str, count: int, version: str) -> None:
     paths = [part.locate() for part in asset.parts]
     assert None not in paths
     assert sum(p.stat().st_size for p in paths if p is not None) == asset.size
+
+
+def test_commands_show_a_model_bar_only_when_there_is_work(
+    fake_model: tuple[ModelAsset, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tandem ask` and friends prepare the models first: the first run shows each model
+    assembled (a bar ending in ✓), a later run with the model cached and vouched for prints
+    nothing, and a cached file that must be re-hashed shows its bar again."""
+    from tandem.agents.shell._common import prepare_models
+    from tandem.graphs import Runtime, load_config
+
+    asset, _ = fake_model
+    cache = tmp_path / "cache"
+    config = tmp_path / "tandem.toml"
+    config.write_text(
+        f"[embedded]\ncache_dir = {str(cache)!r}\n"
+        '[[workers]]\nname = "notes"\ndescription = "my notes"\n',
+        encoding="utf-8",
+    )
+    rt = Runtime(load_config(config))
+
+    assert prepare_models(rt, names=[asset.name]) == [cache / "fake-model.gguf"]
+    assert "model fake-model ✓" in capsys.readouterr().err
+    assert prepare_models(rt, names=[asset.name]) == [cache / "fake-model.gguf"]
+    assert capsys.readouterr().err == ""  # not even a blank line
+    (cache / "fake-model.gguf.sha256").unlink()
+    prepare_models(rt, names=[asset.name])
+    assert "model fake-model ✓" in capsys.readouterr().err

@@ -3,10 +3,11 @@ coroutine with one-line errors, building a runtime, and model/ingestion progress
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -102,9 +103,7 @@ def prepare_models(
     names: list[str] | None = None,
 ) -> list[Path]:
     """Assemble/verify the bundled models the runtime needs (or ``names``; or those of
-    ``only``, model references), with a progress bar."""
-    from rich.progress import Progress
-
+    ``only``, model references), with a progress bar for each one that needs work."""
     from tandem.graphs.runtime import embedded_models
 
     wanted = embedded_models(rt) if names is None else names
@@ -113,35 +112,56 @@ def prepare_models(
         wanted = [n for n in wanted if n in refs]
     if not wanted:
         return []
-    with Progress(*_columns(), console=err, disable=quiet, transient=False) as progress:
+    with _bars(quiet) as progress:
         return [_prepare(rt, name, progress) for name in wanted]
 
 
-def _columns() -> list[Any]:
-    """One set of progress columns for model files (bytes) and ingestion (files)."""
-    from rich.progress import BarColumn, TextColumn
+@contextlib.contextmanager
+def _bars(quiet: bool) -> Iterator[Progress]:
+    """Progress bars on stderr for model files (bytes) and ingestion (files). The display
+    starts with the first bar (:func:`_add_bar`): when there is no work to show, nothing is
+    printed, not even a blank line."""
+    from rich.progress import BarColumn, Progress, TextColumn
 
-    return [
+    columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[detail]}", style="dim"),
-    ]
+    )
+    progress = Progress(*columns, console=err, disable=quiet)
+    try:
+        yield progress
+    finally:
+        if progress.live.is_started:  # stop() prints a newline off a terminal, even unstarted
+            progress.stop()
+
+
+def _add_bar(progress: Progress, description: str, total: float | None) -> TaskID:
+    """A bar on ``progress``, starting its display (thread-safe: ``Live.start`` locks)."""
+    progress.start()
+    return progress.add_task(description, total=total, detail="")
 
 
 def _prepare(rt: Runtime, name: str, progress: Progress) -> Path:
-    """One model through :func:`~tandem.workers.backends.ensure_model`, as a progress task."""
+    """One model through :func:`~tandem.workers.backends.ensure_model`, as a progress task
+    shown only once there is work to show (assembling or hashing): a model already in the
+    cache and vouched for by its checksum sidecar prints nothing."""
     from tandem.workers.backends import ensure_model
 
-    task = progress.add_task(f"model {name}", total=None, detail="")
+    task: TaskID | None = None
 
     def cb(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = _add_bar(progress, f"model {name}", total)
         progress.update(task, completed=done, total=total, detail=_mb(done, total))
 
     path = ensure_model(name, rt.config.embedded.cache_dir, cb)
-    size = path.stat().st_size
-    progress.update(
-        task, description=f"model {name} ✓", total=size, completed=size, detail=_mb(size, size)
-    )
+    if task is not None:
+        size = path.stat().st_size
+        progress.update(
+            task, description=f"model {name} ✓", total=size, completed=size, detail=_mb(size, size)
+        )
     return path
 
 
@@ -155,7 +175,7 @@ async def _ingest(rt: Runtime, progress: Progress) -> dict[str, IngestReport]:
 
     def cb(worker: str, done: int, total: int, current: str) -> None:
         if worker not in tasks:
-            tasks[worker] = progress.add_task(f"ingest {worker}", total=total, detail="")
+            tasks[worker] = _add_bar(progress, f"ingest {worker}", total)
         progress.update(
             tasks[worker], completed=done, total=total, detail=f"{done}/{total} {current}"
         )
@@ -181,9 +201,7 @@ def _report(rt: Runtime, reports: dict[str, IngestReport], quiet: bool) -> None:
 
 async def ingest_missing(rt: Runtime, quiet: bool = False) -> None:
     """Ingest each worker's declared knowledge into empty stores, with progress bars."""
-    from rich.progress import Progress
-
-    with Progress(*_columns(), console=err, disable=quiet) as progress:
+    with _bars(quiet) as progress:
         reports = await _ingest(rt, progress)
     _report(rt, reports, quiet)
 
@@ -198,8 +216,6 @@ async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
     """
     import asyncio
 
-    from rich.progress import Progress
-
     from tandem.graphs.runtime import embedded_models
 
     names = embedded_models(rt)
@@ -207,7 +223,7 @@ async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
     first = [n for n in names if n == embedder]
     started = time.perf_counter()
     took: dict[str, float] = {}
-    with Progress(*_columns(), console=err, disable=quiet) as progress:
+    with _bars(quiet) as progress:
         for name in first:
             _prepare(rt, name, progress)
 
