@@ -98,3 +98,25 @@ def test_command_lists_show_each_summary_as_running_text_at_80_columns() -> None
             # command's name) is filled close to the panel's width.
             if following.startswith("   "):
                 assert len(row) >= 50, f"tandem {' '.join(path)}: {row.strip()!r}"
+
+
+def test_command_pages_show_their_help_as_running_text_at_80_columns() -> None:
+    """A command's own ``--help`` page wraps its description at the terminal's width, not
+    where the docstring's source lines broke (``tandem ask --help`` read "the message says
+    why);" and then "4 no model" on lines of their own)."""
+    runner = CliRunner()
+    pages = [
+        p for p, c in _commands(typer.main.get_command(app), []) if p and not hasattr(c, "commands")
+    ]
+    assert len(pages) >= 20
+    for path in pages:
+        shown = runner.invoke(app, [*path, "--help"], terminal_width=80).output
+        body = shown[shown.index("Usage") : shown.index("╭")].splitlines()[1:]
+        paragraph: list[str] = []
+        for line in [*body, ""]:
+            if line.strip():
+                paragraph.append(line.strip())
+                continue
+            for text in paragraph[:-1]:  # every line that the paragraph goes on after
+                assert len(text) >= 50, f"tandem {' '.join(path)}: {text!r}"
+            paragraph = []

@@ -32,9 +32,9 @@ __all__ = [
     "console",
     "err",
     "ingest_missing",
-    "one_line_summaries",
     "prepare_models",
     "ready",
+    "reflow_help",
     "run",
     "runtime",
     "warn_plugins",
@@ -249,15 +249,33 @@ async def ready(rt: Runtime, quiet: bool = False) -> Runtime:
     return rt
 
 
-def one_line_summaries(group: typer.Typer) -> None:
-    """Give every command of ``group`` (and of its sub-groups) a one-line summary for its
-    group's command list: the first paragraph of its help with the line breaks of the
-    docstring dropped (Typer keeps them there, which left half-empty lines at 80 columns).
-    A command's own ``--help`` page is unchanged."""
+def reflow_help(group: typer.Typer) -> None:
+    """Let every command of ``group`` (and of its sub-groups) show its help as running text.
+
+    Typer (rich mode) keeps a docstring's source line breaks, which left half-empty lines at
+    80 columns, both in a group's command list and on a command's own ``--help`` page. Each
+    command gets a one-line summary (the first paragraph) and a help text whose prose
+    paragraphs are joined into single lines for rich to wrap; a paragraph with indented or
+    bulleted lines, or marked ``\\b``, keeps its breaks.
+    """
     for info in group.registered_commands:
         doc = info.help or (info.callback.__doc__ if info.callback is not None else None)
-        if info.short_help is None and doc:
-            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+        if not doc:
+            continue
+        paragraphs = inspect.cleandoc(doc).split("\n\n")
+        if info.short_help is None:
+            info.short_help = " ".join(paragraphs[0].split())
+        info.help = "\n\n".join(_flow(p) for p in paragraphs)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
-            one_line_summaries(sub.typer_instance)
+            reflow_help(sub.typer_instance)
+
+
+def _flow(paragraph: str) -> str:
+    """One prose paragraph as one line; a laid-out one (indented/bulleted lines, ``\\b``)
+    as it is."""
+    lines = paragraph.splitlines()
+    laid_out = paragraph.startswith("\b") or any(
+        line.startswith((" ", "-", "*", "•")) for line in lines[1:]
+    )
+    return paragraph if laid_out else " ".join(paragraph.split())

@@ -23,9 +23,9 @@ from tandem.agents.shell._common import (
     ConfigOpt,
     console,
     err,
-    one_line_summaries,
     prepare_models,
     ready,
+    reflow_help,
     run,
     runtime,
 )
@@ -387,7 +387,7 @@ def config_show(config: ConfigOpt = None) -> None:
 
 
 app.command("doctor")(doctor)
-one_line_summaries(app)  # last: every command is registered above
+reflow_help(app)  # last: every command is registered above
 
 
 EXIT_CODES = {"complete": 0, "partial": 3, "unanswered": 4}
