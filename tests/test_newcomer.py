@@ -120,3 +120,33 @@ def test_command_pages_show_their_help_as_running_text_at_80_columns() -> None:
             for text in paragraph[:-1]:  # every line that the paragraph goes on after
                 assert len(text) >= 50, f"tandem {' '.join(path)}: {text!r}"
             paragraph = []
+
+
+def test_workers_and_models_tables_fit_80_columns_with_names_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns ``workers list`` gives each worker one line (name, origin and model
+    whole, the description cut with an ellipsis) and ``models list`` shows each model
+    reference whole: the two bundled chat models differ only in their last characters
+    (both once read ``embedded:qwen2.5-cod…``)."""
+    monkeypatch.setenv("TANDEM_PLUGINS", "builtin")
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TANDEM_MODEL_CACHE", str(tmp_path / "models"))
+    monkeypatch.chdir(tmp_path)  # no tandem.toml: the zero-config setup
+    runner = CliRunner(env={"COLUMNS": "80"})
+    listed = runner.invoke(app, ["workers", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    rows = [line for line in lines if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == ["tenancy", "finance", "health"]
+    assert all("embedded:qwen2.5-coder-0.5b" in row and "…" in row for row in rows)
+    assert all("0 *" in row for row in rows)  # empty stores, with the footnote below
+    assert "* empty: its knowledge is ingested on first use" in listed.stdout
+
+    models = runner.invoke(app, ["models", "list"])
+    assert models.exit_code == 0, models.output
+    assert all(len(line) <= 80 for line in models.stdout.splitlines())
+    for ref in ("embedded:minilm", "embedded:qwen2.5-coder-0.5b", "embedded:qwen2.5-coder-1.5b"):
+        assert ref in models.stdout
+    assert "workers tenancy," in models.stdout  # one "workers" for the three

@@ -419,7 +419,8 @@ def test_workers_list_and_show_describe_a_plugin_worker(
     rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
     assert set(rows) == {"tenancy", "finance", "ocean"}  # health disabled by config
     assert "tandem-ocean 1.2.0" in rows["ocean"] and "ollama:qwen2.5:0.5b" in rows["ocean"]
-    assert "0 (ingested on first use)" in rows["ocean"]
+    assert "0 *" in rows["ocean"]  # empty, with the footnote below the table
+    assert "* empty: its knowledge is ingested on first use" in listed.stdout
     assert "builtin" in rows["tenancy"]
     assert "health: disabled by [plugins]" in listed.stderr
 

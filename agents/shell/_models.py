@@ -62,6 +62,14 @@ async def ollama_models(host: str, *, wait: float = 5.0) -> list[dict[str, Any]]
     return [m.model_dump() for m in listing.models]
 
 
+def _users(users: list[str]) -> str:
+    """``worker a, worker b, supervisor`` as ``workers a, b; supervisor``."""
+    workers = [u.removeprefix("worker ") for u in users if u.startswith("worker ")]
+    others = [u for u in users if not u.startswith("worker ")]
+    named = [f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)}"] if workers else []
+    return "; ".join(named + others)
+
+
 def is_pulled(name: str, available: set[str]) -> bool:
     """Whether the Ollama model ``name`` is among ``available`` (``name:latest`` counts)."""
     return name in available or (":" not in name and f"{name}:latest" in available)
@@ -87,9 +95,13 @@ def models_list(config: ConfigOpt = None) -> None:
             except RunError as exc:
                 err.print(f"[yellow]Ollama:[/] {escape(str(exc))}", highlight=False)
         cache = (rt.config.embedded.cache_dir or default_cache_dir()).expanduser()
-        table = Table(show_edge=False)
-        for col in ("model", "engine", "used by", "status", "size"):
-            table.add_column(col)
+        table = Table(show_edge=False, expand=True)
+        # The model reference whole: two bundled models differ only in their last characters.
+        longest = max((len(ref) for ref in uses), default=0)
+        table.add_column("model", no_wrap=True, min_width=min(longest, 40))
+        table.add_column("used by", ratio=1)
+        table.add_column("status", ratio=1)
+        table.add_column("size", no_wrap=True, justify="right")
         for ref, users in sorted(uses.items()):
             engine, _, name = ref.partition(":")
             size = ""
@@ -107,10 +119,10 @@ def models_list(config: ConfigOpt = None) -> None:
                 elif (cache / asset.filename()).exists():
                     status, size = "[green]✓ prepared[/]", f"{asset.size / 1e9:.2f} GB"
                 else:
-                    status = "not prepared yet (tandem models prepare)"
+                    status = "not prepared (tandem models prepare)"
             else:
-                engine, status = "litellm", f"remote/endpoint ({escape(ref)})"
-            table.add_row(escape(ref), engine, ", ".join(users), status, size)
+                status = "remote or endpoint (litellm)"
+            table.add_row(escape(ref), escape(_users(users)), status, size)
         console.print(table)
         if available:
             extra = sorted(a for a in available if f"ollama:{a}" not in uses)

@@ -65,20 +65,30 @@ def workers_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         if as_json:
             sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
         else:
-            table = Table()
-            for col in ("name", "origin", "model", "chunks", "description"):
-                table.add_column(col, overflow="fold" if col != "description" else "ellipsis")
+            table = Table(expand=True)
+            # Names and models whole (one line each); the description gives way, cut with
+            # an ellipsis at the terminal's width rather than wrapped word by word.
+            for col in ("name", "origin", "model"):
+                longest = max((len(r[col]) for r in rows), default=0)
+                table.add_column(col, no_wrap=True, min_width=min(longest, 32))
+            table.add_column("chunks", no_wrap=True, justify="right")
+            table.add_column(
+                "description", no_wrap=True, overflow="ellipsis", ratio=1, min_width=16
+            )
+            later = False
             for r in rows:
+                pending = not r["chunks"] and bool(rt.specs[r["name"]].knowledge)
+                later = later or pending
                 table.add_row(
                     r["name"],
                     escape(r["origin"]),
                     escape(r["model"]),
-                    str(r["chunks"])
-                    if r["chunks"] or not rt.specs[r["name"]].knowledge
-                    else "0 (ingested on first use)",
-                    escape(r["description"][:60]),
+                    "0 *" if pending else str(r["chunks"]),
+                    escape(r["description"]),
                 )
             console.print(table)
+            if later:
+                console.print("[dim]* empty: its knowledge is ingested on first use[/]")
             for name in rt.plugin_report.disabled:
                 err.print(f"[dim]{name}: disabled by \\[plugins] in the configuration[/]")
         warn_plugins(rt)
