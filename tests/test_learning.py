@@ -516,7 +516,11 @@ def test_cli_records_keeps_exports_and_forgets(
     _escalation(fake_ollama, fake_openai)
     first = json.loads(tandem("ask", "--json", QUESTION))
     assert first["escalated"] and first["learning"]["pending"] == [1]
-    assert "pending" in tandem("memory", "list")
+    listed = cli.invoke(app, ["memory", "list"], env={"COLUMNS": "80"}).output.splitlines()
+    rows = listed[listed.index(next(ln for ln in listed if ln.startswith("━"))) + 1 :]
+    assert len(rows) == 1, listed  # one line per record at 80 columns, the question cut…
+    assert "tenancy" in rows[0] and "pending" in rows[0] and "Does my landlord" in rows[0]
+    assert all(len(line) <= 80 for line in listed)
     shown = tandem("memory", "show", "1")
     assert "openai/fake-large" in shown and "supervisor_answered ✓" in shown
     assert "kept: learned:1" in tandem("memory", "keep", "1")

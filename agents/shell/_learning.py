@@ -57,7 +57,7 @@ def memory_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Learning records, newest first: id, worker, memory status, checks, question."""
+    """Learning records, newest first: id, worker, memory status, checks, kind, question."""
 
     async def go() -> None:
         records = _store(config).records(worker=worker, status=status, limit=limit)
@@ -73,9 +73,15 @@ def memory_list(
                 "what a specialist could not)"
             )
             return
-        table = Table(show_edge=False)
-        for col in ("id", "worker", "status", "checks", "kind", "when", "question"):
-            table.add_column(col)
+        # One line per record at any width: the question gives way (an ellipsis), the
+        # rest stays whole; when it was recorded is on `tandem memory show ID`.
+        table = Table(show_edge=False, expand=True)
+        table.add_column("id", justify="right", no_wrap=True)
+        table.add_column("worker", no_wrap=True, overflow="ellipsis", max_width=22)
+        table.add_column("status", no_wrap=True)
+        table.add_column("checks", no_wrap=True, overflow="ellipsis", max_width=12)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("question", no_wrap=True, overflow="ellipsis", ratio=1, min_width=16)
         for r in records:
             checks = "ok" if r.checks_passed else ", ".join(r.failed_checks) or "-"
             sens = " (local_only)" if r.sensitivity == "local_only" else ""
@@ -85,8 +91,7 @@ def memory_list(
                 r.status,
                 checks,
                 r.kind,
-                r.created[:16].replace("T", " "),
-                escape(_short(r.question)),
+                escape(" ".join(r.question.split())),
             )
         console.print(table)
 
