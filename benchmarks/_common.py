@@ -198,3 +198,38 @@ class ChatLatencyOllama(FakeOllama):
 
 def fmt_s(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+async def repeated_cv(label: str, embedder: Any, routes: list[Any], seeds: list[int]) -> None:
+    """The router bench's cross-validation (5 folds over ``data/routing_eval.jsonl``, the
+    default settings) once per fold assignment in ``seeds``, with ``embedder`` and the
+    training ``routes`` given: each assignment's figures, then their mean (for probes)."""
+    from tandem.agents.router import RouterSettings, evaluate_router
+    from tandem.agents.router._data import load_routes
+
+    data = load_routes(DATA / "routing_eval.jsonl")
+    cache = scratch(f"probe-{label}-")
+    runs = []
+    for seed in seeds:
+        report = await evaluate_router(
+            builtin_specs(),
+            embedder,
+            RouterSettings(),
+            data,
+            folds=5,
+            routes=routes,
+            cache_dir=cache,
+            seed=seed,
+        )
+        o = report.overall
+        runs.append(o)
+        print(
+            f"{label} seed {seed}: exact {o.accuracy:.1%}, cross {o.cross_recall:.1%}, "
+            f"out-of-scope precision {o.none_precision:.1%}",
+            flush=True,
+        )
+    print(
+        f"{label} mean of {len(runs)}: exact {statistics.mean(o.accuracy for o in runs):.1%}, "
+        f"cross {statistics.mean(o.cross_recall for o in runs):.1%}, out-of-scope precision "
+        f"{statistics.mean(o.none_precision for o in runs):.1%}"
+    )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -39,10 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TANDEM_PLUGINS", "")
 
-from _common import DATA, scratch
+from _common import repeated_cv
 
-from tandem.agents.router import RouterSettings, evaluate_router
-from tandem.agents.router._data import load_routes
 from tandem.graphs.runtime import builtin_routes
 from tandem.workers.backends import EmbedResult, make_backend
 from tandem.workers.builtin import specs as builtin_specs
@@ -76,34 +73,8 @@ class ProbeEmbedder:
 
 
 async def main(mode: str, seeds: list[int]) -> None:
-    specs = builtin_specs()
     embedder: Any = make_backend("embedded:minilm") if mode == "minilm" else ProbeEmbedder(mode)
-    data = load_routes(DATA / "routing_eval.jsonl")
-    cache = scratch("probe-embedder-")
-    runs = []
-    for seed in seeds:
-        report = await evaluate_router(
-            specs,
-            embedder,
-            RouterSettings(),
-            data,
-            folds=5,
-            routes=builtin_routes(specs),
-            cache_dir=cache,
-            seed=seed,
-        )
-        o = report.overall
-        runs.append(o)
-        print(
-            f"{mode} seed {seed}: exact {o.accuracy:.1%}, cross {o.cross_recall:.1%}, "
-            f"out-of-scope precision {o.none_precision:.1%}",
-            flush=True,
-        )
-    print(
-        f"{mode} mean of {len(runs)}: exact {statistics.mean(o.accuracy for o in runs):.1%}, "
-        f"cross {statistics.mean(o.cross_recall for o in runs):.1%}, out-of-scope precision "
-        f"{statistics.mean(o.none_precision for o in runs):.1%}"
-    )
+    await repeated_cv(mode, embedder, builtin_routes(builtin_specs()), seeds)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -38,9 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TANDEM_PLUGINS", "")
 
-from _common import DATA, scratch
+from _common import DATA, repeated_cv
 
-from tandem.agents.router import RouterSettings, evaluate_router
 from tandem.agents.router._data import LabelledRoute, load_routes
 from tandem.graphs.runtime import builtin_routes
 from tandem.workers.backends import make_backend
@@ -71,31 +69,7 @@ async def main(arm: str, seeds: list[int]) -> None:
         nearest = (written @ evaluated.T).max(axis=1)
         extra = [r for r, c in zip(extra, nearest, strict=True) if c < MAX_COSINE]
         print(f"{arm}: {len(extra)} extra rows below cosine {MAX_COSINE}", flush=True)
-    cache = scratch("probe-training-")
-    runs = []
-    for seed in seeds:
-        report = await evaluate_router(
-            specs,
-            embedder,
-            RouterSettings(),
-            data,
-            folds=5,
-            routes=[*extra, *routes],
-            cache_dir=cache,
-            seed=seed,
-        )
-        o = report.overall
-        runs.append(o)
-        print(
-            f"{arm} seed {seed}: exact {o.accuracy:.1%}, cross {o.cross_recall:.1%}, "
-            f"out-of-scope precision {o.none_precision:.1%}",
-            flush=True,
-        )
-    print(
-        f"{arm} mean of {len(runs)}: exact {statistics.mean(o.accuracy for o in runs):.1%}, "
-        f"cross {statistics.mean(o.cross_recall for o in runs):.1%}, out-of-scope precision "
-        f"{statistics.mean(o.none_precision for o in runs):.1%}"
-    )
+    await repeated_cv(arm, embedder, [*extra, *routes], seeds)
 
 
 if __name__ == "__main__":
