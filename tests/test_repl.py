@@ -159,3 +159,24 @@ def test_ctrl_c_cancels_the_answer_not_the_session(config: Any, fake_ollama: Fak
     assert "last run (cancelled)" in text
     assert "worker" in text.split("last run (cancelled)")[1]  # the nodes that ran
     assert "bye" in text
+
+
+def test_help_and_workers_read_at_80_columns(config: Any) -> None:
+    """/help keeps each command's description in its column when it wraps (the text went
+    back to column 0 under the command names), and /workers gives each worker one line."""
+    out = Recorder()
+    console = Console(file=out, width=80, force_terminal=False, color_system=None)
+    with create_pipe_input() as pipe:
+        pipe.send_text("/help\n/workers\n/exit\n")
+        run_repl(config, console=console, pt_input=pipe, pt_output=DummyOutput())
+    lines = out.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("/help "))
+    assert all(len(line) <= 80 for line in lines[start:]), lines[start:]
+    column = lines[start].index("this help")
+    commands = lines[start : next(i for i, line in enumerate(lines) if line.startswith("/exit"))]
+    assert len(commands) > 13  # some descriptions wrapped at 80 columns
+    for line in commands:
+        assert line.startswith("/") or line[:column].strip() == "", line
+    shown = lines[start:]
+    rows = [line for line in shown if line.lstrip().startswith(("tenancy ", "finance ", "health "))]
+    assert len(rows) == 3 and all("│" in row for row in rows), lines

@@ -26,6 +26,7 @@ from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tandem.agents.privacy import EgressRequest
 from tandem.agents.privacy.terminal import strip_controls
@@ -235,21 +236,33 @@ class Repl:
             self.console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
 
     async def _help(self, arg: str) -> None:
-        self.console.print(HELP, markup=False, highlight=False)
+        intro, _, commands = HELP.partition("\n\n")
+        self.console.print(intro, markup=False, highlight=False)
+        # Two columns, so a description that wraps stays under its column at 80 columns.
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for line in commands.splitlines():
+            command, description = re.split(r"\s{2,}", line, maxsplit=1)
+            grid.add_row(Text(command), Text(description))
+        self.console.print(Text(), grid)
 
     async def _workers(self, arg: str) -> None:
         rt = self.session.runtime
-        table = Table(show_edge=False)
-        for col in ("worker", "model", "where", "chunks", "description"):
-            table.add_column(col)
+        # One line per worker: names and models whole, the description cut at the width.
+        table = Table(show_edge=False, expand=True)
+        for col in ("worker", "model", "where"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("chunks", no_wrap=True, justify="right")
+        table.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
         for name, worker in rt.workers.items():
             count = await rt.stores[name].count()
             model = str(rt.specs[name].model)
             if name in self.session.model_overrides:
                 model += " (this session)"
-            desc = rt.specs[name].description
+            desc = " ".join(rt.specs[name].description.split())
             table.add_row(
-                name, model, worker.backend.where, str(count), desc[:50] + "…" * (len(desc) > 50)
+                escape(name), escape(model), worker.backend.where, str(count), escape(desc)
             )
         self.console.print(table)
 
