@@ -163,13 +163,17 @@ def test_ctrl_c_cancels_the_answer_not_the_session(config: Any, fake_ollama: Fak
 
 def test_help_and_workers_read_at_80_columns(config: Any) -> None:
     """/help keeps each command's description in its column when it wraps (the text went
-    back to column 0 under the command names), and /workers gives each worker one line."""
+    back to column 0 under the command names), /workers gives each worker one line, and the
+    banner names the roles that run in the same place together."""
     out = Recorder()
     console = Console(file=out, width=80, force_terminal=False, color_system=None)
     with create_pipe_input() as pipe:
         pipe.send_text("/help\n/workers\n/exit\n")
         run_repl(config, console=console, pt_input=pipe, pt_output=DummyOutput())
-    lines = out.getvalue().splitlines()
+    text = out.getvalue()
+    # The banner says where the three workers run once, not on a line each.
+    assert " ".join(text.split()).count("worker tenancy, worker finance, worker health: local") == 1
+    lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("/help "))
     assert all(len(line) <= 80 for line in lines[start:]), lines[start:]
     column = lines[start].index("this help")

@@ -454,14 +454,17 @@ async def arun_repl(
             f"thread {session.thread_id} · /help for commands, Ctrl-D to quit",
             highlight=False,
         )
-        # Where each endpoint runs and why (the privacy guard acts on this).
+        # Where each endpoint runs and why (the privacy guard acts on this): one line per
+        # distinct answer, naming every role it covers.
+        roles: dict[tuple[bool, str, str], list[str]] = {}
         for role, endpoint in runtime.endpoints.items():
-            colour = "green" if endpoint.local else "yellow"
+            roles.setdefault((endpoint.local, endpoint.where, endpoint.reason), []).append(role)
+        for (local, where, reason), names in roles.items():
+            colour = "green" if local else "yellow"
             console.print(
-                f"[dim]{escape(role)}:[/] [{colour}]{endpoint.where}[/] "
-                f"[dim]— {escape(endpoint.reason)}[/]",
+                f"[dim]{escape(', '.join(names))}:[/] [{colour}]{where}[/] "
+                f"[dim]— {escape(reason)}[/]",
                 highlight=False,
-                soft_wrap=True,
             )
         reader = read or _prompt_reader(config.data_dir / "history", pt_input, pt_output)
         await Repl(session, console, reader).run()
