@@ -199,6 +199,8 @@ def test_models_pull_list_and_doctor(servers: Any, tmp_path: Path) -> None:
     assert doctor.returncode == 0, doctor.stdout
     assert "✓ Ollama reachable at " + ollama.url in doctor.stdout
     assert f"✓ {workers}: ollama:qwen2.5:1.5b pulled" in doctor.stdout
+    # Where they run: one line for the three workers on the same model and host.
+    assert f"✓ {workers}: ollama:qwen2.5:1.5b is local (Ollama at " in doctor.stdout
     assert "✓ embeddings: ollama:nomic-embed-text pulled" in doctor.stdout
     assert f"✓ supervisor endpoint {openai.api_base} reachable" in doctor.stdout
     assert "✓ supervisor openai/fake-large credentials set" in doctor.stdout

@@ -139,10 +139,14 @@ async def _supervisor(rt: Runtime) -> list[Check]:
 
 
 def _endpoints(rt: Runtime) -> list[Check]:
-    """Where each endpoint runs and why (informational: refused ones never get this far)."""
+    """Where each endpoint runs and why (informational: refused ones never get this far),
+    one line per model and reason, naming every role that uses it."""
+    roles: dict[tuple[str, str, str], list[str]] = {}
+    for role, c in rt.endpoints.items():
+        roles.setdefault((c.model, c.where, c.reason), []).append(role)
     return [
-        Check(True, f"{role}: {c.model} is {c.where} ({c.reason})")
-        for role, c in rt.endpoints.items()
+        Check(True, f"{', '.join(names)}: {model} is {where} ({reason})")
+        for (model, where, reason), names in roles.items()
     ]
 
 
