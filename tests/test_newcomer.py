@@ -144,6 +144,13 @@ def test_workers_and_models_tables_fit_80_columns_with_names_whole(
     assert all("0 *" in row for row in rows)  # empty stores, with the footnote below
     assert "* empty: its knowledge is ingested on first use" in listed.stdout
 
+    shown = runner.invoke(app, ["workers", "show", "tenancy"])
+    assert shown.exit_code == 0, shown.output
+    examples = shown.stdout[shown.stdout.index("examples") :].splitlines()
+    assert shown.stdout.count("examples") == 1 and sum("•" in ln for ln in examples) == 10
+    for line in examples[1:]:  # a wrapped example goes on under its own text
+        assert line.lstrip().startswith("•") or line.startswith(" " * 15), line
+
     models = runner.invoke(app, ["models", "list"])
     assert models.exit_code == 0, models.output
     assert all(len(line) <= 80 for line in models.stdout.splitlines())

@@ -142,8 +142,13 @@ def workers_show(
                 if chunks or not spec.knowledge
                 else "empty (ingested on first use)",
             )
-            for example in spec.examples:
-                grid.add_row("routes", escape(example))
+            if spec.examples:  # the label once, then a bulleted list that wraps under itself
+                bullets = Table.grid(padding=(0, 1))
+                bullets.add_column()
+                bullets.add_column()
+                for example in spec.examples:
+                    bullets.add_row("•", escape(example))
+                grid.add_row("examples", bullets)
             console.print(grid)
         warn_plugins(rt)
 
