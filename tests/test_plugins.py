@@ -430,7 +430,7 @@ def test_workers_list_and_show_describe_a_plugin_worker(
     assert "origin tandem-ocean 1.2.0" in text
     assert f"knowledge {(site / 'plug_ocean_h' / 'corpus').resolve()} (1 files)" in text
     assert "store empty (ingested on first use)" in text
-    assert "routes When is high tide at Saltmere?" in text
+    assert "examples • When is high tide at Saltmere?" in text
 
     missing = runner.invoke(app, ["workers", "show", "reef", "--config", str(config)])
     assert missing.exit_code == 1
