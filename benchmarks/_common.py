@@ -207,12 +207,13 @@ async def repeated_cv(label: str, embedder: Any, routes: list[Any], seeds: list[
     from tandem.agents.router import RouterSettings, evaluate_router
     from tandem.agents.router._data import load_routes
 
+    specs = builtin_specs()
     data = load_routes(DATA / "routing_eval.jsonl")
     cache = scratch(f"probe-{label}-")
     runs = []
     for seed in seeds:
         report = await evaluate_router(
-            builtin_specs(),
+            specs,
             embedder,
             RouterSettings(),
             data,
